@@ -1,0 +1,74 @@
+"""The prepared subset, `data/subset/{train,test}.h5`: the format every later stage reads.
+
+Datasets (N rows each, one row per image, in the order of the benchmark's split):
+  images        uint8 (N, 128, 128, 3)  RGB, HWC, mean restored
+  segmentation  uint8 (N, 128, 128)     0 background, 1 hair, 2 face, 3 upper clothes,
+                                        4 lower clothes, 5 legs, 6 arms
+  index         int64 (N,)              0-based row in the original benchmark
+  name          str   (N,)              `nameList` entry, e.g. img/Sheer_Pleated-Front_Blouse/...
+  caption       str   (N,)              `engJ` sentence
+  gender, color, sleeve, category  int16 (N,)  raw codes (gender 0-based, others 1-based)
+  word_ids      vlen int16 (N,)         `codeJ` word ids of the caption
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from fashion.config import PipelineError
+
+SPLITS = ("train", "test")
+CODE_FIELDS = ("gender", "color", "sleeve", "category")
+TABLE_FIELDS = ("index", "name", "caption", *CODE_FIELDS)
+REQUIRED = ("images", "segmentation", *TABLE_FIELDS, "word_ids")
+STR_DTYPE = h5py.string_dtype("utf-8")
+
+
+def subset_path(root: str | Path, split: str) -> Path:
+    return Path(root) / f"{split}.h5"
+
+
+def open_subset(path: str | Path) -> h5py.File:
+    """Open a subset file read-only, checking that every dataset is there with one length."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: subset file not found (run the prepare stage)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise PipelineError(f"{path}: not a readable HDF5 file ({err})") from err
+    missing = [k for k in REQUIRED if k not in f]
+    if missing:
+        f.close()
+        raise PipelineError(f"{path}: missing datasets {missing}")
+    lengths = {k: len(f[k]) for k in REQUIRED}
+    if len(set(lengths.values())) != 1:
+        f.close()
+        raise PipelineError(f"{path}: datasets disagree in length: {lengths}")
+    return f
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Everything but the pixels, as a DataFrame (one row per image)."""
+    with open_subset(path) as f:
+        table = {k: f[k][()] for k in TABLE_FIELDS}
+    for k in ("name", "caption"):
+        table[k] = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in table[k]]
+    return pd.DataFrame(table)
+
+
+def read_images(path: str | Path, rows: np.ndarray | slice | None = None) -> np.ndarray:
+    """uint8 (n, 128, 128, 3) images of the given rows (all when `rows` is None)."""
+    with open_subset(path) as f:
+        images = f["images"]
+        if rows is None:
+            return images[()]
+        if isinstance(rows, slice):
+            return images[rows]
+        # h5py fancy indexing wants increasing, unique indices
+        unique, inverse = np.unique(np.asarray(rows), return_inverse=True)
+        return images[unique][inverse]
