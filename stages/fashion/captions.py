@@ -26,7 +26,10 @@ def compose_caption(
     """
     sleeve_word = "" if SLEEVE[sleeve] == "unspecified" else SLEEVE[sleeve]
     text = template.format(
-        gender=GENDER_NOUN[gender], color=COLOR[color], sleeve=sleeve_word, category=CATEGORY[category]
+        gender=GENDER_NOUN[gender],
+        color=COLOR[color],
+        sleeve=sleeve_word,
+        category=CATEGORY[category],
     )
     text = " ".join(text.split())
     for vowel in "aeiou":

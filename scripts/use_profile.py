@@ -1,0 +1,72 @@
+"""Apply a params profile (an overlay such as `profiles/real.yaml`) onto `params.yaml`.
+
+Only the keys the profile names change; comments and order of `params.yaml` are kept,
+so `dvc params diff` shows exactly what the profile changed. Extra `key=value`
+settings (dotted keys, YAML values) are applied after the profiles, e.g.
+
+    python scripts/use_profile.py profiles/real.yaml "benchmark.root=/data/fashion-synthesis"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ruamel.yaml import YAML
+
+
+def merge(base: Any, overlay: Mapping[str, Any], where: str = "") -> None:
+    """Set every leaf of `overlay` in `base`; keys must already exist (catches typos)."""
+    for key, value in overlay.items():
+        path = f"{where}.{key}" if where else key
+        if key not in base:
+            raise KeyError(f"unknown parameter '{path}'")
+        if isinstance(value, Mapping) and isinstance(base[key], Mapping) and value:
+            merge(base[key], value, path)
+        else:
+            base[key] = value
+
+
+def setting(text: str) -> dict[str, Any]:
+    """'a.b.c=value' -> {'a': {'b': {'c': value}}} with the value parsed as YAML."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got '{text}'")
+    key, raw = text.split("=", 1)
+    value: Any = yaml.safe_load(raw) if raw else ""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overlays", nargs="+", help="profile files, then key=value settings")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+
+    rt = YAML()  # round-trip: keeps comments and key order
+    rt.preserve_quotes = True
+    rt.width = 4096
+    params = rt.load(args.params.read_text())
+    for item in args.overlays:
+        try:
+            if Path(item).suffix in (".yaml", ".yml") and "=" not in item:
+                overlay = yaml.safe_load(Path(item).read_text()) or {}
+            else:
+                overlay = setting(item)
+            merge(params, overlay)
+        except (OSError, KeyError, argparse.ArgumentTypeError, yaml.YAMLError) as err:
+            print(f"error: {item}: {err}", file=sys.stderr)
+            return 1
+    with args.params.open("w") as f:
+        rt.dump(params, f)
+    print(f"updated {args.params}; see the change with `dvc params diff`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

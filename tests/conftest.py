@@ -1,0 +1,99 @@
+"""Shared fixtures: a temp copy of the project in which the real DVC pipeline runs.
+
+The tiny pipeline runs once per test session (`pipeline`), on small params, and many
+tests read its outputs; tests that need a run of their own call `project_copy`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_ANNOTATIONS = ROOT.parent / "shared" / "deepfashion"
+# Project files a DVC run needs (outputs, caches and environments are left behind).
+COPIED = ("stages", "scripts", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore")
+
+# Small sizes so the whole chain runs in a few minutes on 2 CPU cores.
+SMALL_PARAMS: dict[str, Any] = {
+    "demo": {"n_images": 240},
+}
+
+
+def deep_update(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any
+) -> subprocess.CompletedProcess:
+    """Run a command with this interpreter's environment first on PATH."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.update(kwargs.pop("env", {}))
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}"
+            f"\nstderr:\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def make_project_copy(dest: Path, params: Mapping[str, Any] | None = None) -> Path:
+    """Copy the project into `dest` as a fresh git + DVC repo, with `params` merged in."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    if params:
+        path = dest / "params.yaml"
+        merged = deep_update(yaml.safe_load(path.read_text()), params)
+        path.write_text(yaml.safe_dump(merged, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path):
+    """Factory: a fresh project copy with optional param overrides (on top of SMALL_PARAMS)."""
+
+    def factory(params: Mapping[str, Any] | None = None, name: str = "project") -> Path:
+        merged = deep_update(yaml.safe_load(yaml.safe_dump(SMALL_PARAMS)), params or {})
+        return make_project_copy(tmp_path / name, merged)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole tiny pipeline, run once per session with `dvc repro` in a project copy."""
+    project = make_project_copy(tmp_path_factory.mktemp("pipeline") / "project", SMALL_PARAMS)
+    run(["dvc", "repro"], project, timeout=1800)
+    return project
+
+
+@pytest.fixture(scope="session")
+def real_annotations() -> Path:
+    """The real annotation files of the benchmark, or a skip where they are absent."""
+    if not (SHARED_ANNOTATIONS / "language_original.mat").is_file():
+        pytest.skip(f"real annotations not found at {SHARED_ANNOTATIONS}")
+    return SHARED_ANNOTATIONS
