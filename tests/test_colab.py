@@ -1,0 +1,47 @@
+"""The Colab launcher is a valid notebook whose shell lines only call the repo's own commands."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from conftest import ROOT
+
+NOTEBOOK = ROOT / "colab.ipynb"
+# Shell commands a launcher cell may run: the repo's pipeline tools, nothing with logic of its own.
+ALLOWED_SHELL = re.compile(
+    r"^!(git (clone|-C \"\$REPO_DIR\" pull)|pip install -q -r requirements\.txt"
+    r"|python scripts/use_profile\.py |dvc (repro|push|pull|params diff|metrics show|remote add))"
+)
+
+
+def code_cells() -> list[list[str]]:
+    notebook = json.loads(NOTEBOOK.read_text())
+    assert notebook["nbformat"] == 4
+    return [
+        "".join(cell["source"]).splitlines()
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+    ]
+
+
+def test_notebook_is_valid_json_with_code_cells() -> None:
+    cells = code_cells()
+    assert len(cells) >= 5
+    for lines in cells:
+        # IPython's `!shell` and `%magic` lines become `pass` so the rest must be valid Python.
+        python = [re.sub(r"^(\s*)[!%].*", r"\1pass", line) for line in lines]
+        compile("\n".join(python), "cell", "exec")
+
+
+def test_shell_lines_only_call_repo_commands() -> None:
+    shell = [line.strip() for lines in code_cells() for line in lines if line.strip()[:1] == "!"]
+    assert any(line.startswith("!dvc repro") for line in shell)
+    for line in shell:
+        assert ALLOWED_SHELL.match(line), f"unexpected shell command in colab.ipynb: {line}"
+
+
+def test_password_is_never_printed() -> None:
+    source = "\n".join("\n".join(lines) for lines in code_cells())
+    assert "getpass" in source
+    assert not re.search(r"print\([^)]*password", source, re.IGNORECASE)
