@@ -20,7 +20,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ANNOTATIONS = ROOT.parent / "shared" / "deepfashion"
 # Project files a DVC run needs (outputs, caches and environments are left behind).
-COPIED = ("stages", "scripts", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore")
+COPIED = (
+    "stages",
+    "scripts",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvc/plots",
+    ".dvcignore",
+    ".gitignore",
+)
 
 # Small sizes so the whole chain runs in a few minutes on 2 CPU cores.
 SMALL_PARAMS: dict[str, Any] = {
