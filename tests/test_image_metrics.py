@@ -1,0 +1,245 @@
+"""Image metrics with known answers: IS, FID, KID, CLIP score, nearest distances, weights."""
+
+from __future__ import annotations
+
+import math
+import socket
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+from torch import nn
+from torchmetrics.multimodal.clip_score import CLIPScore
+
+from fashion.clip_models import build_tiny_clip, embed_images, embed_texts
+from fashion.config import PipelineError
+from fashion.image_metrics import (
+    INCEPTION_FETCH_COMMAND,
+    clip_score,
+    extract_features,
+    frechet_distance,
+    inception_score,
+    inception_weights_path,
+    kernel_distance,
+    load_inception,
+    nearest_distances,
+    resize_images,
+)
+
+
+class PixelClassifier(nn.Module):
+    """Stand-in for Inception: the class is the image's first pixel value; confident logits."""
+
+    def __init__(self, n_classes: int, confidence: float) -> None:
+        super().__init__()
+        self.n_classes, self.confidence = n_classes, confidence
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # uint8 (B, 3, H, W), as Inception's
+        labels = x[:, 0, 0, 0].long() % self.n_classes
+        return self.confidence * nn.functional.one_hot(labels, self.n_classes).float()
+
+
+def class_images(n_per_class: int, k: int) -> np.ndarray:
+    """uint8 (k * n_per_class, 8, 8, 3) images whose pixels all hold their class index."""
+    labels = np.repeat(np.arange(k, dtype=np.uint8), n_per_class)
+    return np.ascontiguousarray(
+        np.broadcast_to(labels[:, None, None, None], (len(labels), 8, 8, 3))
+    )
+
+
+def test_inception_score_of_uniform_probabilities_is_one() -> None:
+    mean, std = inception_score(class_images(50, 4), PixelClassifier(10, confidence=0.0))
+    assert mean == pytest.approx(1.0, abs=1e-6)
+    assert std == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("k", [2, 5, 10])
+def test_inception_score_of_confident_balanced_classes_is_k(k: int) -> None:
+    # 10 splits of 100 shuffled images: each split's class marginal is near, not exactly,
+    # uniform, so IS = exp(H(marginal)) sits a little under k (within 5%).
+    mean, _ = inception_score(class_images(1000 // k, k), PixelClassifier(k, confidence=50.0))
+    assert mean == pytest.approx(k, rel=0.05)
+    assert mean <= k + 1e-4
+
+
+def test_inception_score_shuffle_is_seeded() -> None:
+    images = class_images(30, 3)[np.random.default_rng(1).permutation(90)]
+    clf = PixelClassifier(3, confidence=50.0)
+    assert inception_score(images, clf, seed=3) == inception_score(images, clf, seed=3)
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_a_mean_shift_is_its_squared_norm() -> None:
+    features = torch.randn(400, 8, generator=torch.Generator().manual_seed(0)).double()
+    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-6)
+    # same covariance, mean moved by 1 in each of 8 dims: FID = ||shift||^2 = 8
+    assert frechet_distance(features + 1.0, features) == pytest.approx(8.0, rel=1e-6)
+
+
+def test_kid_fits_small_sets_and_separates_distributions() -> None:
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(30, 8, generator=gen).double()
+    same = torch.randn(30, 8, generator=gen).double()
+    shifted = same + 2.0
+    kid_same, _ = kernel_distance(same, real, subsets=20)  # subset_size 1000 cut to 30
+    kid_shifted, std = kernel_distance(shifted, real, subsets=20)
+    assert kid_shifted > 0.5 and std >= 0
+    assert abs(kid_same) < 0.05 * kid_shifted
+    assert kernel_distance(shifted, real, subsets=20, seed=1) == kernel_distance(
+        shifted, real, subsets=20, seed=1
+    )
+
+
+def test_resize_pipeline_and_feature_extraction() -> None:
+    images = np.full((5, 64, 64, 3), 200, dtype=np.uint8)
+    images[:, :, :32] = 10  # left half dark
+    small = resize_images(images, 32, batch_size=2)
+    assert small.shape == (5, 32, 32, 3) and small.dtype == np.uint8
+    assert (small[:, :, :15] == 10).all() and (small[:, :, 17:] == 200).all()
+    assert resize_images(images, 64) is images
+    feats = extract_features(small, nn.Flatten(), batch_size=2)
+    assert feats.shape == (5, 3 * 32 * 32) and feats.dtype == torch.float64
+
+
+def test_nearest_distances_known_answer() -> None:
+    references = torch.eye(4)
+    queries = nn.functional.normalize(torch.tensor([[1.0, 0, 0, 0], [1.0, 1.0, 0, 0]]), dim=-1)
+    got = nearest_distances(queries, references, chunk=3)
+    np.testing.assert_allclose(got, [0.0, 1 - 1 / math.sqrt(2)], atol=1e-6)
+
+
+# --- CLIP score on a tiny model ---------------------------------------------------------
+
+CAPTIONS = [
+    "the lady is wearing a red long-sleeved blouse.",
+    "the man wore a blue short-sleeved tee.",
+    "the lady was wearing a black sleeveless dress.",
+    "the man is wearing a white long-sleeved sweater.",
+]
+TINY = {
+    "vocab_size": 300,
+    "image_size": 32,
+    "patch_size": 8,
+    "width": 32,
+    "layers": 2,
+    "heads": 2,
+    "max_length": 32,
+    "projection_dim": 16,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    return build_tiny_clip(CAPTIONS * 4, TINY, seed=0)
+
+
+class TensorFeatures(nn.Module):
+    """CLIP whose get_*_features return tensors (torchmetrics expects the transformers 4 API)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.config = model, model.config
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.model.get_image_features(pixel_values=pixel_values)
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def test_clip_score_matches_hand_computation_and_torchmetrics(tiny_clip) -> None:
+    model, processor = tiny_clip
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 40, 40, 3), dtype=np.uint8)
+    captions = [CAPTIONS[i % 4] for i in range(8)]
+    image_emb = embed_images(model, processor, images, batch_size=3)
+    text_emb = embed_texts(model, processor, captions, batch_size=3)
+
+    # by hand: towers, projections, cosine, x100, clamp at 0 (torchmetrics' definition)
+    with torch.no_grad():
+        chw = torch.from_numpy(images).permute(0, 3, 1, 2)
+        pixels = processor(images=list(chw), return_tensors="pt")["pixel_values"]
+        img = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+        tok = processor(text=captions, return_tensors="pt", padding=True)
+        txt = model.text_projection(model.text_model(**tok).pooler_output)
+    cosine = nn.functional.cosine_similarity(img, txt, dim=-1)
+    reference = TensorFeatures(model)
+    scores = []
+    for i in range(8):
+        hand = max(100 * float(cosine[i]), 0.0)
+        ours = clip_score(image_emb[i : i + 1], text_emb[i : i + 1])
+        metric = CLIPScore(model_name_or_path=lambda: (reference, processor))
+        metric.update(chw[i : i + 1], captions[i])
+        assert ours == pytest.approx(hand, abs=1e-3)
+        assert ours == pytest.approx(float(metric.compute()), abs=1e-3)
+        scores.append(ours)
+    assert any(s > 0 for s in scores)  # the clamp is not all the test sees
+    assert clip_score(image_emb, text_emb) == pytest.approx(
+        max(100 * float(cosine.mean()), 0), abs=1e-3
+    )
+
+
+# --- Inception-v3 weights from a local path, offline ------------------------------------
+
+
+def save_random_inception(path: Path) -> Path:
+    """Save a randomly initialised torch-fidelity Inception-v3 state dict (built offline)."""
+    torch.manual_seed(0)
+    with (  # construct without the download and the load of the real weights
+        mock.patch.object(tf_inception, "load_state_dict_from_url", return_value={}),
+        mock.patch.object(tf_inception.FeatureExtractorInceptionV3, "load_state_dict"),
+    ):
+        net = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def random_inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_random_inception(tmp_path_factory.mktemp("inception") / "inception.pth")
+
+
+def _no_network(*args, **kwargs):
+    raise AssertionError("the network was used")
+
+
+def test_weights_path_loads_offline(random_inception_weights: Path, monkeypatch) -> None:
+    monkeypatch.setattr(tf_inception, "load_state_dict_from_url", _no_network)
+    monkeypatch.setattr(socket.socket, "connect", _no_network)
+    path = inception_weights_path(str(random_inception_weights))
+    pool = load_inception(path, "2048")
+    saved = torch.load(random_inception_weights)
+    for name, value in pool.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    assert extract_features(images, pool).shape == (4, 2048)
+    mean, _ = inception_score(images, load_inception(path, "logits_unbiased"), splits=2)
+    assert math.isfinite(mean) and mean >= 1.0
+
+
+def test_missing_weights_error_names_the_path_and_the_fetch_command(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(PipelineError) as err:
+        inception_weights_path(str(missing))
+    assert str(missing) in str(err.value) and INCEPTION_FETCH_COMMAND in str(err.value)
+
+
+def test_default_weights_come_from_the_torch_hub_cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(PipelineError, match=str(tmp_path / "hub" / "checkpoints")):
+        inception_weights_path(None)
+    cached = tmp_path / "hub" / "checkpoints" / tf_inception.URL_INCEPTION_V3.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    assert inception_weights_path(None) == cached
+
+
+def test_damaged_weights_file_is_a_pipeline_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a state dict")
+    with pytest.raises(PipelineError, match="bad.pth"):
+        load_inception(bad, "2048")
