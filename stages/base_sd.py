@@ -1,0 +1,53 @@
+"""Base Stable Diffusion: a hub id or local directory as is, or `tiny` built offline.
+
+Writes models/base_sd/source.json (what later stages load with `from_pretrained`) and,
+for `tiny`, the saved pipeline: small UNet, text encoder with a tokenizer trained on the
+train captions, SD v1.5's scheduler, and a VAE pretrained on the train images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fashion.atomic import atomic_path
+from fashion.config import load_params, run_stage, section
+from fashion.hub import write_source
+from fashion.sd_models import TINY, build_tiny_sd, pretrain_vae
+from fashion.subset import read_images, read_table, subset_path
+
+OUT_DIR = Path("models/base_sd")
+
+
+def main() -> None:
+    params = section(load_params(), "base_sd")
+    with atomic_path(OUT_DIR, is_dir=True) as tmp:
+        if params["pretrained"] != TINY:
+            write_source(tmp, str(params["pretrained"]), params.get("revision"))
+            return
+        tiny, seed = params["tiny"], int(params["seed"])
+        train_file = subset_path("data/subset", "train")
+        pipe = build_tiny_sd(read_table(train_file)["caption"], tiny, seed)
+        vae = params["vae_pretraining"]
+        losses = pretrain_vae(
+            pipe.vae,
+            read_images(train_file),
+            int(tiny["resolution"]),
+            int(vae["steps"]),
+            int(vae["batch_size"]),
+            float(vae["lr"]),
+            float(vae["kl_weight"]),
+            seed,
+        )
+        pipe.save_pretrained(tmp / "pipeline")
+        write_source(tmp, str(OUT_DIR / "pipeline"))
+        summary = {
+            "vae_loss_first": losses[0],
+            "vae_loss_last": losses[-1],
+            "vae_scaling_factor": pipe.vae.config.scaling_factor,
+        }
+        (tmp / "vae_pretraining.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,203 @@
+"""Stable Diffusion models: a tiny one built offline, the VAE's pretraining, and loading.
+
+`tiny` builds every SD component from small configs (UNet, VAE, CLIP text encoder and
+a tokenizer trained on the captions) and saves a `StableDiffusionPipeline`, so the base,
+fine-tuning and generation stages load tiny and real models through `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from tqdm import tqdm
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from fashion.clip_models import train_caption_tokenizer
+from fashion.config import PipelineError
+from fashion.hub import read_source
+
+TINY = "tiny"
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+
+# The scheduler of stable-diffusion-v1-5 (scheduler/scheduler_config.json).
+SD15_SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "clip_sample": False,
+    "trained_betas": None,
+}
+
+
+def build_tiny_sd(
+    captions: Iterable[str], tiny: dict[str, Any], seed: int = 0
+) -> StableDiffusionPipeline:
+    """A randomly initialised small SD pipeline from the `base_sd.tiny` params.
+
+    The VAE halves the resolution once per block after the first (16->32->32 channels:
+    latents 16x16 at 64 px); the UNet attends to the text only at its lowest level, where
+    attention is cheap. The text config's bos/eos/pad ids are the trained tokenizer's:
+    CLIP pools the hidden state at the EOS token, and a wrong id pools another token silently.
+    """
+    tokenizer = train_caption_tokenizer(captions, int(tiny["vocab_size"]))
+    tokenizer.model_max_length = int(tiny["max_length"])
+    torch.manual_seed(seed)
+    width = int(tiny["text_width"])
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=int(tiny["text_layers"]),
+            num_attention_heads=int(tiny["text_heads"]),
+            max_position_embeddings=int(tiny["max_length"]),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    vae_channels = [int(c) for c in tiny["vae_channels"]]
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(vae_channels),
+        block_out_channels=vae_channels,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=int(tiny["resolution"]),
+        mid_block_add_attention=False,
+    )
+    unet_channels = [int(c) for c in tiny["unet_channels"]]
+    n = len(unet_channels)
+    unet = UNet2DConditionModel(
+        sample_size=int(tiny["resolution"]) // 2 ** (len(vae_channels) - 1),
+        block_out_channels=unet_channels,
+        down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
+        up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        layers_per_block=int(tiny["unet_layers"]),
+        cross_attention_dim=width,
+        attention_head_dim=int(tiny["unet_head_dim"]),
+        norm_num_groups=8,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def to_vae_pixels(images: np.ndarray | torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 HWC images (b, H, W, 3) -> float (b, 3, r, r) in [-1, 1], what SD's VAE expects."""
+    x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True)
+    return (x * 2.0 - 1.0).clamp(-1.0, 1.0)
+
+
+def pretrain_vae(
+    vae: AutoencoderKL,
+    images: np.ndarray,
+    resolution: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    kl_weight: float,
+    seed: int = 0,
+) -> list[float]:
+    """Train the VAE to reconstruct `images` (uint8 HWC), then set its `scaling_factor`.
+
+    The scaling factor makes the latents unit-variance (SD v1's 0.18215 was found the
+    same way), so the UNet sees noise and latents of one scale. Returns the losses.
+    """
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr)
+    losses = []
+    vae.train()
+    for _ in tqdm(range(steps), desc="pretrain VAE", mininterval=5):
+        x = to_vae_pixels(images[np.sort(rng.choice(len(images), batch_size))], resolution)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = F.mse_loss(recon, x) + kl_weight * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    vae.eval()
+    with torch.no_grad():
+        sample = images[rng.choice(len(images), min(len(images), 256), replace=False)]
+        latents = torch.cat(
+            [
+                vae.encode(to_vae_pixels(b, resolution)).latent_dist.sample()
+                for b in np.array_split(sample, math.ceil(len(sample) / 64))
+            ]
+        )
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    return losses
+
+
+def load_sd(
+    pretrained: str | Path, revision: str | None = None, **kwargs: Any
+) -> StableDiffusionPipeline:
+    """A `StableDiffusionPipeline` from a hub id or directory, without the safety checker."""
+    try:
+        return StableDiffusionPipeline.from_pretrained(
+            str(pretrained),
+            revision=revision,
+            safety_checker=None,
+            requires_safety_checker=False,
+            **kwargs,
+        )
+    except (OSError, ValueError) as err:
+        raise PipelineError(
+            f"{pretrained}: cannot load a Stable Diffusion pipeline ({err})"
+        ) from err
+
+
+def load_base_sd(base_dir: str | Path, **kwargs: Any) -> StableDiffusionPipeline:
+    """The base pipeline recorded by the base_sd stage in `base_dir/source.json`."""
+    pretrained, revision = read_source(base_dir)
+    return load_sd(pretrained, revision, **kwargs)
+
+
+def load_finetuned_sd(
+    sd_dir: str | Path, base_dir: str | Path, **kwargs: Any
+) -> StableDiffusionPipeline:
+    """The fine-tuned pipeline: a full saved pipeline, or the base one with LoRA weights loaded."""
+    sd_dir = Path(sd_dir)
+    if (sd_dir / "model_index.json").is_file():
+        return load_sd(sd_dir, **kwargs)
+    if (sd_dir / LORA_WEIGHTS).is_file():
+        pipe = load_base_sd(base_dir, **kwargs)
+        pipe.load_lora_weights(sd_dir, weight_name=LORA_WEIGHTS)
+        pipe.fuse_lora()  # bake the adapters into the weights, then drop the adapter layers:
+        pipe.unload_lora_weights()  # generation runs a plain UNet with the fine-tuned weights
+        return pipe
+    raise PipelineError(f"{sd_dir}: neither a saved pipeline nor {LORA_WEIGHTS} (run finetune_sd)")
+
+
+def noise_scheduler(pretrained: str | Path, revision: str | None = None) -> DDPMScheduler:
+    """The training noise schedule: DDPM with the base model's betas (as diffusers' recipe)."""
+    return DDPMScheduler.from_pretrained(str(pretrained), subfolder="scheduler", revision=revision)

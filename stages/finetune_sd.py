@@ -1,0 +1,110 @@
+"""Fine-tune Stable Diffusion on the train subset (full UNet or LoRA), under `accelerate`.
+
+Reads models/base_sd (source.json) and data/subset/train.h5; writes models/sd/ (a full
+pipeline or LoRA weights), checkpoints/finetune_sd/ (kept across runs: a re-run resumes
+from the latest checkpoint written with the same settings) and dvclive/finetune_sd/
+(loss per step, mean loss per epoch, validation images).
+Run: accelerate launch stages/finetune_sd.py  (the dvc.yaml command takes its prefix from params)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from dvclive import Live
+from torchmetrics.aggregation import MeanMetric
+from tqdm import tqdm
+
+from fashion.atomic import atomic_path
+from fashion.config import load_params, run_stage, section
+from fashion.hub import read_source
+from fashion.sd_models import load_sd, noise_scheduler
+from fashion.sd_training import FineTuner, TrainConfig, TrainData
+from fashion.subset import read_images, read_table, subset_path
+
+BASE_DIR = Path("models/base_sd")
+OUT_DIR = Path("models/sd")
+CKPT_DIR = Path("checkpoints/finetune_sd")
+LIVE_DIR = Path("dvclive/finetune_sd")
+
+
+def validation_grid(tuner: FineTuner, cfg: TrainConfig) -> np.ndarray:
+    """One row of validation images (fixed seed), as uint8 HWC."""
+    pipe = tuner.inference_pipeline(use_ema=False)
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    with torch.no_grad():
+        images = pipe(
+            cfg.validation_prompts,
+            num_inference_steps=cfg.validation_steps,
+            height=cfg.resolution,
+            width=cfg.resolution,
+            generator=generator,
+            output_type="np",
+        ).images
+    tuner.unet.train()
+    tuner.text_encoder.train(cfg.train_text_encoder)
+    return (np.concatenate(list(images), axis=1) * 255).round().astype(np.uint8)
+
+
+def main() -> None:
+    cfg = TrainConfig.from_params(section(load_params(), "finetune_sd"))
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
+    set_seed(cfg.seed)
+    pretrained, revision = read_source(BASE_DIR)
+    train_file = subset_path("data/subset", "train")
+    data = TrainData(read_images(train_file), read_table(train_file)["caption"].tolist())
+    tuner = FineTuner(
+        load_sd(pretrained, revision), noise_scheduler(pretrained, revision), cfg, data, accelerator
+    )
+    start = tuner.resume(CKPT_DIR)
+    main_process = accelerator.is_main_process
+    live = (
+        Live(str(LIVE_DIR), resume=start > 0, save_dvc_exp=False, dvcyaml=False)
+        if main_process
+        else None
+    )
+    if live is not None:
+        live.step = start
+        live.log_params({"world_size": accelerator.num_processes, "resumed_from": start})
+    epoch_loss = MeanMetric(sync_on_compute=False)  # step losses are already process means
+    for step in tqdm(
+        range(start, cfg.max_steps),
+        desc="finetune_sd",
+        disable=not main_process,
+        initial=start,
+        total=cfg.max_steps,
+        mininterval=5,
+    ):
+        loss = tuner.train_step(step)
+        epoch_loss.update(loss)
+        done = step + 1
+        if live is not None:
+            live.log_metric("train/loss", loss)
+            if tuner.epoch_of(done) != tuner.epoch_of(step) or done == cfg.max_steps:
+                # the mean over the epoch's steps, not its last batch
+                live.log_metric("train/epoch_loss", float(epoch_loss.compute()))
+        if tuner.epoch_of(done) != tuner.epoch_of(step):
+            epoch_loss.reset()
+        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
+            tuner.save_checkpoint(CKPT_DIR, done)
+        if cfg.validation_prompts and (done % cfg.validation_every == 0 or done == cfg.max_steps):
+            if live is not None:
+                live.log_image(f"validation/step-{done:06d}.png", validation_grid(tuner, cfg))
+            accelerator.wait_for_everyone()
+        if live is not None:
+            live.next_step()
+    accelerator.wait_for_everyone()
+    if main_process:
+        with atomic_path(OUT_DIR, is_dir=True) as tmp:
+            tuner.save(tmp)
+        live.end()
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,116 @@
+"""Small subset files for the Stable Diffusion tests: demo drawings in the subset format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from fashion.captions import TEMPLATES, compose_caption
+from fashion.demo import draw_garments
+from fashion.labels import COLOR
+from fashion.subset import STR_DTYPE
+
+MULTICOLOR = next(c for c, n in COLOR.items() if n == "multicolor")
+
+
+def random_codes(n: int, rng: np.random.Generator, multicolor: float = 0.33) -> np.ndarray:
+    """(n, 4) gender, colour, sleeve, category codes; multicolour as skewed as the real data."""
+    solid = [c for c in COLOR if c != MULTICOLOR]
+    color = np.where(rng.random(n) < multicolor, MULTICOLOR, rng.choice(solid, n))
+    return np.stack(
+        [rng.integers(0, 2, n), color, rng.integers(1, 5, n), rng.integers(1, 20, n)], 1
+    )
+
+
+def write_subset(path: Path, n: int, seed: int = 0, multicolor: float = 0.33) -> Path:
+    """A subset file of `n` drawn garments with captions in the benchmark's patterns."""
+    rng = np.random.default_rng(seed)
+    codes = random_codes(n, rng, multicolor)
+    images, segmentation = draw_garments(*codes.T, rng=rng)
+    captions = [
+        compose_caption(*map(int, c), TEMPLATES[i % len(TEMPLATES)]) for i, c in enumerate(codes)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f["images"] = (images * 255).round().astype(np.uint8)
+        f["segmentation"] = segmentation
+        f["index"] = np.arange(n, dtype=np.int64)
+        f.create_dataset("name", data=[f"img/demo/{i}.jpg" for i in range(n)], dtype=STR_DTYPE)
+        f.create_dataset("caption", data=captions, dtype=STR_DTYPE)
+        for k, name in enumerate(("gender", "color", "sleeve", "category")):
+            f[name] = codes[:, k].astype(np.int16)
+        word_ids = f.create_dataset("word_ids", (n,), dtype=h5py.vlen_dtype(np.int16))
+        for i in range(n):
+            word_ids[i] = np.arange(3, dtype=np.int16)
+    return path
+
+
+# Small enough that each stage runs in seconds on 2 CPU cores.
+TINY_SD_PARAMS = {
+    "base_sd": {
+        "tiny": {
+            "resolution": 32,
+            "vocab_size": 300,
+            "max_length": 16,
+            "text_width": 32,
+            "text_layers": 1,
+            "text_heads": 2,
+            "vae_channels": [8, 16],
+            "unet_channels": [32, 64],
+            "unet_layers": 1,
+            "unet_head_dim": 16,
+        },
+        "vae_pretraining": {"steps": 2, "batch_size": 8},
+    },
+    "finetune_sd": {
+        "resolution": 32,
+        "batch_size": 8,
+        "max_steps": 4,
+        "checkpoint_every": 2,
+        "validation_every": 2,
+        "validation_steps": 2,
+        "lr_warmup_steps": 0,
+        "validation_prompts": ["the lady is wearing a red dress."],
+    },
+    "generate": {
+        "resolution": 32,
+        "steps": 2,
+        "batch_size": 8,
+        "grid_columns": 2,
+        "prompts": {
+            "genders": ["female"],
+            "colors": ["red", "blue"],
+            "sleeves": ["long-sleeved"],
+            "categories": ["tee"],
+            "free_form": ["a green coat"],
+            "n_test_captions": 1,
+            "seed": 0,
+        },
+    },
+}
+
+
+def make_sd_project(
+    dest: Path, root: Path, n_train: int = 24, overrides: dict | None = None
+) -> Path:
+    """A folder with params.yaml (the repo's, made tiny) and a drawn subset, for stage runs."""
+    import yaml
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for name, values in [*TINY_SD_PARAMS.items(), *(overrides or {}).items()]:
+        _merge(params[name], values)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_subset(dest / "data/subset/train.h5", n_train, seed=0)
+    write_subset(dest / "data/subset/test.h5", 8, seed=1)
+    return dest
+
+
+def _merge(base: dict, values: dict) -> None:
+    for k, v in values.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v

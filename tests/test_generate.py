@@ -1,0 +1,110 @@
+"""generate: the fine-tuned weights are the ones used; prompts and manifest; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from accelerate.state import AcceleratorState
+from PIL import Image
+from safetensors.torch import load_file
+
+import base_sd
+import finetune_sd
+import generate
+from fashion.config import PipelineError
+from fashion.labels import COLOR
+from fashion.prompts import build_prompts
+from fashion.sd_models import load_finetuned_sd
+from fashion.subset import read_table
+from sd_testdata import make_sd_project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = make_sd_project(
+        tmp_path_factory.mktemp("gen") / "p",
+        ROOT,
+        overrides={"finetune_sd": {"max_steps": 3, "lr": 1e-2, "validation_prompts": []}},
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        base_sd.main()
+        AcceleratorState._reset_state(True)
+        finetune_sd.main()
+        generate.main()
+    return project
+
+
+def test_generation_uses_the_finetuned_unet(
+    generated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(generated)
+    saved = load_file("models/sd/unet/diffusion_pytorch_model.safetensors")
+    loaded = load_finetuned_sd("models/sd", "models/base_sd").unet.state_dict()
+    assert saved.keys() == loaded.keys()
+    for name, tensor in saved.items():
+        assert torch.equal(loaded[name], tensor), name
+    manifest = pd.read_csv("data/generated/manifest.csv")
+    base, tuned = (
+        manifest[manifest.model == m].reset_index(drop=True) for m in ("base", "finetuned")
+    )
+    assert base[["prompt", "seed"]].equals(tuned[["prompt", "seed"]])
+    for a, b in zip(base.file, tuned.file, strict=True):  # same prompt and seed, other weights
+        assert not np.array_equal(
+            np.asarray(Image.open(f"data/generated/{a}")),
+            np.asarray(Image.open(f"data/generated/{b}")),
+        )
+
+
+def test_manifest_and_grids(generated: Path) -> None:
+    manifest = pd.read_csv(generated / "data/generated/manifest.csv")
+    # 2 in-domain + 1 free-form + 1 test caption, per model
+    assert manifest.groupby("model").size().to_dict() == {"base": 4, "finetuned": 4}
+    red = manifest[(manifest.source == "in_domain") & (manifest.color == 1)]
+    assert len(red) == 2 and red.prompt.str.contains(" red ").all() and COLOR[1] == "red"
+    assert manifest[manifest.source == "free_form"].color.isna().all()
+    assert (manifest.seed.iloc[:4] == [0, 1, 2, 3]).all()
+    for model in ("base", "finetuned"):
+        assert Image.open(generated / f"plots/generate/{model}_grid.png").size == (64, 64)
+
+
+def test_empty_prompt_list_is_an_error(generated: Path) -> None:
+    table = read_table(generated / "data/subset/test.h5")
+    with pytest.raises(PipelineError, match="no prompts"):
+        build_prompts(
+            {"genders": [], "colors": ["red"], "free_form": [], "n_test_captions": 0}, table
+        )
+    with pytest.raises(PipelineError, match="unknown names"):
+        build_prompts(
+            {
+                "genders": ["female"],
+                "colors": ["rde"],
+                "sleeves": ["sleeveless"],
+                "categories": ["tee"],
+            },
+            table,
+        )
+
+
+def test_stage_fails_cleanly_on_empty_prompts(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    project = tmp_path / "p"
+    shutil.copytree(generated, project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["generate"]["prompts"] = {"free_form": [], "n_test_captions": 0}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(project)
+    before = sorted(p.name for p in Path("data/generated/base").iterdir())
+    with pytest.raises(PipelineError, match="no prompts"):
+        generate.main()
+    assert sorted(p.name for p in Path("data/generated/base").iterdir()) == before

@@ -1,0 +1,75 @@
+"""The tiny base SD: tokenizer ids in the text config, VAE input range, save/load by path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import base_sd
+from fashion.config import PipelineError
+from fashion.sd_models import load_base_sd, load_finetuned_sd, to_vae_pixels
+from sd_testdata import make_sd_project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def base_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = make_sd_project(tmp_path_factory.mktemp("sd") / "p", ROOT)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        base_sd.main()
+    return project
+
+
+def test_vae_pixels_are_in_minus_one_one() -> None:
+    images = np.zeros((2, 128, 128, 3), np.uint8)
+    images[1] = 255
+    x = to_vae_pixels(images, 64)
+    assert x.shape == (2, 3, 64, 64)
+    assert x[0].max() == -1.0 and x[1].min() == 1.0  # black -> -1, white -> +1 (not [0, 1])
+
+
+def test_tiny_base_loads_by_path(base_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(base_project)
+    source = json.loads(Path("models/base_sd/source.json").read_text())
+    assert source["pretrained"] == "models/base_sd/pipeline"
+    pipe = load_base_sd("models/base_sd")
+    tok, cfg = pipe.tokenizer, pipe.text_encoder.config
+    assert (cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id) == (
+        tok.bos_token_id,
+        tok.eos_token_id,
+        tok.pad_token_id,
+    )
+    ids = tok("the lady wore a red dress.").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+    assert pipe.safety_checker is None
+    assert pipe.scheduler.config.beta_schedule == "scaled_linear"
+    assert pipe.scheduler.config.steps_offset == 1
+    assert pipe.vae.config.scaling_factor != 0.18215  # set from the pretrained VAE's latents
+
+
+def test_hub_source_is_recorded_not_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_sd_project(
+        tmp_path / "p",
+        ROOT,
+        n_train=8,
+        overrides={"base_sd": {"pretrained": "org/some-model", "revision": "abc"}},
+    )
+    monkeypatch.chdir(project)
+    base_sd.main()
+    assert json.loads(Path("models/base_sd/source.json").read_text()) == {
+        "pretrained": "org/some-model",
+        "revision": "abc",
+    }
+    assert sorted(p.name for p in Path("models/base_sd").iterdir()) == ["source.json"]
+
+
+def test_missing_finetuned_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="run finetune_sd"):
+        load_finetuned_sd(tmp_path, tmp_path)

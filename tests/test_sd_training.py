@@ -1,0 +1,159 @@
+"""finetune_sd: the VAE's input range, per-epoch mean loss, full weights, checkpoint + resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+
+import base_sd
+import finetune_sd
+from fashion.sd_models import load_base_sd, load_finetuned_sd, noise_scheduler
+from fashion.sd_training import FineTuner, TrainConfig, TrainData
+from fashion.subset import read_images, read_table
+from sd_testdata import make_sd_project
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = Path("dvclive/finetune_sd/plots/metrics/train")
+
+
+@pytest.fixture(scope="module")
+def base_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = make_sd_project(tmp_path_factory.mktemp("sd") / "base", ROOT)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        base_sd.main()
+    return project
+
+
+def project_with_base(base: Path, dest: Path, **finetune: object) -> Path:
+    """A copy of the base project with finetune_sd params changed."""
+    import yaml
+
+    shutil.copytree(base, dest, ignore=shutil.ignore_patterns("checkpoints", "dvclive", "sd"))
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["finetune_sd"].update(finetune)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def run_finetune(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    AcceleratorState._reset_state(True)
+    finetune_sd.main()
+
+
+@pytest.mark.parametrize("cache_latents", [False, True])
+def test_vae_sees_pixels_in_minus_one_one(
+    base_project: Path, monkeypatch: pytest.MonkeyPatch, cache_latents: bool
+) -> None:
+    monkeypatch.chdir(base_project)
+    AcceleratorState._reset_state(True)
+    pipe = load_base_sd("models/base_sd")
+    seen: list[torch.Tensor] = []
+    encode = pipe.vae.encode
+    monkeypatch.setattr(pipe.vae, "encode", lambda x, *a, **k: seen.append(x) or encode(x, *a, **k))
+    images = read_images("data/subset/train.h5")
+    images[:, :16, :16] = 0  # a black and a white corner in every image
+    images[:, -16:, -16:] = 255
+    cfg = TrainConfig(resolution=32, batch_size=8, cache_latents=cache_latents)
+    data = TrainData(images, read_table("data/subset/train.h5")["caption"].tolist())
+    tuner = FineTuner(pipe, noise_scheduler("models/base_sd/pipeline"), cfg, data, Accelerator())
+    tuner.micro_batch(0, 0)
+    pixels = torch.cat(seen)
+    assert pixels.shape[1:] == (3, 32, 32)
+    assert pixels.min() == -1.0 and pixels.max() == 1.0
+
+
+def test_epoch_loss_is_the_mean_of_the_epoch(
+    base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 24 images, batch 8: 3 steps per epoch, 6 steps = 2 epochs
+    project = project_with_base(base_project, tmp_path / "p", max_steps=6, lr=1e-2)
+    run_finetune(project, monkeypatch)
+    steps = pd.read_csv(METRICS / "loss.tsv", sep="\t")
+    epochs = pd.read_csv(METRICS / "epoch_loss.tsv", sep="\t")
+    assert steps.step.tolist() == list(range(6))
+    assert epochs.step.tolist() == [2, 5]
+    for end, mean in zip(epochs.step, epochs.epoch_loss, strict=True):
+        losses = steps.loss[(steps.step > end - 3) & (steps.step <= end)]
+        assert mean == pytest.approx(losses.mean(), rel=1e-6)
+        assert mean != pytest.approx(losses.iloc[-1], rel=1e-6)  # not the last batch's
+    assert len(list(Path("dvclive/finetune_sd/plots/images/validation").glob("*.png"))) == 3
+
+
+def test_full_model_saves_the_trained_weights(
+    base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = project_with_base(base_project, tmp_path / "p", max_steps=2, mode="full")
+    run_finetune(project, monkeypatch)
+    tuned, base = load_finetuned_sd("models/sd", "models/base_sd"), load_base_sd("models/base_sd")
+    assert (Path("models/sd") / "model_index.json").is_file()
+    changed = [
+        not torch.equal(p, q)
+        for p, q in zip(tuned.unet.parameters(), base.unet.parameters(), strict=True)
+    ]
+    assert all(changed)  # every UNet tensor was trained
+    te_changed = [
+        not torch.equal(p, q)
+        for p, q in zip(
+            tuned.text_encoder.parameters(), base.text_encoder.parameters(), strict=True
+        )
+    ]
+    assert any(te_changed)  # train_text_encoder: true by default
+
+
+def test_resume_continues_from_the_latest_checkpoint(
+    base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    straight = project_with_base(
+        base_project, tmp_path / "straight", max_steps=4, validation_prompts=[]
+    )
+    run_finetune(straight, monkeypatch)
+    resumed = project_with_base(
+        base_project, tmp_path / "resumed", max_steps=2, validation_prompts=[]
+    )
+    run_finetune(resumed, monkeypatch)
+    assert [p.name for p in sorted(Path("checkpoints/finetune_sd").iterdir())] == ["checkpoint-2"]
+    import yaml
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["finetune_sd"]["max_steps"] = 4
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    run_finetune(resumed, monkeypatch)
+    assert yaml.safe_load(Path("dvclive/finetune_sd/params.yaml").read_text())["resumed_from"] == 2
+    assert pd.read_csv(METRICS / "loss.tsv", sep="\t").step.tolist() == [0, 1, 2, 3]  # appended
+    assert sorted(p.name for p in Path("checkpoints/finetune_sd").iterdir()) == [
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
+    a = load_finetuned_sd(straight / "models/sd", straight / "models/base_sd").unet.state_dict()
+    b = load_finetuned_sd("models/sd", "models/base_sd").unet.state_dict()
+    for name in a:  # same batches, noise and optimiser state: the same weights
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_changed_settings_do_not_resume(
+    base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = project_with_base(base_project, tmp_path / "p", max_steps=2, validation_prompts=[])
+    run_finetune(project, monkeypatch)
+    import yaml
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["finetune_sd"].update(max_steps=4, lr=5e-4)
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    run_finetune(project, monkeypatch)
+    assert yaml.safe_load(Path("dvclive/finetune_sd/params.yaml").read_text())["resumed_from"] == 0
+    assert (
+        json.loads(Path("checkpoints/finetune_sd/checkpoint-4/train_config.json").read_text())["lr"]
+        == 5e-4
+    )
+    assert np.isfinite(pd.read_csv(METRICS / "loss.tsv", sep="\t").loss).all()
