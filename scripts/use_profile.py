@@ -42,6 +42,14 @@ def setting(text: str) -> dict[str, Any]:
     return value
 
 
+def represent_float(representer: Any, value: float) -> Any:
+    """1e-05 is a string to YAML 1.1 readers (PyYAML, DVC): always write a mantissa dot."""
+    text = repr(value)
+    if "e" in text and "." not in text.split("e")[0]:
+        text = text.replace("e", ".0e", 1)
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overlays", nargs="+", help="profile files, then key=value settings")
@@ -50,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rt = YAML()  # round-trip: keeps comments and key order
     rt.preserve_quotes = True
-    rt.width = 4096
+    rt.width = 100
+    rt.representer.add_representer(  # keep `null` rather than an empty value
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    rt.representer.add_representer(float, represent_float)
     params = rt.load(args.params.read_text())
     for item in args.overlays:
         try:
