@@ -1,6 +1,6 @@
 """The prepared subset, `data/subset/{train,test}.h5`: the format every later stage reads.
 
-Datasets (N rows each, one row per image, in the order of the benchmark's split):
+Datasets (N rows each, one row per image, in ascending benchmark index, i.e. the split's order):
   images        uint8 (N, 128, 128, 3)  RGB, HWC, mean restored
   segmentation  uint8 (N, 128, 128)     0 background, 1 hair, 2 face, 3 upper clothes,
                                         4 lower clothes, 5 legs, 6 arms
@@ -26,10 +26,40 @@ CODE_FIELDS = ("gender", "color", "sleeve", "category")
 TABLE_FIELDS = ("index", "name", "caption", *CODE_FIELDS)
 REQUIRED = ("images", "segmentation", *TABLE_FIELDS, "word_ids")
 STR_DTYPE = h5py.string_dtype("utf-8")
+SUBSET_DIR = Path("data/subset")
 
 
 def subset_path(root: str | Path, split: str) -> Path:
     return Path(root) / f"{split}.h5"
+
+
+def create_subset(
+    f: h5py.File, n: int, table: dict[str, object], size: tuple[int, int] = (128, 128)
+) -> tuple[h5py.Dataset, h5py.Dataset]:
+    """Write the table fields of a new subset file; return the (empty) images and segmentation.
+
+    `table` holds every `TABLE_FIELDS` entry (N values each) and `word_ids` (N int arrays).
+    Pixels are chunked per image and lzf-compressed, so rows can be streamed in and read back
+    one by one (`maxshape` only lets a chunked dataset have n=0 rows).
+    """
+    images = f.create_dataset(
+        "images", (n, *size, 3), np.uint8, chunks=(1, *size, 3), maxshape=(None, *size, 3),
+        compression="lzf",
+    )  # fmt: skip
+    segmentation = f.create_dataset(
+        "segmentation", (n, *size), np.uint8, chunks=(1, *size), maxshape=(None, *size),
+        compression="lzf",
+    )  # fmt: skip
+    f.create_dataset("index", data=np.asarray(table["index"], dtype=np.int64))
+    for key in ("name", "caption"):
+        f.create_dataset(key, data=list(table[key]), dtype=STR_DTYPE)
+    for key in CODE_FIELDS:
+        f.create_dataset(key, data=np.asarray(table[key], dtype=np.int16))
+    words = np.empty(n, dtype=object)
+    for i, ids in enumerate(table["word_ids"]):  # one by one: equal lengths must not broadcast
+        words[i] = np.asarray(ids, dtype=np.int16)
+    f.create_dataset("word_ids", data=words, dtype=h5py.vlen_dtype(np.int16))
+    return images, segmentation
 
 
 def open_subset(path: str | Path) -> h5py.File:

@@ -1,0 +1,47 @@
+"""Base CLIP: record a hub id / local directory, or build and save a tiny CLIP offline.
+
+Writes `models/base_clip/source.json` (what later stages pass to `from_pretrained`);
+for `pretrained: tiny` the model and processor are saved beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import CLIPConfig
+
+from fashion.atomic import atomic_path
+from fashion.clip_models import TINY, build_tiny_clip
+from fashion.config import PipelineError, load_params, run_stage, section
+from fashion.hub import write_source
+from fashion.subset import read_table, subset_path
+
+OUT = Path("models/base_clip")
+
+
+def main() -> None:
+    params = load_params()
+    p = section(params, "base_clip")
+    pretrained, revision = str(p["pretrained"]), p.get("revision")
+    with atomic_path(OUT, is_dir=True) as tmp:
+        if pretrained == TINY:
+            captions = read_table(subset_path("data/subset", "train"))["caption"].tolist()
+            model, processor = build_tiny_clip(captions, p["tiny"], seed=int(p["seed"]))
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            n = sum(t.numel() for t in model.parameters())
+            print(f"tiny CLIP: {n:,} parameters, vocabulary {len(processor.tokenizer)}")
+            write_source(tmp, str(OUT), None)
+        else:
+            try:  # fail here, not three stages later, on a wrong id or folder
+                CLIPConfig.from_pretrained(pretrained, revision=revision)
+            except OSError as err:
+                raise PipelineError(
+                    f"params.yaml: base_clip.pretrained {pretrained!r} is neither 'tiny', "
+                    f"a CLIP folder nor a reachable hub id ({err})"
+                ) from err
+            write_source(tmp, pretrained, revision)
+
+
+if __name__ == "__main__":
+    run_stage(main)

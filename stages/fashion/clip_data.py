@@ -1,0 +1,138 @@
+"""Image-caption pairs of a subset file, batched for CLIP training and evaluation.
+
+Batches are a pure function of (seed, step): a resumed run sees exactly the batches an
+uninterrupted run would, and every process takes its own slice of the global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import CLIPProcessor
+
+from fashion.config import PipelineError
+from fashion.subset import read_images, read_table
+
+
+@dataclass
+class Pairs:
+    """Rows of one subset split: uint8 images (in memory) with their captions and codes."""
+
+    images: np.ndarray  # uint8 (n, h, w, 3)
+    captions: list[str]
+    caption_ids: np.ndarray  # int64 (n,): equal ids <=> identical caption text
+    codes: dict[str, np.ndarray]  # attribute -> raw codes (n,)
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def take(self, rows: np.ndarray) -> Pairs:
+        rows = np.asarray(rows)
+        return Pairs(
+            self.images[rows],
+            [self.captions[i] for i in rows],
+            self.caption_ids[rows],
+            {k: v[rows] for k, v in self.codes.items()},
+        )
+
+
+def read_pairs(path: str | Path, rows: np.ndarray | None = None) -> Pairs:
+    """Pairs of a subset file (all rows, or the given ones in that order)."""
+    table = read_table(path)
+    if len(table) == 0:
+        raise PipelineError(f"{path}: the split holds no images")
+    if rows is not None:
+        table = table.iloc[rows].reset_index(drop=True)
+    images = read_images(path, rows)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise PipelineError(
+            f"{path}: images must be uint8 (n, h, w, 3), got {images.dtype} {images.shape}"
+        )
+    captions = table["caption"].tolist()
+    _, caption_ids = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
+    codes = {k: table[k].to_numpy() for k in ("gender", "color", "sleeve", "category")}
+    return Pairs(images, captions, caption_ids.astype(np.int64), codes)
+
+
+def sample_rows(n: int, size: int | str, seed: int) -> np.ndarray:
+    """A fixed-seed sample of `size` rows out of `n` (all rows, in order, for "all")."""
+    if size == "all":
+        return np.arange(n)
+    size = int(size)
+    if not 0 < size <= n:
+        raise PipelineError(f"sample size {size}: must be in 1..{n} or 'all'")
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def holdout_split(n: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows): a fixed-seed held-out slice of `n_val` rows of a split."""
+    if not 0 <= n_val < n:
+        raise PipelineError(f"validation size {n_val}: must be in 0..{n - 1} for {n} images")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+class StepBatches:
+    """Global batches by micro-step: epoch e is a permutation seeded by (seed, e), cut into
+    batches of `batch_size * world_size` (the incomplete tail is dropped); process `rank`
+    takes its contiguous slice."""
+
+    def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int) -> None:
+        self.n, self.batch_size, self.world_size, self.rank, self.seed = (
+            n, batch_size, world_size, rank, seed,
+        )  # fmt: skip
+        self.global_batch = batch_size * world_size
+        self.per_epoch = n // self.global_batch
+        if self.per_epoch == 0:
+            raise PipelineError(
+                f"batch size {batch_size} x {world_size} processes exceeds the {n} training images"
+            )
+        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+
+    def rows(self, step: int) -> np.ndarray:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._perm = (
+                epoch,
+                np.random.default_rng([self.seed, epoch]).permutation(self.n),
+            )
+        start = i * self.global_batch + self.rank * self.batch_size
+        return self._perm[start : start + self.batch_size]
+
+
+def pixel_values(
+    processor: CLIPProcessor, images: np.ndarray, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """uint8 HWC images -> the model's pixel values, by the model's own image processor."""
+    batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    return processor.image_processor(images=batch, return_tensors="pt", device=device)[
+        "pixel_values"
+    ]
+
+
+def tokenize(processor: CLIPProcessor, captions: list[str]) -> dict[str, torch.Tensor]:
+    """input_ids and attention_mask, padded to the longest caption, cut at the model's length."""
+    return processor.tokenizer(captions, padding=True, truncation=True, return_tensors="pt").data
+
+
+def make_batch(processor: CLIPProcessor, pairs: Pairs, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    """One training batch: pixel values, tokens and caption ids (for caption-level targets)."""
+    return {
+        "pixel_values": pixel_values(processor, pairs.images[rows]),
+        **tokenize(processor, [pairs.captions[i] for i in rows]),
+        "caption_ids": torch.from_numpy(pairs.caption_ids[rows]),
+    }
+
+
+class StepBatchDataset(torch.utils.data.Dataset):
+    """Item `step` is this process's batch of micro-step `step` (for a `DataLoader` with
+    `batch_size=None`, whose workers then prepare batches ahead of the training loop)."""
+
+    def __init__(self, processor: CLIPProcessor, pairs: Pairs, batches: StepBatches) -> None:
+        self.processor, self.pairs, self.batches = processor, pairs, batches
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        return make_batch(self.processor, self.pairs, self.batches.rows(step))

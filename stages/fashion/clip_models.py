@@ -1,0 +1,141 @@
+"""Base CLIP models: a tiny one built offline from a small config, or any `from_pretrained` source.
+
+The tiny model is saved with `save_pretrained` next to the base stage's `source.json`,
+so every later stage loads tiny and real models through the same `from_pretrained` code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+from fashion.clip_data import pixel_values, tokenize
+from fashion.config import PipelineError
+from fashion.hub import read_source
+
+TINY = "tiny"
+
+
+def train_caption_tokenizer(captions: Iterable[str], vocab_size: int) -> CLIPTokenizer:
+    """CLIP's byte-level BPE tokenizer (normaliser, splitting, specials) trained on captions."""
+    return CLIPTokenizer().train_new_from_iterator(captions, vocab_size=vocab_size)
+
+
+def build_tiny_clip(
+    captions: Iterable[str], tiny: dict[str, Any], seed: int = 0
+) -> tuple[CLIPModel, CLIPProcessor]:
+    """A small, randomly initialised CLIP and its processor, from the `base_clip.tiny` params.
+
+    The text config's bos/eos/pad ids are the trained tokenizer's: CLIP pools the text at
+    the first EOS token, so a wrong id would silently pool another token.
+    """
+    tokenizer = train_caption_tokenizer(captions, int(tiny["vocab_size"]))
+    image_size = int(tiny["image_size"])
+    width, layers, heads = int(tiny["width"]), int(tiny["layers"]), int(tiny["heads"])
+    tower = {
+        "hidden_size": width,
+        "intermediate_size": 4 * width,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+    }
+    config = CLIPConfig(
+        text_config={
+            **tower,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": int(tiny["max_length"]),
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={**tower, "image_size": image_size, "patch_size": int(tiny["patch_size"])},
+        projection_dim=int(tiny["projection_dim"]),
+    )
+    tokenizer.model_max_length = int(tiny["max_length"])
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(config)
+    return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def load_clip(
+    pretrained: str | Path, revision: str | None = None
+) -> tuple[CLIPModel, CLIPProcessor]:
+    """Model and processor from a hub id or a directory (`revision` pins a hub commit)."""
+    try:
+        model = CLIPModel.from_pretrained(str(pretrained), revision=revision)
+        processor = CLIPProcessor.from_pretrained(str(pretrained), revision=revision)
+    except OSError as err:
+        raise PipelineError(f"{pretrained}: cannot load a CLIP model ({err})") from err
+    return model, processor
+
+
+def load_base_clip(model_dir: str | Path) -> tuple[CLIPModel, CLIPProcessor]:
+    """The base CLIP recorded by the `base_clip` stage in `model_dir/source.json`."""
+    return load_clip(*read_source(model_dir))
+
+
+def lock_towers(model: CLIPModel, lock_image: int | bool, lock_text: int | bool) -> None:
+    """Lock a tower: `False` trains it, `True` freezes it with its projection, an int N > 0
+    freezes all but its last N encoder layers (the final norm and projection stay trainable).
+    """
+    towers = (
+        (model.vision_model, model.visual_projection, lock_image),
+        (model.text_model, model.text_projection, lock_text),
+    )
+    for tower, projection, lock in towers:
+        if lock is False or lock is None:
+            continue
+        tower.requires_grad_(False)
+        if lock is True:
+            projection.requires_grad_(False)
+            continue
+        n = int(lock)
+        if n <= 0:
+            raise PipelineError(f"lock value {lock!r}: use true, false or a positive layer count")
+        for layer in tower.encoder.layers[-n:]:
+            layer.requires_grad_(True)
+        # the final norm feeds the pooled output: keep it trainable with the unlocked layers
+        final_norm = getattr(tower, "post_layernorm", None) or tower.final_layer_norm
+        final_norm.requires_grad_(True)
+
+
+@torch.no_grad()
+def embed_images(
+    model: CLIPModel,
+    processor: CLIPProcessor,
+    images: np.ndarray,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """L2-normalised image embeddings (n, d) on the CPU, of uint8 HWC images."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        pixels = pixel_values(processor, images[i : i + batch_size], device)
+        out.append(F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1))
+    return torch.cat(out).float().cpu()
+
+
+@torch.no_grad()
+def embed_texts(
+    model: CLIPModel,
+    processor: CLIPProcessor,
+    texts: list[str],
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """L2-normalised text embeddings (n, d) on the CPU."""
+    out = []
+    for i in range(0, len(texts), batch_size):
+        tokens = {
+            k: v.to(device) for k, v in tokenize(processor, texts[i : i + batch_size]).items()
+        }
+        out.append(F.normalize(model.get_text_features(**tokens).pooler_output, dim=-1))
+    return torch.cat(out).float().cpu()

@@ -1,0 +1,84 @@
+"""Zero-shot attribute classification (colour, sleeve, category, gender) with a CLIP model.
+
+The candidate texts are every caption the benchmark's templates compose from the label maps
+(each gender x colour x sleeve x category x template). An image's probabilities over those
+captions (softmax of the model's scaled similarities) are summed per value of an attribute,
+and the most probable value wins: the attribute is read off the whole description, so a
+class is not judged by prompts for attribute combinations the model never saw.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from transformers import CLIPModel, CLIPProcessor
+
+from fashion.captions import TEMPLATES, compose_caption
+from fashion.clip_models import embed_images, embed_texts
+from fashion.labels import LABEL_MAPS
+
+ATTRIBUTES = ("color", "sleeve", "category", "gender")
+_GRID_ORDER = ("gender", "color", "sleeve", "category")
+
+
+class ZeroShotClassifier:
+    """Caption embeddings of the whole attribute grid for one model; `predict` gives raw codes."""
+
+    def __init__(
+        self,
+        model: CLIPModel,
+        processor: CLIPProcessor,
+        templates: tuple[str, ...] = TEMPLATES,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        grid = list(itertools.product(*(LABEL_MAPS[a] for a in _GRID_ORDER), templates))
+        self.text_embeds = embed_texts(model, processor, [compose_caption(*g) for g in grid],
+                                       device=device)  # fmt: skip
+        self.logit_scale = float(model.logit_scale.detach().exp())
+        self.classes: dict[str, np.ndarray] = {}
+        self.values: dict[str, np.ndarray] = {}  # attribute -> its code in each caption
+        self.membership: dict[str, torch.Tensor] = {}  # attribute -> (captions, classes) 0/1
+        for i, attribute in enumerate(_GRID_ORDER):
+            codes = np.array(sorted(LABEL_MAPS[attribute]))
+            self.values[attribute] = np.array([g[i] for g in grid])
+            self.classes[attribute] = codes
+            self.membership[attribute] = torch.from_numpy(
+                (self.values[attribute][:, None] == codes[None, :]).astype(np.float32)
+            )
+
+    def probabilities(self, image_embeds: torch.Tensor, attribute: str) -> torch.Tensor:
+        """(n, classes) probabilities of the values of `attribute`, from normalised image embeds."""
+        out = []
+        for chunk in image_embeds.split(1024):
+            p = (self.logit_scale * chunk @ self.text_embeds.T).softmax(dim=1)
+            out.append(p @ self.membership[attribute])
+        return torch.cat(out)
+
+    def predict(self, image_embeds: torch.Tensor, attribute: str) -> np.ndarray:
+        """Raw codes (n,) of the most probable value of `attribute`."""
+        scores = self.probabilities(image_embeds, attribute)
+        return self.classes[attribute][scores.argmax(dim=1).numpy()]
+
+
+def zero_shot_predict(
+    model: CLIPModel,
+    processor: CLIPProcessor,
+    images: np.ndarray,
+    attribute: str,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Predicted raw codes of `attribute` for uint8 HWC images (n, h, w, 3)."""
+    classifier = ZeroShotClassifier(model, processor, device=device)
+    return classifier.predict(embed_images(model, processor, images, device=device), attribute)
+
+
+def accuracy(true: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean(np.asarray(true) == np.asarray(pred)))
+
+
+def balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
+    """Mean per-class recall over the classes present in `true` (skewed classes weigh equally)."""
+    true, pred = np.asarray(true), np.asarray(pred)
+    return float(np.mean([np.mean(pred[true == c] == c) for c in np.unique(true)]))

@@ -1,0 +1,134 @@
+"""Fine-tune the base CLIP on the train split (minus a held-out validation slice), under accelerate.
+
+Run as `accelerate launch stages/finetune_clip.py` (the `accelerate.launch` param) on one CPU,
+one GPU or many. Checkpoints every `checkpoint_every` steps; a re-run resumes from the latest
+one trained with the same params, base model, data and process count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from dvclive import Live
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fashion.atomic import atomic_path
+from fashion.clip_data import StepBatchDataset, StepBatches, holdout_split, read_pairs
+from fashion.clip_models import load_clip, lock_towers
+from fashion.clip_training import (
+    Checkpoints,
+    caption_r1,
+    make_optimizer,
+    make_scheduler,
+    train_step,
+)
+from fashion.config import load_params, run_stage, section
+from fashion.hub import read_source
+from fashion.subset import subset_path
+
+BASE = Path("models/base_clip")
+OUT = Path("models/clip")
+CHECKPOINTS = Path("checkpoints/finetune_clip")
+LIVE = "dvclive/finetune_clip"
+
+
+def fingerprint(pretrained: str, revision: str | None, captions: list[str]) -> str:
+    """What a checkpoint was trained from: the base model (its files when local) and the data."""
+    h = hashlib.sha256(f"{pretrained}@{revision}".encode())
+    if Path(pretrained).is_dir():
+        for f in sorted(Path(pretrained).rglob("*")):
+            if f.is_file():
+                h.update(f.name.encode() + f.read_bytes())
+    h.update("\n".join(captions).encode())
+    return h.hexdigest()
+
+
+def main() -> None:
+    p = section(load_params(), "finetune_clip")
+    steps, accum, seed = int(p["steps"]), int(p["grad_accum"]), int(p["seed"])
+    pairs = read_pairs(subset_path("data/subset", "train"))
+    train_rows, val_rows = holdout_split(len(pairs), int(p["val_size"]), seed)
+    pretrained, revision = read_source(BASE)
+    accelerator = Accelerator(gradient_accumulation_steps=accum)
+    set_seed(seed)
+    model, processor = load_clip(pretrained, revision)
+    lock_towers(model, p["lock_image"], p["lock_text"])
+
+    train, val = pairs.take(train_rows), pairs.take(val_rows)
+    batches = StepBatches(
+        len(train), int(p["batch_size"]), accelerator.num_processes, accelerator.process_index, seed
+    )
+
+    optimizer = make_optimizer(model, p)
+    scheduler = make_scheduler(optimizer, p)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    config = {
+        "params": p,
+        "source": fingerprint(pretrained, revision, pairs.captions),
+        "num_processes": accelerator.num_processes,
+    }
+    checkpoints = Checkpoints(CHECKPOINTS, config, int(p["keep_checkpoints"]))
+    checkpoints.reset_if_stale(accelerator)
+    start = checkpoints.resume(accelerator)
+    accelerator.print(
+        f"finetune_clip: {accelerator.num_processes} process(es), {len(train)} train and "
+        f"{len(val)} validation images, steps {start + 1}..{steps}"
+        + (f" (resumed from the step {start} checkpoint)" if start else "")
+    )
+
+    loader = DataLoader(
+        StepBatchDataset(processor, train, batches),
+        batch_size=None,
+        sampler=range(start * accum, steps * accum),
+        num_workers=int(p["num_workers"]),
+    )
+    live = (
+        Live(LIVE, resume=start > 0, dvcyaml=False, save_dvc_exp=False)
+        if (accelerator.is_main_process)
+        else None
+    )
+    step, running, count = start, torch.zeros((), device=accelerator.device), 0
+    bar = tqdm(total=steps, initial=start, desc="finetune_clip", disable=live is None)
+    for batch in loader:
+        running += train_step(accelerator, model, optimizer, scheduler, batch, p["max_grad_norm"])
+        count += 1
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        bar.update()
+        metrics = {}
+        if step % int(p["log_every"]) == 0 or step == steps:
+            metrics["train/loss"] = accelerator.reduce(running / count, "mean").item()
+            metrics["train/lr"] = scheduler.get_last_lr()[0]
+            running.zero_()
+            count = 0
+        if live and len(val) and (step % int(p["eval_every"]) == 0 or step == steps):
+            model_ = accelerator.unwrap_model(model)
+            metrics["val/caption_r1"] = caption_r1(model_, processor, val, accelerator.device)
+        if live and metrics:
+            live.step = step
+            for name, value in metrics.items():
+                live.log_metric(name, value)
+            live.next_step()
+            bar.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in metrics.items()})
+        if step % int(p["checkpoint_every"]) == 0 and step < steps:
+            checkpoints.save(accelerator, step)
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with atomic_path(OUT, is_dir=True) as tmp:
+            accelerator.unwrap_model(model).save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+        live.end()
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    run_stage(main)

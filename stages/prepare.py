@@ -1,0 +1,103 @@
+"""prepare: decrypt G2.h5 from the benchmark's zip and write a seeded subset of each split.
+
+Reads `<benchmark.root>/{Img/G2.zip, Anno/language_original.mat, Eval/ind.mat}` and writes
+`data/subset/{train,test}.h5` (format: `fashion/subset.py`): mean restored, HWC uint8.
+The zip password comes from the environment variable named by `benchmark.password_env`
+(the demo's `demo.password` when it is unset). Every input is checked before the long
+decryption; `data/subset` appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from fashion.atomic import atomic_path
+from fashion.benchmark import (
+    MEMBER,
+    benchmark_paths,
+    extracted_member,
+    open_g2,
+    read_annotations,
+    read_g2_rows,
+    read_split,
+)
+from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
+from fashion.subset import SUBSET_DIR, create_subset, subset_path
+
+
+def zip_password(params: dict[str, Any]) -> str:
+    env = section(params, "benchmark").get("password_env", "FASHION_ZIP_PASSWORD")
+    if os.environ.get(env):
+        return os.environ[env]
+    demo_password = params.get("demo", {}).get("password")
+    if demo_password is None:
+        raise PipelineError(f"set the zip password in the environment variable {env}")
+    return str(demo_password)
+
+
+def choose_rows(
+    split_rows: np.ndarray, n: int | str, seed: int, what: str, split_file: Path
+) -> np.ndarray:
+    """A seeded sample of `n` rows ("all": every row) of one split, in ascending order."""
+    if n == "all":
+        return np.sort(split_rows)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise PipelineError(f"{PARAMS_FILE}: prepare.{what} must be an integer >= 0 or 'all'")
+    if n > len(split_rows):
+        raise PipelineError(
+            f"{split_file}: prepare.{what}={n} but the split has only {len(split_rows)} images"
+        )
+    return np.sort(np.random.default_rng(seed).choice(split_rows, size=n, replace=False))
+
+
+def main() -> None:
+    params = load_params()
+    cfg, root = section(params, "prepare"), section(params, "benchmark").get("root")
+    seed = cfg.get("seed", 0)
+    if root is None or not isinstance(seed, int):
+        raise PipelineError(f"{PARAMS_FILE}: needs benchmark.root and an integer prepare.seed")
+    paths = benchmark_paths(root)
+    password = zip_password(params)
+    ann = read_annotations(paths.annotations)
+    split = read_split(paths.split, len(ann))
+    n_train, n_test = cfg.get("n_train", "all"), cfg.get("n_test", "all")
+    chosen = {
+        "train": choose_rows(split.train, n_train, seed, "n_train", paths.split),
+        # a different stream per split, so n_train does not change which test rows are drawn
+        "test": choose_rows(split.test, n_test, seed + 1, "n_test", paths.split),
+    }
+    label = f"{paths.zip}:{MEMBER}"
+    with (
+        atomic_path(SUBSET_DIR, is_dir=True) as out,
+        extracted_member(paths.zip, password, out.parent) as g2_file,
+        open_g2(g2_file, label, len(ann), paths.annotations) as g2,
+    ):
+        for name, rows in chosen.items():
+            table = {
+                "index": rows,
+                "name": [ann.names[i] for i in rows],
+                "caption": [ann.captions[i] for i in rows],
+                "word_ids": [ann.word_ids[i] for i in rows],
+                **{k: v[rows] for k, v in ann.codes.items()},
+            }
+            with h5py.File(subset_path(out, name), "w") as f:
+                size = g2["ih"].shape[:1:-1]  # stored (W, H) -> (H, W)
+                images, segmentation = create_subset(f, len(rows), table, size)
+                done = 0
+                with tqdm(total=len(rows), desc=f"prepare {name}", unit="img") as bar:
+                    for pixels, masks in read_g2_rows(g2, rows, label):
+                        images[done : done + len(pixels)] = pixels
+                        segmentation[done : done + len(pixels)] = masks
+                        done += len(pixels)
+                        bar.update(len(pixels))
+    print(f"wrote {SUBSET_DIR}: {len(chosen['train'])} train, {len(chosen['test'])} test images")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,106 @@
+"""Tiny base CLIP: EOS pooling, save/load by `from_pretrained`, locked towers, zero-shot."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fashion.captions import TEMPLATES, compose_caption
+from fashion.clip_models import build_tiny_clip, embed_images, embed_texts, load_clip, lock_towers
+from fashion.labels import LABEL_MAPS
+from fashion.zero_shot import ZeroShotClassifier, accuracy, balanced_accuracy
+
+TINY = {"vocab_size": 400, "max_length": 32, "image_size": 32, "patch_size": 8, "width": 32,
+        "layers": 1, "heads": 2, "projection_dim": 16}  # fmt: skip
+CAPTIONS = [compose_caption(0, c, s, k) for c in (1, 2, 17) for s in (1, 2, 3) for k in (2, 16)]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny_clip(CAPTIONS, TINY, seed=0)
+
+
+def test_text_config_uses_the_tokenizer_special_ids(tiny):
+    model, processor = tiny
+    tok, cfg = processor.tokenizer, model.config.text_config
+    assert (cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id) == (
+        tok.bos_token_id, tok.eos_token_id, tok.pad_token_id,
+    )  # fmt: skip
+    # id 2 would switch transformers to its legacy argmax pooling (wrong for this vocabulary)
+    assert cfg.eos_token_id != 2
+
+
+def test_text_is_pooled_at_the_eos_token(tiny):
+    model, processor = tiny
+    tokens = processor.tokenizer(["the lady wore a red dress.", CAPTIONS[0]], padding=True,
+                                 return_tensors="pt")  # fmt: skip
+    out = model.text_model(**tokens)
+    eos = (tokens["input_ids"] == processor.tokenizer.eos_token_id).int().argmax(dim=1)
+    assert eos.tolist() != [0, 0] and (eos > 1).all()
+    expected = out.last_hidden_state[torch.arange(2), eos]
+    torch.testing.assert_close(out.pooler_output, expected)
+    assert not torch.allclose(out.pooler_output, out.last_hidden_state[:, 0])
+
+
+def test_tokenizer_keeps_caption_words_whole(tiny):
+    _, processor = tiny
+    ids = processor.tokenizer("the lady wore a blue long-sleeved blouse.")["input_ids"]
+    words = processor.tokenizer.convert_ids_to_tokens(ids)
+    assert words[0] == "<|startoftext|>" and words[-1] == "<|endoftext|>"
+    assert "blouse</w>" in words and "blue</w>" in words
+
+
+def test_save_and_load_round_trip(tiny, tmp_path):
+    model, processor = tiny
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded, loaded_processor = load_clip(tmp_path)
+    assert (
+        loaded_processor.tokenizer(CAPTIONS)["input_ids"]
+        == processor.tokenizer(CAPTIONS)["input_ids"]
+    )
+    assert loaded_processor.image_processor.crop_size == {"height": 32, "width": 32}
+    torch.testing.assert_close(
+        embed_texts(loaded, loaded_processor, CAPTIONS), embed_texts(model, processor, CAPTIONS)
+    )
+
+
+def test_lock_towers():
+    model, _ = build_tiny_clip(CAPTIONS, {**TINY, "layers": 3}, seed=0)
+    lock_towers(model, lock_image=True, lock_text=1)
+    assert not any(p.requires_grad for p in model.vision_model.parameters())
+    assert not model.visual_projection.weight.requires_grad
+    layers = model.text_model.encoder.layers
+    assert not any(p.requires_grad for layer in layers[:-1] for p in layer.parameters())
+    assert all(p.requires_grad for p in layers[-1].parameters())
+    assert model.text_model.final_layer_norm.weight.requires_grad
+    assert model.text_projection.weight.requires_grad and model.logit_scale.requires_grad
+
+
+def test_zero_shot_reads_attributes_off_the_most_probable_caption(tiny):
+    model, processor = tiny
+    classifier = ZeroShotClassifier(model, processor, templates=TEMPLATES[:1])
+    images = embed_images(model, processor, np.zeros((3, 40, 40, 3), np.uint8))
+    for attribute, label_map in LABEL_MAPS.items():
+        assert classifier.classes[attribute].tolist() == sorted(label_map)
+        p = classifier.probabilities(images, attribute)
+        torch.testing.assert_close(p.sum(dim=1), torch.ones(3))
+    # with distinct caption embeddings, an image equal to caption j is classified as caption j
+    grid = [(0, 1, 1, 1), (1, 17, 3, 16), (0, 9, 2, 5)]  # (gender, color, sleeve, category)
+    names = ("gender", "color", "sleeve", "category")
+    match = [
+        np.all([classifier.values[a] == v for a, v in zip(names, g, strict=True)], 0) for g in grid
+    ]
+    rows = [int(np.flatnonzero(m)[0]) for m in match]
+    classifier.text_embeds = F.normalize(torch.randn(len(classifier.text_embeds), 64), dim=1)
+    classifier.logit_scale = 100.0
+    for i, attribute in enumerate(names):
+        predicted = classifier.predict(classifier.text_embeds[rows], attribute)
+        assert predicted.tolist() == [g[i] for g in grid]
+
+
+def test_accuracy_and_balanced_accuracy():
+    true = np.array([1, 1, 1, 1, 2, 3])
+    pred = np.array([1, 1, 1, 1, 1, 3])
+    assert accuracy(true, pred) == pytest.approx(5 / 6)
+    assert balanced_accuracy(true, pred) == pytest.approx((1 + 0 + 1) / 3)

@@ -1,0 +1,183 @@
+"""base_clip -> finetune_clip -> eval_clip as processes in a temporary project (tiny CLIP).
+
+Covers resume (a re-run from the step-3 checkpoint ends on the weights of the uninterrupted
+run), two CPU processes under `accelerate launch` (which must not resume the one-process
+checkpoints), the metrics file's shape and bad inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from clip_subsets import write_subsets
+from fashion.config import PipelineError
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = {
+    "accelerate": {"launch": "accelerate launch --num_processes 1"},
+    "base_clip": {
+        "pretrained": "tiny", "revision": None, "seed": 0,
+        "tiny": {"vocab_size": 400, "max_length": 32, "image_size": 32, "patch_size": 8,
+                 "width": 32, "layers": 1, "heads": 2, "projection_dim": 16},
+    },
+    "finetune_clip": {
+        "seed": 0, "steps": 6, "batch_size": 16, "grad_accum": 1, "lr": 1e-3,
+        "weight_decay": 0.1, "betas": [0.9, 0.98], "eps": 1e-6, "warmup_steps": 2,
+        "max_grad_norm": 1.0, "lock_image": False, "lock_text": False, "val_size": 16,
+        "log_every": 1, "eval_every": 3, "checkpoint_every": 3, "keep_checkpoints": 2,
+        "num_workers": 0,
+    },
+    "eval_clip": {"n": "all", "seed": 0, "batch_size": 16, "chunk": 8, "histogram_bins": 10},
+}  # fmt: skip
+
+
+def run(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, cwd=project, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})},
+    )  # fmt: skip
+
+
+def stage(project: Path, name: str) -> subprocess.CompletedProcess:
+    done = run(project, sys.executable, f"stages/{name}.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def make_project(path: Path, **overrides: dict) -> Path:
+    shutil.copytree(ROOT / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    params = {k: {**v, **overrides.get(k, {})} for k, v in PARAMS.items()}
+    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_subsets(path / "data/subset")
+    return path
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(model_dir / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("clip"))
+    stage(project, "base_clip")
+    stage(project, "finetune_clip")
+    return project
+
+
+def test_base_clip_writes_a_loadable_source(trained):
+    source = json.loads((trained / "models/base_clip/source.json").read_text())
+    assert source == {"pretrained": "models/base_clip", "revision": None}
+    config = json.loads((trained / "models/base_clip/config.json").read_text())
+    assert config["text_config"]["eos_token_id"] != 2
+
+
+def test_finetune_logs_curves_and_keeps_checkpoints(trained):
+    live = trained / "dvclive/finetune_clip"
+    metrics = json.loads((live / "metrics.json").read_text())
+    assert math.isfinite(metrics["train"]["loss"]) and 0 <= metrics["val"]["caption_r1"] <= 1
+    assert (live / "plots/metrics/train/lr.tsv").is_file()
+    assert [p.name for p in (trained / "checkpoints/finetune_clip").glob("step_*")] == [
+        "step_0000003"
+    ]
+    base, tuned = weights(trained / "models/base_clip"), weights(trained / "models/clip")
+    assert any(not torch.equal(base[k], tuned[k]) for k in base)
+    assert tuned["logit_scale"].item() <= math.log(100) + 1e-6
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(trained, tmp_path):
+    uninterrupted = weights(trained / "models/clip")
+    project = tmp_path / "resumed"
+    shutil.copytree(trained, project)
+    shutil.rmtree(project / "models/clip")
+    shutil.rmtree(project / "dvclive")
+    done = stage(project, "finetune_clip")
+    assert "resumed from the step 3 checkpoint" in done.stdout
+    resumed = weights(project / "models/clip")
+    for key, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)
+
+
+def test_two_cpu_processes(trained, tmp_path):
+    project = tmp_path / "ddp"
+    shutil.copytree(trained, project)  # its checkpoints come from one process: not resumed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+              "2", "--main_process_port", port, "stages/finetune_clip.py"]  # fmt: skip
+    done = run(project, *launch, env={"ACCELERATE_USE_CPU": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "finetune_clip: 2 process(es)" in done.stdout and "another config" in done.stdout
+    assert "resumed" not in done.stdout
+    config = json.loads((project / "checkpoints/finetune_clip/config.json").read_text())
+    assert config["num_processes"] == 2
+    metrics = json.loads((project / "dvclive/finetune_clip/metrics.json").read_text())
+    assert math.isfinite(metrics["train"]["loss"])
+    tuned = weights(project / "models/clip")
+    assert all(torch.isfinite(v).all() for v in tuned.values())
+
+
+def test_eval_clip_metrics_shape(trained):
+    stage(trained, "eval_clip")
+    metrics = json.loads((trained / "metrics/clip.json").read_text())
+    assert set(metrics) == {"n", "base", "finetuned"} and metrics["n"] == 32
+    recall = {"r1", "r5", "r10", "mean_rank", "median_rank"}
+    for model in ("base", "finetuned"):
+        m = metrics[model]
+        assert set(m) == {"i2t", "t2i", "i2t_exact", "t2i_exact", "attr_acc", "attr_balanced_acc"}
+        for key in ("i2t", "t2i", "i2t_exact", "t2i_exact"):
+            assert set(m[key]) == recall
+            assert 0 <= m[key]["r1"] <= m[key]["r5"] <= m[key]["r10"] <= 1
+            assert 1 <= m[key]["median_rank"] <= 32 and 1 <= m[key]["mean_rank"] <= 32
+            # caption-level counts every identical sentence as a hit: never below index-exact
+        assert m["i2t"]["r1"] >= m["i2t_exact"]["r1"]
+        for key in ("attr_acc", "attr_balanced_acc"):
+            assert set(m[key]) == {"color", "sleeve", "category", "gender"}
+    header = (trained / "plots/clip/similarity.csv").read_text().splitlines()[0]
+    assert header == "similarity,base_matched,base_unmatched,finetuned_matched,finetuned_unmatched"
+
+
+def test_unknown_base_model_is_an_error(tmp_path, monkeypatch):
+    import base_clip
+
+    project = make_project(tmp_path, base_clip={"pretrained": str(tmp_path / "no-such-model")})
+    monkeypatch.chdir(project)
+    with pytest.raises(PipelineError, match="params.yaml: base_clip.pretrained"):
+        base_clip.main()
+    assert not (project / "models/base_clip").exists()
+
+
+def test_bad_eval_sample_size_and_broken_subset_are_errors(trained, tmp_path, monkeypatch):
+    import eval_clip
+    import finetune_clip
+
+    project = tmp_path / "bad"
+    shutil.copytree(trained, project)
+    (project / "metrics/clip.json").unlink(missing_ok=True)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["eval_clip"]["n"] = 1000
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(project)
+    with pytest.raises(PipelineError, match="sample size 1000"):
+        eval_clip.main()
+    assert not (project / "metrics/clip.json").exists()
+
+    with h5py.File(project / "data/subset/train.h5", "a") as f:
+        del f["caption"]
+    shutil.rmtree(project / "models/clip")
+    with pytest.raises(PipelineError, match=r"train.h5: missing datasets \['caption'\]"):
+        finetune_clip.main()
+    assert not (project / "models/clip").exists()

@@ -1,0 +1,207 @@
+"""The prepare stage, run as `python stages/prepare.py` in a temporary copy of the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import yaml
+
+from benchmark_builder import PASSWORD, Source, build_benchmark
+from fashion.benchmark import ANNOTATIONS_REL, SPLIT_REL, ZIP_REL, write_split
+from fashion.subset import SUBSET_DIR, read_images, read_table
+
+STAGES = Path(__file__).resolve().parents[1] / "stages"
+ENV_VAR = "TEST_FASHION_ZIP_PASSWORD"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project copy with the stage scripts; the benchmark goes to `bench/` inside it."""
+    shutil.copytree(STAGES, tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    write_params(tmp_path)
+    return tmp_path
+
+
+def write_params(project: Path, **prepare: object) -> None:
+    params = {
+        "benchmark": {"root": "bench", "password_env": ENV_VAR},
+        "demo": {"password": PASSWORD},
+        "prepare": {"n_train": "all", "n_test": "all", "seed": 0} | prepare,
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def run_prepare(project: Path, password: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    if password is not None:
+        env[ENV_VAR] = password
+    return subprocess.run(
+        [sys.executable, "stages/prepare.py"], cwd=project, env=env, capture_output=True, text=True
+    )
+
+
+def assert_subset_matches(project: Path, source: Source) -> None:
+    for split, rows in (("train", source.train), ("test", source.test)):
+        path = project / SUBSET_DIR / f"{split}.h5"
+        table = read_table(path)
+        assert table["index"].tolist() == rows.tolist()
+        np.testing.assert_array_equal(read_images(path), source.images[rows])
+        with h5py.File(path) as f:
+            np.testing.assert_array_equal(f["segmentation"][()], source.segmentation[rows])
+            for got, want in zip(
+                f["word_ids"][()], [source.word_ids[i] for i in rows], strict=True
+            ):
+                assert got.tolist() == want.tolist()
+        assert table["caption"].tolist() == [source.captions[i] for i in rows]
+        assert table["name"].tolist() == [source.names[i] for i in rows]
+        for code, values in source.codes.items():
+            assert table[code].tolist() == values[rows].tolist()
+
+
+def assert_nothing_left(project: Path) -> None:
+    data = project / "data"
+    assert not (project / SUBSET_DIR).exists()
+    assert not data.exists() or list(data.iterdir()) == []  # no temp extraction or subset
+
+
+# --------------------------------------------------------------------------- success
+
+
+def test_prepare_restores_the_source_images_exactly_zipcrypto(project: Path) -> None:
+    source = build_benchmark(project / "bench", n=13)
+    result = run_prepare(project)
+    assert result.returncode == 0, result.stderr
+    assert_subset_matches(project, source)
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["subset"]  # temp removed
+
+
+def test_prepare_reads_aes_float64_int_segmentation_in_a_folder_with_env_password(
+    project: Path,
+) -> None:
+    source = build_benchmark(
+        project / "bench",
+        n=9,
+        encryption="aes",
+        password="from-the-env",
+        arcname="Fashion Synthesis Benchmark/G2.h5",
+        ih_dtype=np.float64,
+        seg_dtype=np.int32,
+    )
+    result = run_prepare(project, password="from-the-env")
+    assert result.returncode == 0, result.stderr
+    assert_subset_matches(project, source)
+
+
+def test_seeded_subsets_are_deterministic_and_disjoint(project: Path) -> None:
+    source = build_benchmark(project / "bench", n=40)  # 30 train, 10 test
+
+    def subset(seed: int) -> tuple[list[int], list[int]]:
+        write_params(project, n_train=6, n_test=3, seed=seed)
+        result = run_prepare(project)
+        assert result.returncode == 0, result.stderr
+        return tuple(
+            read_table(project / SUBSET_DIR / f"{s}.h5")["index"].tolist()
+            for s in ("train", "test")
+        )
+
+    train, test = subset(seed=1)
+    assert (len(train), len(test)) == (6, 3)
+    assert set(train) <= set(source.train.tolist()) and set(test) <= set(source.test.tolist())
+    assert not set(train) & set(test)
+    assert train == sorted(train)
+    assert subset(seed=1) == (train, test)
+    assert subset(seed=2) != (train, test)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _drop_field(path: Path, field: str) -> None:
+    mat = scipy.io.loadmat(path)
+    scipy.io.savemat(path, {k: v for k, v in mat.items() if not k.startswith("__") and k != field})
+
+
+def _rewrite_split(path: Path, train: list[int], test: list[int]) -> None:
+    write_split(path, np.array(train), np.array(test), np.array(test))
+
+
+BAD_INPUTS = {
+    # name: (how to break the benchmark after building it, build options, message)
+    "wrong password": (None, {"password": "another"}, "wrong password for {root}/Img/G2.zip"),
+    "missing root": (lambda r: shutil.rmtree(r), {}, "{root}: benchmark root not found"),
+    "missing folder": (lambda r: shutil.rmtree(r / "Anno"), {}, "{root}/Anno: folder missing"),
+    "missing file": (lambda r: (r / SPLIT_REL).unlink(), {}, "{root}/Eval/ind.mat: file missing"),
+    "zip without G2.h5": (None, {"arcname": "G3.h5"}, "{root}/Img/G2.zip: no G2.h5 in the archive"),
+    "truncated zip": (
+        lambda r: _truncate(r / ZIP_REL),
+        {},
+        "{root}/Img/G2.zip: unreadable zip, truncated",
+    ),
+    "truncated h5": (
+        None,
+        {"mutate_h5": _truncate},
+        "{root}/Img/G2.zip:G2.h5: not a readable HDF5 file, truncated",
+    ),
+    "mat missing a field": (
+        lambda r: _drop_field(r / ANNOTATIONS_REL, "codeJ"),
+        {},
+        "{root}/Anno/language_original.mat: missing field(s) ['codeJ']",
+    ),
+    "index out of range": (
+        lambda r: _rewrite_split(r / SPLIT_REL, [2, 3, 99], [1, 4]),
+        {},
+        "{root}/Eval/ind.mat: 'train_ind' index 99 out of range 1..8",
+    ),
+    "overlapping split": (
+        lambda r: _rewrite_split(r / SPLIT_REL, [2, 3, 4], [1, 4]),
+        {},
+        "{root}/Eval/ind.mat: train_ind and test_ind overlap in 1 images",
+    ),
+    "h5 and annotations disagree": (
+        None,
+        {"extra_h5_images": 2},
+        "{root}/Img/G2.zip:G2.h5 holds 10 images but {root}/Anno/language_original.mat describes 8",
+    ),
+    "n_train larger than the split": (
+        "n_train",
+        {},
+        "{root}/Eval/ind.mat: prepare.n_train=7 but the split has only 6 images",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_1_naming_the_file_and_leaves_nothing(project: Path, case: str) -> None:
+    breaker, options, message = BAD_INPUTS[case]
+    root = project / "bench"
+    build_benchmark(root, n=8, **options)  # 6 train, 2 test
+    if breaker == "n_train":
+        write_params(project, n_train=7)
+    elif breaker is not None:
+        breaker(root)
+    result = run_prepare(project, password=options.get("password") and PASSWORD)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message.format(root="bench") in result.stderr
+    assert_nothing_left(project)
+
+
+def test_a_failed_run_keeps_the_previous_subset(project: Path) -> None:
+    build_benchmark(project / "bench", n=8)
+    assert run_prepare(project).returncode == 0
+    before = (project / SUBSET_DIR / "train.h5").read_bytes()
+    assert run_prepare(project, password="wrong").returncode == 1
+    assert (project / SUBSET_DIR / "train.h5").read_bytes() == before
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["subset"]
