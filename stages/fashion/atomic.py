@@ -14,6 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -31,7 +37,9 @@ def atomic_path(target: str | os.PathLike[str], *, is_dir: bool = False) -> Iter
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    if not is_dir:
+    if is_dir:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; outputs are not secret
+    else:
         tmp.rmdir()
     try:
         yield tmp
