@@ -33,7 +33,34 @@ COPIED = (
 
 # Small sizes so the whole chain runs in a few minutes on 2 CPU cores.
 SMALL_PARAMS: dict[str, Any] = {
-    "demo": {"n_images": 240},
+    "demo": {"n_images": 320},
+    "finetune_clip": {
+        "steps": 12,
+        "batch_size": 32,
+        "val_size": 32,
+        "eval_every": 6,
+        "checkpoint_every": 6,
+    },
+    "base_sd": {"vae_pretraining": {"steps": 6, "batch_size": 8}},
+    "finetune_sd": {
+        "max_steps": 6,
+        "batch_size": 8,
+        "checkpoint_every": 3,
+        "validation_every": 3,
+        "validation_steps": 2,
+    },
+    "generate": {
+        "prompts": {
+            "colors": ["red", "blue"],
+            "sleeves": ["long-sleeved"],
+            "categories": ["tee", "dress"],
+            "free_form": ["a red dress"],
+            "n_test_captions": 2,
+        },
+        "steps": 3,
+        "batch_size": 16,
+    },
+    "evaluate": {"kid_subsets": 5},
 }
 
 
