@@ -23,6 +23,7 @@ SHARED_ANNOTATIONS = ROOT.parent / "shared" / "deepfashion"
 COPIED = (
     "stages",
     "scripts",
+    "profiles",
     "dvc.yaml",
     "params.yaml",
     ".dvc/config",

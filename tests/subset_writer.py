@@ -7,6 +7,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
 from fashion.captions import compose_caption
 from fashion.labels import CATEGORY
 from fashion.subset import CODE_FIELDS, STR_DTYPE

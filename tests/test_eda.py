@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
+
 from conftest import ROOT, run
 from fashion.labels import COLOR, LABEL_MAPS, SEGMENTATION
 from fashion.plots import caption_lengths, top_ngrams, value_counts
-from PIL import Image
 from subset_writer import make_rows, write_subset
 
 N_TRAIN, N_TEST = 30, 12

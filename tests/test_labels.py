@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
+
 from conftest import ROOT, run
 from fashion.captions import compose_caption
 from fashion.labels import (

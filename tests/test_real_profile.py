@@ -1,0 +1,77 @@
+"""The real profile end to end, offline: stand-in model folders where the hub ids would be.
+
+The tiny base models and demo benchmark of the session's pipeline run play the real
+CLIP, Stable Diffusion and benchmark; sizes are overridden to fit them, everything
+else (LoRA fine-tuning, gradient checkpointing, hub-id loading path) is the profile's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from conftest import make_project_copy, run
+
+# What a CPU and a 320-image benchmark need on top of the real profile.
+FIT_TO_TEST = [
+    "accelerate.launch=accelerate launch --num_processes 1 --num_machines 1"
+    " --mixed_precision no --dynamo_backend no",
+    "finetune_clip.steps=4",
+    "finetune_clip.batch_size=16",
+    "finetune_clip.val_size=16",
+    "finetune_clip.eval_every=2",
+    "finetune_clip.checkpoint_every=2",
+    "finetune_clip.num_workers=0",
+    "eval_clip.n=all",
+    "finetune_sd.resolution=64",
+    "finetune_sd.max_steps=4",
+    "finetune_sd.batch_size=4",
+    "finetune_sd.grad_accum=1",
+    "finetune_sd.checkpoint_every=2",
+    "finetune_sd.validation_every=2",
+    "finetune_sd.validation_steps=2",
+    "generate.resolution=64",
+    "generate.steps=2",
+    "generate.prompts.colors=[red, blue]",
+    "generate.prompts.sleeves=[long-sleeved]",
+    "generate.prompts.categories=[tee]",
+    "generate.prompts.n_test_captions=2",
+    "evaluate.skip_inception=true",
+]
+
+
+def test_real_profile_runs_offline_with_stand_in_models(pipeline: Path, tmp_path: Path) -> None:
+    hub = tmp_path / "hub"
+    shutil.copytree(pipeline / "models" / "base_clip", hub / "clip-vit-base-patch32")
+    shutil.copytree(pipeline / "models" / "base_sd" / "pipeline", hub / "stable-diffusion-v1-5")
+    benchmark = tmp_path / "Fashion Synthesis Benchmark"
+    shutil.copytree(pipeline / "data" / "demo_benchmark", benchmark)
+    password = yaml.safe_load((pipeline / "params.yaml").read_text())["demo"]["password"]
+
+    project = make_project_copy(tmp_path / "project")
+    run(
+        [
+            "python",
+            "scripts/use_profile.py",
+            "profiles/real.yaml",
+            f"benchmark.root={benchmark}",
+            f"base_clip.pretrained={hub / 'clip-vit-base-patch32'}",
+            f"base_sd.pretrained={hub / 'stable-diffusion-v1-5'}",
+            *FIT_TO_TEST,
+        ],
+        project,
+    )
+    diff = run(["dvc", "params", "diff", "--json"], project).stdout
+    assert "openai" not in diff and "finetune_sd.mode" in diff
+
+    run(["dvc", "repro"], project, env={"FASHION_ZIP_PASSWORD": password}, timeout=1200)
+
+    assert (project / "models" / "sd" / "pytorch_lora_weights.safetensors").is_file()
+    clip = json.loads((project / "metrics" / "clip.json").read_text())
+    assert clip["n"] > 0 and set(clip) >= {"base", "finetuned"}
+    generation = json.loads((project / "metrics" / "generation.json").read_text())
+    assert generation["finetuned"]["n_images"] > 0
+    assert generation["finetuned"]["inception_score"] is None  # skipped, never made up
