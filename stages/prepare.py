@@ -26,6 +26,7 @@ from fashion.benchmark import (
     read_annotations,
     read_g2_rows,
     read_split,
+    verify_sha256,
 )
 from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
 from fashion.subset import SUBSET_DIR, create_subset, subset_path
@@ -64,6 +65,8 @@ def main() -> None:
         raise PipelineError(f"{PARAMS_FILE}: needs benchmark.root and an integer prepare.seed")
     paths = benchmark_paths(root)
     password = zip_password(params)
+    if expected_sha256 := section(params, "benchmark").get("zip_sha256"):
+        verify_sha256(paths.zip, str(expected_sha256))
     ann = read_annotations(paths.annotations)
     split = read_split(paths.split, len(ann))
     n_train, n_test = cfg.get("n_train", "all"), cfg.get("n_test", "all")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -30,9 +31,9 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def write_params(project: Path, **prepare: object) -> None:
+def write_params(project: Path, benchmark: dict | None = None, **prepare: object) -> None:
     params = {
-        "benchmark": {"root": "bench", "password_env": ENV_VAR},
+        "benchmark": {"root": "bench", "password_env": ENV_VAR} | (benchmark or {}),
         "demo": {"password": PASSWORD},
         "prepare": {"n_train": "all", "n_test": "all", "seed": 0} | prepare,
     }
@@ -195,6 +196,19 @@ def test_bad_input_exits_1_naming_the_file_and_leaves_nothing(project: Path, cas
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert message.format(root="bench") in result.stderr
+    assert_nothing_left(project)
+
+
+def test_zip_checksum_is_checked_when_given(project: Path) -> None:
+    build_benchmark(project / "bench", n=8)
+    digest = hashlib.sha256((project / "bench" / ZIP_REL).read_bytes()).hexdigest()
+    write_params(project, benchmark={"zip_sha256": digest})
+    assert run_prepare(project).returncode == 0
+    write_params(project, benchmark={"zip_sha256": "0" * 64})
+    shutil.rmtree(project / SUBSET_DIR)
+    result = run_prepare(project)
+    assert result.returncode == 1
+    assert "bench/Img/G2.zip: SHA-256" in result.stderr and "corrupt or incomplete" in result.stderr
     assert_nothing_left(project)
 
 

@@ -14,6 +14,7 @@ real or demo files and raise `PipelineError` naming the file and the problem.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import struct
@@ -203,6 +204,25 @@ def benchmark_paths(root: str | Path) -> BenchmarkPaths:
         if not path.is_file():
             raise PipelineError(f"{path}: file missing from the benchmark root")
     return paths
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Check a file against its published SHA-256 (a corrupt or partial copy fails here)."""
+    digest = hashlib.sha256()
+    with (
+        path.open("rb") as f,
+        tqdm(
+            total=path.stat().st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}"
+        ) as bar,
+    ):
+        while block := f.read(8 << 20):
+            digest.update(block)
+            bar.update(len(block))
+    if digest.hexdigest() != expected.strip().lower():
+        raise PipelineError(
+            f"{path}: SHA-256 {digest.hexdigest()} does not match benchmark.zip_sha256 "
+            f"{expected} (corrupt or incomplete copy)"
+        )
 
 
 # --------------------------------------------------------------------------- .mat readers
