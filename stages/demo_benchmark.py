@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
 from fashion.atomic import atomic_path
 from fashion.benchmark import (
     ANNOTATIONS_REL,
@@ -26,7 +28,7 @@ from fashion.benchmark import (
     write_g2_h5,
     write_split,
 )
-from fashion.captions import caption_model
+from fashion.captions import PHRASINGS, caption_model
 from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
 from fashion.demo import (
     ATTRIBUTES,
@@ -37,7 +39,6 @@ from fashion.demo import (
     pair_test_images,
     sample_codes,
 )
-from tqdm import tqdm
 
 OUT = Path("data/demo_benchmark")
 BATCH = 128
@@ -45,7 +46,7 @@ MEAN_SAMPLE = 256  # images drawn to estimate ih_mean
 MIN_IMAGES = 20
 
 
-def check_params(demo: dict) -> tuple[int, int, str, str, str]:
+def check_params(demo: dict) -> tuple[int, int, str, str, str, str]:
     n, seed = demo.get("n_images"), demo.get("seed", 0)
     if not isinstance(n, int) or isinstance(n, bool) or n < MIN_IMAGES:
         raise PipelineError(f"{PARAMS_FILE}: demo.n_images must be an integer >= {MIN_IMAGES}")
@@ -60,7 +61,10 @@ def check_params(demo: dict) -> tuple[int, int, str, str, str]:
     attributes = demo.get("attributes", "real")
     if attributes not in ATTRIBUTES:
         raise PipelineError(f"{PARAMS_FILE}: demo.attributes must be one of {ATTRIBUTES}")
-    return n, seed, password, encryption, attributes
+    phrasing = demo.get("phrasing", "outfit")
+    if phrasing not in PHRASINGS:
+        raise PipelineError(f"{PARAMS_FILE}: demo.phrasing must be one of {PHRASINGS}")
+    return n, seed, password, encryption, attributes, phrasing
 
 
 def image_batches(
@@ -72,14 +76,17 @@ def image_batches(
 
 
 def main() -> None:
-    n, seed, password, encryption, attributes = check_params(section(load_params(), "demo"))
+    n, seed, password, encryption, attributes, phrasing = check_params(
+        section(load_params(), "demo")
+    )
     codes_rng, names_rng, split_rng, caption_rng, draw_rng, mean_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)
     )
     codes = sample_codes(n, codes_rng, attributes)
     order, names = folder_order(codes["category"], names_rng)
     codes = {k: v[order] for k, v in codes.items()}
-    captions = caption_model().sample(*(codes[k] for k in CODE_FIELDS), caption_rng)
+    # phrasing "outfit": one phrasing per attribute combination (why: fashion.captions)
+    captions = caption_model().sample(*(codes[k] for k in CODE_FIELDS), caption_rng, phrasing)
     word_ids = [caption_model().word_ids(c) for c in captions]
     train, test = interleaved_split(n, split_rng)
     color, sleeve, category = (codes[k].astype(np.int64) for k in ("color", "sleeve", "category"))

@@ -1,8 +1,10 @@
-"""base_clip -> finetune_clip -> eval_clip as processes in a temporary project (tiny CLIP).
+"""base_clip -> finetune_clip -> eval_clip in a temporary project (tiny CLIP).
 
 Covers resume (a re-run from the step-3 checkpoint ends on the weights of the uninterrupted
 run), two CPU processes under `accelerate launch` (which must not resume the one-process
-checkpoints), the metrics file's shape and bad inputs.
+checkpoints), the metrics file's shape and bad inputs. The stages' `main()` run in this
+process (each stage process pays seconds of imports); only the two-process launch, which
+needs real processes, runs as a subprocess. One trained project is shared by the module.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+import base_clip
+import eval_clip
+import finetune_clip
 from clip_subsets import write_subsets
 from fashion.config import PipelineError
 
@@ -51,10 +56,11 @@ def run(project: Path, *args: str, env: dict | None = None) -> subprocess.Comple
     )  # fmt: skip
 
 
-def stage(project: Path, name: str) -> subprocess.CompletedProcess:
-    done = run(project, sys.executable, f"stages/{name}.py")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+def stage(project: Path, module) -> None:
+    """Run a stage's `main()` in this process, in `project`."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        module.main()
 
 
 def make_project(path: Path, **overrides: dict) -> Path:
@@ -72,8 +78,9 @@ def weights(model_dir: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("clip"))
-    stage(project, "base_clip")
-    stage(project, "finetune_clip")
+    stage(project, base_clip)
+    stage(project, finetune_clip)
+    stage(project, eval_clip)
     return project
 
 
@@ -97,14 +104,15 @@ def test_finetune_logs_curves_and_keeps_checkpoints(trained):
     assert tuned["logit_scale"].item() <= math.log(100) + 1e-6
 
 
-def test_resume_from_checkpoint_matches_uninterrupted_run(trained, tmp_path):
+def test_resume_from_checkpoint_matches_uninterrupted_run(trained, tmp_path, capsys):
     uninterrupted = weights(trained / "models/clip")
     project = tmp_path / "resumed"
     shutil.copytree(trained, project)
     shutil.rmtree(project / "models/clip")
     shutil.rmtree(project / "dvclive")
-    done = stage(project, "finetune_clip")
-    assert "resumed from the step 3 checkpoint" in done.stdout
+    capsys.readouterr()
+    stage(project, finetune_clip)
+    assert "resumed from the step 3 checkpoint" in capsys.readouterr().out
     resumed = weights(project / "models/clip")
     for key, value in uninterrupted.items():
         torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)
@@ -131,7 +139,6 @@ def test_two_cpu_processes(trained, tmp_path):
 
 
 def test_eval_clip_metrics_shape(trained):
-    stage(trained, "eval_clip")
     metrics = json.loads((trained / "metrics/clip.json").read_text())
     assert set(metrics) == {"n", "base", "finetuned"} and metrics["n"] == 32
     recall = {"r1", "r5", "r10", "mean_rank", "median_rank"}
@@ -151,8 +158,6 @@ def test_eval_clip_metrics_shape(trained):
 
 
 def test_unknown_base_model_is_an_error(tmp_path, monkeypatch):
-    import base_clip
-
     project = make_project(tmp_path, base_clip={"pretrained": str(tmp_path / "no-such-model")})
     monkeypatch.chdir(project)
     with pytest.raises(PipelineError, match="params.yaml: base_clip.pretrained"):
@@ -161,9 +166,6 @@ def test_unknown_base_model_is_an_error(tmp_path, monkeypatch):
 
 
 def test_bad_eval_sample_size_and_broken_subset_are_errors(trained, tmp_path, monkeypatch):
-    import eval_clip
-    import finetune_clip
-
     project = tmp_path / "bad"
     shutil.copytree(trained, project)
     (project / "metrics/clip.json").unlink(missing_ok=True)

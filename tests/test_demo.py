@@ -6,13 +6,14 @@ import re
 import shutil
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 import yaml
+
 from fashion.benchmark import (
     ANNOTATIONS_REL,
     SPLIT_REL,
@@ -164,6 +165,30 @@ def test_captions_follow_the_real_patterns_and_name_the_codes():
     assert Counter(c.split()[1] for c in captions)["lady"] > 0.8 * len(captions)
 
 
+def _phrasings_per_outfit(codes: list[np.ndarray], captions: list[str]) -> int:
+    """The most distinct captions any one (gender, colour, sleeve, category) has."""
+    per_outfit = defaultdict(set)
+    for outfit, caption in zip(map(tuple, np.stack(codes, 1).tolist()), captions, strict=True):
+        per_outfit[outfit].add(caption)
+    return max(len(texts) for texts in per_outfit.values())
+
+
+def test_outfit_phrasing_gives_identical_outfits_one_caption():
+    model = caption_model()
+    codes = sample_codes(3000, np.random.default_rng(0))
+    rows = [codes[k] for k in ("gender", "color", "sleeve", "category")]
+    captions = model.sample(*rows, np.random.default_rng(1), phrasing="outfit")
+    assert _phrasings_per_outfit(rows, captions) == 1
+    # seeded, and the phrasings still vary across outfits
+    assert captions == model.sample(*rows, np.random.default_rng(1), phrasing="outfit")
+    assert len({c.split()[1] for c in captions}) > 1
+    # per image, one outfit gets several phrasings
+    by_image = model.sample(*rows, np.random.default_rng(1), phrasing="image")
+    assert _phrasings_per_outfit(rows, by_image) > 1
+    with pytest.raises(ValueError, match="phrasing"):
+        model.sample(*rows, np.random.default_rng(1), phrasing="per-word")
+
+
 def test_word_ids_use_the_vocabulary():
     model = caption_model()
     words = {i: w for w, i in model.vocabulary.items()}
@@ -243,6 +268,9 @@ def test_stage_writes_the_real_layout(tmp_path: Path, encryption: str):
     model = caption_model()
     for caption, ids in zip(anno.captions, anno.word_ids, strict=True):
         assert model.word_ids(caption).tolist() == ids.tolist()
+    # the default phrasing is per outfit: identical codes, identical caption
+    rows = [anno.codes[k] for k in ("gender", "color", "sleeve", "category")]
+    assert _phrasings_per_outfit(rows, anno.captions) == 1
     with (
         extracted_member(root / ZIP_REL, "pw", tmp_path / "x") as h5,
         open_g2(h5, "G2.h5", 60, root / ANNOTATIONS_REL) as g2,
@@ -263,3 +291,6 @@ def test_stage_rejects_bad_params_without_output(tmp_path: Path):
     assert not (tmp_path / "data/demo_benchmark").exists()
     proc = run_stage(tmp_path, encryption="rot13")
     assert proc.returncode == 1 and "demo.encryption" in proc.stderr
+    proc = run_stage(tmp_path, phrasing="per-word")
+    assert proc.returncode == 1 and "demo.phrasing" in proc.stderr
+    assert not (tmp_path / "data/demo_benchmark").exists()

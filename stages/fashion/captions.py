@@ -9,6 +9,13 @@ most frequent patterns of `language_original.mat` (placeholders: {gender} noun,
 and the real word variants ("multi-colored", "woman"), from the statistics in
 `assets/` (derived by `scripts/derive_demo_assets.py`); `word_ids` turns a caption
 into its `codeJ` word ids.
+
+Phrasing (`PHRASINGS`): "image" draws the pattern and word variants for every image;
+"outfit" draws them once per attribute combination (gender, colour, sleeve, category), so
+identical outfits share one caption text. No drawing shows whether its caption said
+"wore" or "is wearing", "lady" or "woman": with per-image phrasing, caption-level
+retrieval has a ceiling well below 1 (~0.65 at 270 test pairs) that says nothing about
+what a model sees. The real captions are written per item, not per image.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 PLACEHOLDERS = ("gender", "color", "sleeve", "category")
 # Words the real captions use for a gender, and for the multicolour code.
 GENDER_WORDS: dict[int, tuple[str, ...]] = {0: ("lady", "woman", "girl"), 1: ("man", "boy")}
+PHRASINGS = ("outfit", "image")
 COLOR_VARIANTS: dict[str, tuple[str, ...]] = {
     "multicolor": ("multicolor", "multi-color", "multi-colored", "multicolored"),
 }
@@ -84,8 +92,20 @@ class CaptionModel:
         sleeve: np.ndarray,
         category: np.ndarray,
         rng: np.random.Generator,
+        phrasing: str = "image",
     ) -> list[str]:
-        """One caption per row of codes, in the real patterns with the real frequencies."""
+        """One caption per row of codes, in the real patterns with the real frequencies.
+
+        `phrasing="outfit"` draws one phrasing per distinct (gender, colour, sleeve,
+        category) and gives it to every row with those codes (see the module docstring).
+        """
+        if phrasing == "outfit":
+            codes = np.stack([np.asarray(a) for a in (gender, color, sleeve, category)], 1)
+            outfits, inverse = np.unique(codes, axis=0, return_inverse=True)
+            texts = self.sample(*outfits.T, rng)
+            return [texts[i] for i in inverse.ravel().tolist()]
+        if phrasing != "image":
+            raise ValueError(f"phrasing must be one of {PHRASINGS}, got '{phrasing}'")
         captions = []
         for g, c, s, k in zip(
             *(np.asarray(a).tolist() for a in (gender, color, sleeve, category)), strict=True
