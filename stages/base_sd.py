@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 from fashion.atomic import atomic_path
-from fashion.config import load_params, run_stage, section
+from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
 from fashion.hub import write_source
-from fashion.sd_models import TINY, build_tiny_sd, pretrain_vae
+from fashion.sd_models import TINY, VAE_LOSSES, build_tiny_sd, pretrain_vae
 from fashion.subset import read_images, read_table, subset_path
 
 OUT_DIR = Path("models/base_sd")
@@ -27,8 +27,12 @@ def main() -> None:
             return
         tiny, seed = params["tiny"], int(params["seed"])
         train_file = subset_path("data/subset", "train")
-        pipe = build_tiny_sd(read_table(train_file)["caption"], tiny, seed)
         vae = params["vae_pretraining"]
+        if vae.get("loss", "mse") not in VAE_LOSSES:
+            raise PipelineError(
+                f"{PARAMS_FILE}: base_sd.vae_pretraining.loss must be one of {VAE_LOSSES}"
+            )
+        pipe = build_tiny_sd(read_table(train_file)["caption"], tiny, seed)
         losses = pretrain_vae(
             pipe.vae,
             read_images(train_file),
@@ -38,6 +42,8 @@ def main() -> None:
             float(vae["lr"]),
             float(vae["kl_weight"]),
             seed,
+            vae.get("crop"),
+            vae.get("loss", "mse"),
         )
         pipe.save_pretrained(tmp / "pipeline")
         write_source(tmp, str(OUT_DIR / "pipeline"))

@@ -1,4 +1,5 @@
-"""The tiny base SD: tokenizer ids in the text config, VAE input range, save/load by path."""
+"""The tiny base SD: tokenizer ids in the text config, VAE input range, crops, pooled text
+conditioning, save/load by path."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import base_sd
 from fashion.config import PipelineError
-from fashion.sd_models import load_base_sd, load_finetuned_sd, to_vae_pixels
-from sd_testdata import make_sd_project
+from fashion.sd_models import (
+    build_tiny_sd,
+    load_base_sd,
+    load_finetuned_sd,
+    random_crops,
+    to_vae_pixels,
+)
+from sd_testdata import TINY_SD_PARAMS, make_sd_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,3 +81,42 @@ def test_hub_source_is_recorded_not_downloaded(
 def test_missing_finetuned_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="run finetune_sd"):
         load_finetuned_sd(tmp_path, tmp_path)
+
+
+def test_random_crops_are_windows_of_each_image() -> None:
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    crops = random_crops(x, 4, np.random.default_rng(0))
+    assert crops.shape == (2, 3, 4, 4)
+    for image, crop in zip(x, crops, strict=True):
+        top, left = divmod(int(crop[0, 0, 0]) % 64, 8)  # the window's top-left pixel
+        assert torch.equal(crop, image[:, top : top + 4, left : left + 4])
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_pooled_text_conditions_without_cross_attention(pooled: bool) -> None:
+    """With `unet_pooled_text`, the caption reaches the UNet through the timestep embedding
+    too: silencing every cross-attention leaves the prediction text-dependent."""
+    tiny = {**TINY_SD_PARAMS["base_sd"]["tiny"], "unet_pooled_text": pooled}
+    captions = ["the lady wore a red dress.", "the man wore a blue tee."]
+    pipe = build_tiny_sd(captions * 4, tiny, seed=0)
+    for name, module in pipe.unet.named_modules():
+        if name.endswith("attn2.to_out.0"):
+            torch.nn.init.zeros_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    ids = pipe.tokenizer(captions, padding="max_length", return_tensors="pt").input_ids
+    with torch.no_grad():
+        hidden = pipe.text_encoder(ids)[0]
+        latents = torch.randn(1, 4, 8, 8).expand(2, -1, -1, -1)
+        out = pipe.unet(latents, torch.tensor([500, 500]), hidden).sample
+    assert (pipe.unet.config.addition_embed_type == "text") is pooled
+    assert (not torch.allclose(out[0], out[1])) is pooled
+
+
+def test_unknown_vae_loss_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = make_sd_project(
+        tmp_path / "p", ROOT, n_train=8, overrides={"base_sd": {"vae_pretraining": {"loss": "l3"}}}
+    )
+    monkeypatch.chdir(project)
+    with pytest.raises(PipelineError, match=r"params.yaml: base_sd.vae_pretraining.loss"):
+        base_sd.main()
+    assert not Path("models/base_sd").exists()  # nothing half-written
