@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+
 from fashion.atomic import atomic_path
 from fashion.config import PipelineError, load_params, run_stage, section
 from fashion.labels import CATEGORY, COLOR, LABEL_MAPS, SEGMENTATION

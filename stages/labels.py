@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
 from fashion.atomic import atomic_path
 from fashion.config import run_stage
 from fashion.labels import agreement, label_maps_json, label_table
