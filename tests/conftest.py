@@ -129,6 +129,19 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sd_base_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A drawn subset and the tiny base SD the `base_sd` stage builds from it (read-only)."""
+    import base_sd
+    from sd_testdata import make_sd_project
+
+    project = make_sd_project(tmp_path_factory.mktemp("sd") / "base", ROOT)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        base_sd.main()
+    return project
+
+
+@pytest.fixture(scope="session")
 def real_annotations() -> Path:
     """The real annotation files of the benchmark, or a skip where they are absent."""
     if not (SHARED_ANNOTATIONS / "language_original.mat").is_file():

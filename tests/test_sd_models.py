@@ -24,15 +24,6 @@ from sd_testdata import TINY_SD_PARAMS, make_sd_project
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def base_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = make_sd_project(tmp_path_factory.mktemp("sd") / "p", ROOT)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project)
-        base_sd.main()
-    return project
-
-
 def test_vae_pixels_are_in_minus_one_one() -> None:
     images = np.zeros((2, 128, 128, 3), np.uint8)
     images[1] = 255
@@ -41,8 +32,8 @@ def test_vae_pixels_are_in_minus_one_one() -> None:
     assert x[0].max() == -1.0 and x[1].min() == 1.0  # black -> -1, white -> +1 (not [0, 1])
 
 
-def test_tiny_base_loads_by_path(base_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(base_project)
+def test_tiny_base_loads_by_path(sd_base_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(sd_base_project)
     source = json.loads(Path("models/base_sd/source.json").read_text())
     assert source["pretrained"] == "models/base_sd/pipeline"
     pipe = load_base_sd("models/base_sd")

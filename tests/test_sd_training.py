@@ -13,24 +13,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
-import base_sd
 import finetune_sd
 from fashion.sd_models import load_base_sd, load_finetuned_sd, noise_scheduler
 from fashion.sd_training import FineTuner, TrainConfig, TrainData
 from fashion.subset import read_images, read_table
-from sd_testdata import make_sd_project
 
-ROOT = Path(__file__).resolve().parents[1]
 METRICS = Path("dvclive/finetune_sd/plots/metrics/train")
-
-
-@pytest.fixture(scope="module")
-def base_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = make_sd_project(tmp_path_factory.mktemp("sd") / "base", ROOT)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project)
-        base_sd.main()
-    return project
 
 
 def project_with_base(base: Path, dest: Path, **finetune: object) -> Path:
@@ -52,9 +40,9 @@ def run_finetune(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("cache_latents", [False, True])
 def test_vae_sees_pixels_in_minus_one_one(
-    base_project: Path, monkeypatch: pytest.MonkeyPatch, cache_latents: bool
+    sd_base_project: Path, monkeypatch: pytest.MonkeyPatch, cache_latents: bool
 ) -> None:
-    monkeypatch.chdir(base_project)
+    monkeypatch.chdir(sd_base_project)
     AcceleratorState._reset_state(True)
     pipe = load_base_sd("models/base_sd")
     seen: list[torch.Tensor] = []
@@ -73,10 +61,10 @@ def test_vae_sees_pixels_in_minus_one_one(
 
 
 def test_epoch_loss_is_the_mean_of_the_epoch(
-    base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 24 images, batch 8: 3 steps per epoch, 6 steps = 2 epochs
-    project = project_with_base(base_project, tmp_path / "p", max_steps=6, lr=1e-2)
+    project = project_with_base(sd_base_project, tmp_path / "p", max_steps=6, lr=1e-2)
     run_finetune(project, monkeypatch)
     steps = pd.read_csv(METRICS / "loss.tsv", sep="\t")
     epochs = pd.read_csv(METRICS / "epoch_loss.tsv", sep="\t")
@@ -90,9 +78,9 @@ def test_epoch_loss_is_the_mean_of_the_epoch(
 
 
 def test_full_model_saves_the_trained_weights(
-    base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project = project_with_base(base_project, tmp_path / "p", max_steps=2, mode="full")
+    project = project_with_base(sd_base_project, tmp_path / "p", max_steps=2, mode="full")
     run_finetune(project, monkeypatch)
     tuned, base = load_finetuned_sd("models/sd", "models/base_sd"), load_base_sd("models/base_sd")
     assert (Path("models/sd") / "model_index.json").is_file()
@@ -111,14 +99,14 @@ def test_full_model_saves_the_trained_weights(
 
 
 def test_resume_continues_from_the_latest_checkpoint(
-    base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     straight = project_with_base(
-        base_project, tmp_path / "straight", max_steps=4, validation_prompts=[]
+        sd_base_project, tmp_path / "straight", max_steps=4, validation_prompts=[]
     )
     run_finetune(straight, monkeypatch)
     resumed = project_with_base(
-        base_project, tmp_path / "resumed", max_steps=2, validation_prompts=[]
+        sd_base_project, tmp_path / "resumed", max_steps=2, validation_prompts=[]
     )
     run_finetune(resumed, monkeypatch)
     assert [p.name for p in sorted(Path("checkpoints/finetune_sd").iterdir())] == ["checkpoint-2"]
@@ -141,9 +129,9 @@ def test_resume_continues_from_the_latest_checkpoint(
 
 
 def test_changed_settings_do_not_resume(
-    base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project = project_with_base(base_project, tmp_path / "p", max_steps=2, validation_prompts=[])
+    project = project_with_base(sd_base_project, tmp_path / "p", max_steps=2, validation_prompts=[])
     run_finetune(project, monkeypatch)
     import yaml
 
