@@ -172,6 +172,13 @@ class TrainData:
     captions: list[str]
 
 
+def lora_config(rank: int, targets: list[str] | tuple[str, ...]) -> LoraConfig:
+    """LoRA adapters as in diffusers' text-to-image LoRA script (alpha = rank, gaussian init)."""
+    return LoraConfig(
+        r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(targets)
+    )
+
+
 class FineTuner:
     """The base pipeline's components prepared for training under `accelerate`."""
 
@@ -218,23 +225,9 @@ class FineTuner:
         if cfg.mode == "lora":
             self.unet.requires_grad_(False)
             self.text_encoder.requires_grad_(False)
-            self.unet.add_adapter(
-                LoraConfig(
-                    r=cfg.lora_rank,
-                    lora_alpha=cfg.lora_rank,
-                    init_lora_weights="gaussian",
-                    target_modules=UNET_LORA_TARGETS,
-                )
-            )
+            self.unet.add_adapter(lora_config(cfg.lora_rank, UNET_LORA_TARGETS))
             if train_te:
-                self.text_encoder.add_adapter(
-                    LoraConfig(
-                        r=cfg.lora_rank,
-                        lora_alpha=cfg.lora_rank,
-                        init_lora_weights="gaussian",
-                        target_modules=TEXT_LORA_TARGETS,
-                    )
-                )
+                self.text_encoder.add_adapter(lora_config(cfg.lora_rank, TEXT_LORA_TARGETS))
             self.unet.to(acc.device, dtype=weight_dtype)
             self.text_encoder.to(acc.device, dtype=weight_dtype)
         else:
