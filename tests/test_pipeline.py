@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from conftest import run
@@ -42,3 +43,29 @@ def test_push_then_pull_into_fresh_clone_restores_outputs(pipeline: Path, tmp_pa
     assert (clone / "data" / "subset" / "train.h5").is_file()
     out = run(["dvc", "repro"], clone).stdout
     assert "Running stage" not in out, out
+
+
+def test_experiments_with_other_generation_params_show_in_metrics_diff(
+    pipeline: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(pipeline, project, symlinks=True)
+    run(["git", "add", "-A"], project)  # experiments start from a commit with the run's lock
+    commit = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--allow-empty"]
+    run([*commit, "-qm", "run"], project)
+
+    runs = {}
+    for name, guidance in (("low", 1.0), ("high", 9.0)):
+        cmd = ["dvc", "exp", "run", "-n", name, "-S", f"generate.guidance_scale={guidance}"]
+        runs[name] = run(cmd, project).stdout
+    for out in runs.values():  # only the stages downstream of the changed param re-run
+        assert "Running stage 'generate'" in out and "Running stage 'evaluate'" in out, out
+        assert "Running stage 'finetune_sd'" not in out, out
+
+    diff = json.loads(run(["dvc", "metrics", "diff", "low", "high", "--json"], project).stdout)
+    changed = diff["metrics/generation.json"]  # only the metrics that differ are listed
+    assert any(key.startswith("finetuned.") for key in changed), changed
+    assert all(v["old"] != v["new"] for v in changed.values()), changed
+    params = json.loads(run(["dvc", "params", "diff", "low", "high", "--json"], project).stdout)
+    guidance = params["params.yaml"]["generate.guidance_scale"]
+    assert (guidance["old"], guidance["new"]) == (1.0, 9.0)
