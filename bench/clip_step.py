@@ -37,8 +37,12 @@ def main() -> None:
     args = parser.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
     p = {**params["finetune_clip"], "steps": args.steps + 1}
-    tiny = {**params["base_clip"]["tiny"], "width": args.width, "layers": args.layers,
-            "heads": 4, "projection_dim": args.width}  # fmt: skip
+    towers = {
+        f"{t}_{k}": v
+        for t in ("vision", "text")
+        for k, v in (("width", args.width), ("layers", args.layers), ("heads", 4))
+    }
+    tiny = {**params["base_clip"]["tiny"], **towers, "projection_dim": args.width}  # fmt: skip
 
     rng = np.random.default_rng(0)
     codes = rng.integers([0, 1, 1, 1], [2, 18, 4, 20], size=(args.batch * 4, 4))

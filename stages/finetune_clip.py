@@ -18,7 +18,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fashion.atomic import atomic_path
-from fashion.clip_data import StepBatchDataset, StepBatches, holdout_split, read_pairs
+from fashion.clip_data import (
+    StepBatchDataset,
+    StepBatches,
+    holdout_split,
+    presize,
+    read_pairs,
+)
 from fashion.clip_models import load_clip, lock_towers
 from fashion.clip_training import (
     Checkpoints,
@@ -60,6 +66,7 @@ def main() -> None:
     lock_towers(model, p["lock_image"], p["lock_text"])
 
     train, val = pairs.take(train_rows), pairs.take(val_rows)
+    train.images = presize(processor, train.images)  # resized once, not in every step
     batches = StepBatches(
         len(train), int(p["batch_size"]), accelerator.num_processes, accelerator.process_index, seed
     )

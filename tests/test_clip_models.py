@@ -10,8 +10,9 @@ from fashion.clip_models import build_tiny_clip, embed_images, embed_texts, load
 from fashion.labels import LABEL_MAPS
 from fashion.zero_shot import ZeroShotClassifier, accuracy, balanced_accuracy
 
-TINY = {"vocab_size": 400, "max_length": 32, "image_size": 32, "patch_size": 8, "width": 32,
-        "layers": 1, "heads": 2, "projection_dim": 16}  # fmt: skip
+TINY = {"vocab_size": 400, "max_length": 32, "image_size": 32, "patch_size": 8,
+        "vision_width": 32, "vision_layers": 1, "vision_heads": 2, "text_width": 32,
+        "text_layers": 1, "text_heads": 2, "projection_dim": 16}  # fmt: skip
 CAPTIONS = [compose_caption(0, c, s, k) for c in (1, 2, 17) for s in (1, 2, 3) for k in (2, 16)]
 
 
@@ -66,7 +67,7 @@ def test_save_and_load_round_trip(tiny, tmp_path):
 
 
 def test_lock_towers():
-    model, _ = build_tiny_clip(CAPTIONS, {**TINY, "layers": 3}, seed=0)
+    model, _ = build_tiny_clip(CAPTIONS, {**TINY, "vision_layers": 3, "text_layers": 3}, seed=0)
     lock_towers(model, lock_image=True, lock_text=1)
     assert not any(p.requires_grad for p in model.vision_model.parameters())
     assert not model.visual_projection.weight.requires_grad

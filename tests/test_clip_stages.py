@@ -36,7 +36,8 @@ PARAMS = {
     "base_clip": {
         "pretrained": "tiny", "revision": None, "seed": 0,
         "tiny": {"vocab_size": 400, "max_length": 32, "image_size": 32, "patch_size": 8,
-                 "width": 32, "layers": 1, "heads": 2, "projection_dim": 16},
+                 "vision_width": 32, "vision_layers": 1, "vision_heads": 2,
+                 "text_width": 32, "text_layers": 1, "text_heads": 2, "projection_dim": 16},
     },
     "finetune_clip": {
         "seed": 0, "steps": 6, "batch_size": 16, "grad_accum": 1, "lr": 1e-3,

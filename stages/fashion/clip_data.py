@@ -113,6 +113,30 @@ def pixel_values(
     ]
 
 
+def presize(processor: CLIPProcessor, images: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """uint8 HWC images resized and cropped once by the processor when its size is smaller.
+
+    The processor resizes uint8 images to uint8, so `pixel_values` of the presized images
+    equals that of the originals exactly, without a resize in every training step. Images
+    the processor would enlarge (128 px for a 224 px CLIP) are returned as they are: kept
+    small in memory, enlarged batch by batch.
+    """
+    crop = processor.image_processor.crop_size
+    if images.shape[1] <= crop["height"] and images.shape[2] <= crop["width"]:
+        return images
+    out = []
+    for start in range(0, len(images), chunk):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + chunk]))
+        resized = processor.image_processor(
+            images=batch.permute(0, 3, 1, 2), do_rescale=False, do_normalize=False,
+            return_tensors="pt",
+        )["pixel_values"]  # fmt: skip
+        if resized.dtype != torch.uint8:  # a processor that resizes to floats: not exact
+            return images
+        out.append(resized.permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
 def tokenize(processor: CLIPProcessor, captions: list[str]) -> dict[str, torch.Tensor]:
     """input_ids and attention_mask, padded to the longest caption, cut at the model's length."""
     return processor.tokenizer(captions, padding=True, truncation=True, return_tensors="pt").data

@@ -37,23 +37,30 @@ def build_tiny_clip(
     """
     tokenizer = train_caption_tokenizer(captions, int(tiny["vocab_size"]))
     image_size = int(tiny["image_size"])
-    width, layers, heads = int(tiny["width"]), int(tiny["layers"]), int(tiny["heads"])
-    tower = {
-        "hidden_size": width,
-        "intermediate_size": 4 * width,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-    }
+
+    def tower(name: str) -> dict[str, int]:
+        width = int(tiny[f"{name}_width"])
+        return {
+            "hidden_size": width,
+            "intermediate_size": 4 * width,
+            "num_hidden_layers": int(tiny[f"{name}_layers"]),
+            "num_attention_heads": int(tiny[f"{name}_heads"]),
+        }
+
     config = CLIPConfig(
         text_config={
-            **tower,
+            **tower("text"),
             "vocab_size": len(tokenizer),
             "max_position_embeddings": int(tiny["max_length"]),
             "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
         },
-        vision_config={**tower, "image_size": image_size, "patch_size": int(tiny["patch_size"])},
+        vision_config={
+            **tower("vision"),
+            "image_size": image_size,
+            "patch_size": int(tiny["patch_size"]),
+        },
         projection_dim=int(tiny["projection_dim"]),
     )
     tokenizer.model_max_length = int(tiny["max_length"])

@@ -72,7 +72,7 @@ _BELOW_PANTS, _BELOW_LEGS, _BELOW_GARMENT_PANTS, _BELOW_GARMENT_SHORTS = range(4
 _SHAPES: dict[str, dict[str, float]] = {
     #          hem  flare pinch neck         below
     "blazer": dict(hem=90, flare=3, pinch=3, neck=_NECK_CREW),
-    "blouse": dict(hem=82, flare=5, pinch=4, neck=_NECK_V),
+    "blouse": dict(hem=92, flare=9, pinch=4, neck=_NECK_V),
     "bomber": dict(hem=78, flare=1, pinch=0, neck=_NECK_CREW),
     "cardigan": dict(hem=92, flare=2, pinch=2, neck=_NECK_V),
     "henley": dict(hem=88, flare=0, pinch=2, neck=_NECK_CREW),
@@ -81,10 +81,10 @@ _SHAPES: dict[str, dict[str, float]] = {
     "jersey": dict(hem=82, flare=1, pinch=0, neck=_NECK_V),
     "parka": dict(hem=98, flare=5, pinch=0, neck=_NECK_CREW),
     "poncho": dict(hem=84, flare=0, pinch=0, neck=_NECK_CREW),
-    "sweater": dict(hem=82, flare=1, pinch=0, neck=_NECK_CREW),
+    "sweater": dict(hem=85, flare=3, pinch=0, neck=_NECK_CREW),
     "tank": dict(hem=80, flare=1, pinch=4, neck=_NECK_SCOOP),
     "tee": dict(hem=80, flare=1, pinch=0, neck=_NECK_CREW),
-    "top": dict(hem=80, flare=12, pinch=5, neck=_NECK_BOAT),
+    "top": dict(hem=78, flare=14, pinch=5, neck=_NECK_BOAT),
     "coat": dict(hem=110, flare=7, pinch=2, neck=_NECK_CREW),
     "dress": dict(hem=104, flare=16, pinch=5, neck=_NECK_SCOOP, below=_BELOW_LEGS),
     "jumpsuit": dict(hem=76, flare=0, pinch=4, neck=_NECK_V, below=_BELOW_GARMENT_PANTS),
@@ -262,8 +262,9 @@ def _draw_figure(
         | ((neck == _NECK_BOAT) & _ellipse(u, v, 0, 33, 13, 4.5))
     )
     c.paint(torso & neck_skin, _SKIN, FACE)
-    r = c.rows("tank")  # narrow straps: bare shoulders
-    c.paint(torso[r] & (v[r] < 44) & (au[r] > sw[r] - 6), _SKIN, ARMS, r)
+    r = c.rows("tank")  # a deep scoop between narrow straps: bare shoulders
+    straps = (v[r] < 48) & (au[r] > sw[r] - 9)
+    c.paint(torso[r] & (straps | _ellipse(u[r], v[r], 0, 34, sw[r] - 9, 15)), _SKIN, ARMS, r)
 
     # Category details on the torso: (names, material, mask of the rows' coordinates).
     def lapels(u, v, au, hem):
@@ -271,15 +272,30 @@ def _draw_figure(
 
     details = (
         (("blazer", "coat"), _INNER, lapels),
-        (("cardigan",), _INNER, lambda u, v, au, hem: au <= 2.5 + (v - 34) * 0.05),
-        (("kimono",), _INNER, lambda u, v, au, hem: au <= 2 + (v - 34) * 0.15),
+        # cardigan: a V opening over the shirt, buttoned below it
+        # (openings stay above the chest, where `garment_color` reads the garment's colour)
+        (("cardigan",), _INNER, lambda u, v, au, hem: (v < 47) & (au <= (v - 33) * 0.45)),
+        (("cardigan",), _ACCENT, lambda u, v, au, hem: (au < 1.4) & (v >= 50) & (v % 7 < 2.0)),
+        (("kimono",), _INNER, lambda u, v, au, hem: au <= 1 + (v - 34) * 0.06),
         (("blazer", "coat"), _ACCENT,
          lambda u, v, au, hem: (v < 62) & (np.abs(au - (62 - v) * 0.33) < 1.2)),
         (("coat",), _ACCENT,
          lambda u, v, au, hem: _ellipse(au, v, 5, 70, 1.6, 1.6) | _ellipse(au, v, 5, 82, 1.6, 1.6)),
         (("blazer",), _ACCENT, lambda u, v, au, hem: _ellipse(u, v, 0, 68, 1.6, 1.6)),
-        (("jacket", "parka", "bomber"), _ACCENT, lambda u, v, au, hem: au < 0.9),
-        (("bomber", "sweater"), _ACCENT, lambda u, v, au, hem: v >= hem - 5),
+        (("parka", "bomber"), _ACCENT, lambda u, v, au, hem: au < 0.9),
+        # jacket: a broad zip, a stand collar and two pocket flaps
+        (("jacket",), _ACCENT, lambda u, v, au, hem: (au < 1.4)
+                                                   | ((v < 38) & (au < 9))
+                                                   | ((v >= 68) & (v <= 72) & (au >= 5)
+                                                      & (au <= 12))),
+        (("bomber",), _ACCENT, lambda u, v, au, hem: v >= hem - 5),
+        # sweater: thick ribbed bands at the hem and around the neck
+        (("sweater",), _ACCENT, lambda u, v, au, hem: (v >= hem - 8)
+                                                    | (_ellipse(u, v, 0, 33, 9, 8)
+                                                       & ~_ellipse(u, v, 0, 33, 6, 5))),
+        # blouse: a light pointed collar either side of the V neck
+        (("blouse",), _INNER, lambda u, v, au, hem: (v < 44) & (au >= (v - 30) * 0.42)
+                                                   & (au <= (v - 30) * 0.42 + 7 - (v - 34) * 0.5)),
         (("kimono",), _ACCENT, lambda u, v, au, hem: (v >= 62) & (v <= 68)),
         (("hoodie",), _ACCENT, lambda u, v, au, hem: ((v >= 62) & (v <= 74)
                                                      & (au <= 11 - (74 - v) * 0.25))
@@ -309,8 +325,11 @@ def _draw_figure(
         sleeve_mask |= (arm | cover) & (v <= sleeve_end)
     c.paint(arm_skin, _SKIN, ARMS)
     c.paint(sleeve_mask, _GARMENT, UPPER)
-    r = c.rows("bomber", "sweater")
-    c.paint(sleeve_mask[r] & (v[r] >= sleeve_end[r] - 4), _ACCENT, UPPER, r)
+    r = c.rows("bomber", "sweater")  # ribbed cuffs
+    c.paint(sleeve_mask[r] & (v[r] >= sleeve_end[r] - 6), _ACCENT, UPPER, r)
+    r = c.rows("top")  # off the shoulders: bare shoulders above the top and its sleeves
+    bare = (v[r] >= 33) & (v[r] < 45) & (torso[r] | sleeve_mask[r] | arm_skin[r])
+    c.paint(bare, _SKIN, ARMS, r)
 
     # A poncho covers the arms: a wide cape from the neck.
     r = c.rows("poncho")

@@ -159,6 +159,7 @@ def pretrain_vae(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)  # ends with fine steps
     losses = []
     vae.train()
     for _ in tqdm(range(steps), desc="pretrain VAE", mininterval=5):
@@ -171,6 +172,7 @@ def pretrain_vae(
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        schedule.step()
         losses.append(total.item())
     vae.eval()
     with torch.no_grad():
