@@ -7,7 +7,6 @@ one trained with the same params, base model, data and process count.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -34,24 +33,13 @@ from fashion.clip_training import (
     train_step,
 )
 from fashion.config import load_params, run_stage, section
-from fashion.hub import read_source
+from fashion.hub import read_source, training_fingerprint
 from fashion.subset import subset_path
 
 BASE = Path("models/base_clip")
 OUT = Path("models/clip")
 CHECKPOINTS = Path("checkpoints/finetune_clip")
 LIVE = "dvclive/finetune_clip"
-
-
-def fingerprint(pretrained: str, revision: str | None, captions: list[str]) -> str:
-    """What a checkpoint was trained from: the base model (its files when local) and the data."""
-    h = hashlib.sha256(f"{pretrained}@{revision}".encode())
-    if Path(pretrained).is_dir():
-        for f in sorted(Path(pretrained).rglob("*")):
-            if f.is_file():
-                h.update(f.name.encode() + f.read_bytes())
-    h.update("\n".join(captions).encode())
-    return h.hexdigest()
 
 
 def main() -> None:
@@ -77,7 +65,7 @@ def main() -> None:
     accelerator.register_for_checkpointing(scheduler)
     config = {
         "params": p,
-        "source": fingerprint(pretrained, revision, pairs.captions),
+        "source": training_fingerprint(pretrained, revision, pairs.captions, pairs.images),
         "num_processes": accelerator.num_processes,
     }
     checkpoints = Checkpoints(CHECKPOINTS, config, int(p["keep_checkpoints"]))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from fashion.atomic import atomic_path
 from fashion.config import load_params, run_stage, section
-from fashion.hub import read_source
+from fashion.hub import read_source, training_fingerprint
 from fashion.sd_models import load_sd, noise_scheduler
 from fashion.sd_training import FineTuner, TrainConfig, TrainData
 from fashion.subset import read_images, read_table, subset_path
@@ -59,7 +59,12 @@ def main() -> None:
     train_file = subset_path("data/subset", "train")
     data = TrainData(read_images(train_file), read_table(train_file)["caption"].tolist())
     tuner = FineTuner(
-        load_sd(pretrained, revision), noise_scheduler(pretrained, revision), cfg, data, accelerator
+        load_sd(pretrained, revision),
+        noise_scheduler(pretrained, revision),
+        cfg,
+        data,
+        accelerator,
+        training_fingerprint(pretrained, revision, data.captions, data.images),
     )
     start = tuner.resume(CKPT_DIR)
     main_process = accelerator.is_main_process

@@ -145,3 +145,23 @@ def test_changed_settings_do_not_resume(
         == 5e-4
     )
     assert np.isfinite(pd.read_csv(METRICS / "loss.tsv", sep="\t").loss).all()
+
+
+def test_changed_base_model_does_not_resume(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-trained base (here: its VAE) must not continue the old UNet's training."""
+    import yaml
+    from diffusers import AutoencoderKL
+
+    project = project_with_base(sd_base_project, tmp_path / "p", max_steps=2, validation_prompts=[])
+    run_finetune(project, monkeypatch)
+    vae = AutoencoderKL.from_pretrained("models/base_sd/pipeline", subfolder="vae")
+    with torch.no_grad():
+        next(vae.parameters()).add_(0.01)
+    vae.save_pretrained("models/base_sd/pipeline/vae")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["finetune_sd"]["max_steps"] = 4
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    run_finetune(project, monkeypatch)
+    assert yaml.safe_load(Path("dvclive/finetune_sd/params.yaml").read_text())["resumed_from"] == 0

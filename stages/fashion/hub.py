@@ -7,8 +7,11 @@ go through the same loading code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+
+import numpy as np
 
 from fashion.config import PipelineError
 
@@ -33,3 +36,23 @@ def read_source(model_dir: str | Path) -> tuple[str, str | None]:
         return source["pretrained"], source.get("revision")
     except (json.JSONDecodeError, KeyError) as err:
         raise PipelineError(f"{path}: malformed model source ({err})") from err
+
+
+def training_fingerprint(
+    pretrained: str, revision: str | None, captions: list[str], images: np.ndarray
+) -> str:
+    """What a training run starts from: the base model (its files, when a local folder) and
+    the training data. A checkpoint with another fingerprint must not be resumed: a re-drawn
+    demo or a re-trained tiny base would otherwise continue someone else's training."""
+    h = hashlib.blake2b(f"{pretrained}@{revision}".encode(), digest_size=20)
+    if Path(pretrained).is_dir():
+        for f in sorted(Path(pretrained).rglob("*")):
+            if f.is_file():
+                h.update(str(f.relative_to(pretrained)).encode())
+                with f.open("rb") as stream:
+                    for block in iter(lambda: stream.read(1 << 24), b""):
+                        h.update(block)
+    h.update("\n".join(captions).encode())
+    for start in range(0, len(images), 4096):  # a chunk at a time: no copy of all the images
+        h.update(np.ascontiguousarray(images[start : start + 4096]).tobytes())
+    return h.hexdigest()

@@ -189,8 +189,12 @@ class FineTuner:
         cfg: TrainConfig,
         data: TrainData,
         accelerator: Accelerator,
+        fingerprint: str = "",
     ) -> None:
+        """`fingerprint`: what the run starts from (`hub.training_fingerprint`); a checkpoint
+        of another base model or data is not resumed."""
         self.cfg, self.data, self.accelerator = cfg, data, accelerator
+        self.fingerprint = fingerprint
         if cfg.prediction_type is not None:
             noise_sched.register_to_config(prediction_type=cfg.prediction_type)
         self.noise_scheduler = noise_sched
@@ -411,7 +415,12 @@ class FineTuner:
         settings = {
             k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in RESUMABLE_CHANGES
         }
-        return {**settings, "world": self.world, "n_images": len(self.data.images)}
+        return {
+            **settings,
+            "world": self.world,
+            "n_images": len(self.data.images),
+            "source": self.fingerprint,
+        }
 
     def save_checkpoint(self, ckpt_root: Path, step: int) -> None:
         acc = self.accelerator
