@@ -50,10 +50,11 @@ PALETTE: dict[str, tuple[float, float, float]] = {
     "olive": (0.40, 0.44, 0.12),
 }
 # Colours a multicolor pattern is made of.
-PATTERN_COLORS = ("red", "blue", "white", "yellow", "green", "pink", "orange", "black", "purple")
+PATTERN_COLORS = ("red", "blue", "white", "yellow", "green", "pink", "orange", "purple")
 
 # Materials: what each pixel is painted with (an index into the per-image palette).
-_BG, _HAIR, _SKIN, _GARMENT, _ACCENT, _INNER, _PANTS, _FUR, _PAT1, _PAT2 = range(10)
+# _INNER is a shirt under an opening (white or black), _LIGHT a white that shows on any garment.
+_BG, _HAIR, _SKIN, _GARMENT, _ACCENT, _INNER, _PANTS, _FUR, _PAT1, _PAT2, _LIGHT = range(11)
 _GARMENT_MATERIALS = (_GARMENT, _PAT1, _PAT2)
 
 _SKIN_TONES = np.array(
@@ -67,23 +68,23 @@ _PANTS_COLORS = np.array([(0.18, 0.23, 0.38), (0.15, 0.15, 0.17), (0.33, 0.33, 0
 # Silhouette of each category: hem (figure units from the top, the image is ~128 high),
 # extra half-width at the hem, waist pinch for ladies, neckline, what goes below,
 # and the details drawn on top.
-_NECK_CREW, _NECK_V, _NECK_SCOOP, _NECK_BOAT = range(4)
+_NECK_CREW, _NECK_V, _NECK_SCOOP, _NECK_BOAT, _NECK_TURTLE = range(5)
 _BELOW_PANTS, _BELOW_LEGS, _BELOW_GARMENT_PANTS, _BELOW_GARMENT_SHORTS = range(4)
 _SHAPES: dict[str, dict[str, float]] = {
     #          hem  flare pinch neck         below
     "blazer": dict(hem=90, flare=3, pinch=3, neck=_NECK_CREW),
-    "blouse": dict(hem=92, flare=9, pinch=4, neck=_NECK_V),
-    "bomber": dict(hem=78, flare=1, pinch=0, neck=_NECK_CREW),
-    "cardigan": dict(hem=92, flare=2, pinch=2, neck=_NECK_V),
+    "blouse": dict(hem=86, flare=11, pinch=5, neck=_NECK_V),
+    "bomber": dict(hem=76, flare=1, pinch=0, neck=_NECK_CREW),
+    "cardigan": dict(hem=102, flare=3, pinch=2, neck=_NECK_V),
     "henley": dict(hem=88, flare=0, pinch=2, neck=_NECK_CREW),
     "hoodie": dict(hem=84, flare=2, pinch=0, neck=_NECK_CREW),
     "jacket": dict(hem=84, flare=2, pinch=1, neck=_NECK_CREW),
     "jersey": dict(hem=82, flare=1, pinch=0, neck=_NECK_V),
     "parka": dict(hem=98, flare=5, pinch=0, neck=_NECK_CREW),
     "poncho": dict(hem=84, flare=0, pinch=0, neck=_NECK_CREW),
-    "sweater": dict(hem=85, flare=3, pinch=0, neck=_NECK_CREW),
+    "sweater": dict(hem=88, flare=3, pinch=0, neck=_NECK_TURTLE),
     "tank": dict(hem=80, flare=1, pinch=4, neck=_NECK_SCOOP),
-    "tee": dict(hem=80, flare=1, pinch=0, neck=_NECK_CREW),
+    "tee": dict(hem=82, flare=1, pinch=0, neck=_NECK_CREW),
     "top": dict(hem=78, flare=14, pinch=5, neck=_NECK_BOAT),
     "coat": dict(hem=110, flare=7, pinch=2, neck=_NECK_CREW),
     "dress": dict(hem=104, flare=16, pinch=5, neck=_NECK_SCOOP, below=_BELOW_LEGS),
@@ -149,9 +150,9 @@ def draw_garments(
     skirt = ~male & (rng.random(b) < 0.4)
     shade = rng.uniform(0.93, 1.05, b)[:, None]
     pattern_kind = rng.integers(0, 3, b)
-    pattern_period = rng.uniform(4.5, 8.0, b)
+    pattern_period = rng.uniform(10.0, 16.0, b)
     pattern_cols = np.stack([rng.permutation(len(PATTERN_COLORS))[:3] for _ in range(b)])
-    palette = np.zeros((b, 10, 3), np.float32)
+    palette = np.zeros((b, 11, 3), np.float32)
     palette[:, _BG] = rng.uniform(0.84, 0.95, (b, 1)) + rng.uniform(-0.02, 0.02, (b, 3))
     palette[:, _HAIR] = _HAIR_COLORS[rng.integers(0, len(_HAIR_COLORS), b)]
     palette[:, _SKIN] = _SKIN_TONES[rng.integers(0, len(_SKIN_TONES), b)]
@@ -164,9 +165,12 @@ def draw_garments(
     # details and outline: a darker shade of the garment (a lighter one for black)
     dark = palette[:, _GARMENT].mean(1, keepdims=True) < 0.2
     palette[:, _ACCENT] = np.where(dark, 0.35, palette[:, _GARMENT] * 0.62)
+    # on a pattern, details in near-black (not in a pattern colour) still show
+    palette[color == _MULTICOLOR, _ACCENT] = 0.12
     palette[:, _INNER] = np.where(rng.random((b, 1)) < 0.7, 0.97, 0.12)
     palette[:, _PANTS] = _PANTS_COLORS[rng.integers(0, len(_PANTS_COLORS), b)]
     palette[:, _FUR] = (0.82, 0.76, 0.66)
+    palette[:, _LIGHT] = 0.96
 
     # Figure coordinates: u across (0 = body axis), v down from the top of the head.
     ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
@@ -275,7 +279,9 @@ def _draw_figure(
         # cardigan: a V opening over the shirt, buttoned below it
         # (openings stay above the chest, where `garment_color` reads the garment's colour)
         (("cardigan",), _INNER, lambda u, v, au, hem: (v < 47) & (au <= (v - 33) * 0.45)),
-        (("cardigan",), _ACCENT, lambda u, v, au, hem: (au < 1.4) & (v >= 50) & (v % 7 < 2.0)),
+        (("cardigan",), _ACCENT, lambda u, v, au, hem: ((au < 1.4) & (v >= 50) & (v % 7 < 2.0))
+                                                     | ((v >= 80) & (v <= 88) & (au >= 5)
+                                                        & (au <= 12))),
         (("kimono",), _INNER, lambda u, v, au, hem: au <= 1 + (v - 34) * 0.06),
         (("blazer", "coat"), _ACCENT,
          lambda u, v, au, hem: (v < 62) & (np.abs(au - (62 - v) * 0.33) < 1.2)),
@@ -283,24 +289,22 @@ def _draw_figure(
          lambda u, v, au, hem: _ellipse(au, v, 5, 70, 1.6, 1.6) | _ellipse(au, v, 5, 82, 1.6, 1.6)),
         (("blazer",), _ACCENT, lambda u, v, au, hem: _ellipse(u, v, 0, 68, 1.6, 1.6)),
         (("parka", "bomber"), _ACCENT, lambda u, v, au, hem: au < 0.9),
-        # jacket: a broad zip, a stand collar and two pocket flaps
-        (("jacket",), _ACCENT, lambda u, v, au, hem: (au < 1.4)
-                                                   | ((v < 38) & (au < 9))
-                                                   | ((v >= 68) & (v <= 72) & (au >= 5)
+        # jacket: worn open over a shirt, a stand collar and two pocket flaps
+        (("jacket",), _INNER, lambda u, v, au, hem: (v >= 40) & (au < 1.6)),
+        (("jacket",), _ACCENT, lambda u, v, au, hem: ((v < 39) & (au < 10))
+                                                   | ((v >= 66) & (v <= 73) & (au >= 5)
                                                       & (au <= 12))),
-        (("bomber",), _ACCENT, lambda u, v, au, hem: v >= hem - 5),
-        # sweater: thick ribbed bands at the hem and around the neck
-        (("sweater",), _ACCENT, lambda u, v, au, hem: (v >= hem - 8)
-                                                    | (_ellipse(u, v, 0, 33, 9, 8)
-                                                       & ~_ellipse(u, v, 0, 33, 6, 5))),
+        (("bomber",), _ACCENT, lambda u, v, au, hem: v >= hem - 7),
+        # sweater: a thick ribbed band at the hem (and a roll collar, drawn with the neck)
+        (("sweater",), _ACCENT, lambda u, v, au, hem: v >= hem - 8),
         # blouse: a light pointed collar either side of the V neck
-        (("blouse",), _INNER, lambda u, v, au, hem: (v < 44) & (au >= (v - 30) * 0.42)
-                                                   & (au <= (v - 30) * 0.42 + 7 - (v - 34) * 0.5)),
+        (("blouse",), _LIGHT, lambda u, v, au, hem: (v < 46) & (au >= (v - 30) * 0.42)
+                                                   & (au <= (v - 30) * 0.42 + 9 - (v - 34) * 0.5)),
         (("kimono",), _ACCENT, lambda u, v, au, hem: (v >= 62) & (v <= 68)),
         (("hoodie",), _ACCENT, lambda u, v, au, hem: ((v >= 62) & (v <= 74)
                                                      & (au <= 11 - (74 - v) * 0.25))
                                                     | ((v < 48) & (np.abs(au - 3) < 0.7))),
-        (("henley",), _ACCENT, lambda u, v, au, hem: (v < 54) & (au < 1.8)),
+        (("henley",), _LIGHT, lambda u, v, au, hem: (v < 56) & (au < 2.0)),  # a light placket
         (("jersey",), _INNER, lambda u, v, au, hem: (v >= 46) & (v <= 53)),
     )  # fmt: skip
     for names, material, shape in details:
@@ -330,6 +334,8 @@ def _draw_figure(
     r = c.rows("top")  # off the shoulders: bare shoulders above the top and its sleeves
     bare = (v[r] >= 33) & (v[r] < 45) & (torso[r] | sleeve_mask[r] | arm_skin[r])
     c.paint(bare, _SKIN, ARMS, r)
+    ruffle = (v[r] >= 45) & (v[r] < 50) & (torso[r] | sleeve_mask[r])
+    c.paint(ruffle, _ACCENT, UPPER, r)
 
     # A poncho covers the arms: a wide cape from the neck.
     r = c.rows("poncho")
@@ -346,6 +352,9 @@ def _draw_figure(
     r = np.flatnonzero(~male & ~hooded)
     locks = (au[r] >= 8) & (au[r] <= 13.5) & (v[r] >= 12) & (v[r] <= 50 - 0.3 * (au[r] - 8) ** 2)
     c.paint(locks, _HAIR, HAIR, r)
+    r = c.rows("sweater")  # a roll collar up the neck
+    collar = (au[r] <= neck_w[r] + 3.5) & (v[r] >= 24) & (v[r] <= 36)
+    c.paint(collar, _ACCENT, UPPER, r)
     r = c.rows("parka")
     fur = _ellipse(u[r], v[r], 0, 19, 13.5, 15) & ~_ellipse(u[r], v[r], 0, 19, 10, 12)
     c.paint(fur & (v[r] < 34), _FUR, UPPER, r)
