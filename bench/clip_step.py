@@ -4,7 +4,7 @@ Plain loop: `CLIPModel(..., return_loss=True)`, `loss.backward()`, `AdamW.step()
 `fashion.clip_training.train_step` under an `Accelerator` (caption-level targets, gradient
 clipping, scheduler, logit-scale clamp) with the params.yaml optimiser settings. Two copies of
 one model; steps alternate between the loops; prints one JSON line with the medians.
-Usage: python bench/clip_step.py [--steps 30] [--width 256] [--batch 64]
+Usage: python bench/clip_step.py [--steps 60] [--width 256] [--layers 2] [--batch 64]
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from fashion.clip_training import make_optimizer, make_scheduler, train_step  # 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
