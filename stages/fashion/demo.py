@@ -352,7 +352,7 @@ def _draw_figure(
     r = np.flatnonzero(~male & ~hooded)
     locks = (au[r] >= 8) & (au[r] <= 13.5) & (v[r] >= 12) & (v[r] <= 50 - 0.3 * (au[r] - 8) ** 2)
     c.paint(locks, _HAIR, HAIR, r)
-    r = c.rows("sweater")  # a roll collar up the neck
+    r = np.flatnonzero(_NECK[category] == _NECK_TURTLE)  # a roll collar up the neck
     collar = (au[r] <= neck_w[r] + 3.5) & (v[r] >= 24) & (v[r] <= 36)
     c.paint(collar, _ACCENT, UPPER, r)
     r = c.rows("parka")
