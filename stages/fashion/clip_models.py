@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+from transformers.utils import ModelOutput
 
 from fashion.clip_data import pixel_values, tokenize
 from fashion.config import PipelineError
@@ -114,6 +115,15 @@ def lock_towers(model: CLIPModel, lock_image: int | bool, lock_text: int | bool)
         final_norm.requires_grad_(True)
 
 
+def feature_tensor(features: torch.Tensor | ModelOutput) -> torch.Tensor:
+    """The projected (n, d) features of `get_image_features` / `get_text_features`.
+
+    transformers 4.x returns them as a tensor; transformers 5 returns an output object
+    holding them in `pooler_output`.
+    """
+    return features if isinstance(features, torch.Tensor) else features.pooler_output
+
+
 @torch.no_grad()
 def embed_images(
     model: CLIPModel,
@@ -126,7 +136,8 @@ def embed_images(
     out = []
     for i in range(0, len(images), batch_size):
         pixels = pixel_values(processor, images[i : i + batch_size], device)
-        out.append(F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1))
+        features = feature_tensor(model.get_image_features(pixel_values=pixels))
+        out.append(F.normalize(features, dim=-1))
     return torch.cat(out).float().cpu()
 
 
@@ -144,5 +155,6 @@ def embed_texts(
         tokens = {
             k: v.to(device) for k, v in tokenize(processor, texts[i : i + batch_size]).items()
         }
-        out.append(F.normalize(model.get_text_features(**tokens).pooler_output, dim=-1))
+        features = feature_tensor(model.get_text_features(**tokens))
+        out.append(F.normalize(features, dim=-1))
     return torch.cat(out).float().cpu()
