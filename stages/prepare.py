@@ -2,6 +2,7 @@
 
 Reads `<benchmark.root>/{Img/G2.zip, Anno/language_original.mat, Eval/ind.mat}` and writes
 `data/subset/{train,test}.h5` (format: `fashion/subset.py`): mean restored, HWC uint8.
+The first images are checked to restore to the expected layout before the full pass.
 The zip password comes from the environment variable named by `benchmark.password_env`
 (the demo's `demo.password` when it is unset). Every input is checked before the long
 decryption; `data/subset` appears whole or not at all.
@@ -21,6 +22,7 @@ from fashion.atomic import atomic_path
 from fashion.benchmark import (
     MEMBER,
     benchmark_paths,
+    check_g2_layout,
     extracted_member,
     open_g2,
     read_annotations,
@@ -81,6 +83,7 @@ def main() -> None:
         extracted_member(paths.zip, password, out.parent) as g2_file,
         open_g2(g2_file, label, len(ann), paths.annotations) as g2,
     ):
+        check_g2_layout(g2, label)  # a wrong layout stops here, not after the full pass
         for name, rows in chosen.items():
             table = {
                 "index": rows,

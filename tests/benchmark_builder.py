@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from fashion.benchmark import (
@@ -38,6 +39,41 @@ class Source:
     test: np.ndarray
 
 
+def _transpose_mean(f: h5py.File) -> None:
+    mean = f["ih_mean"][()]
+    del f["ih_mean"]
+    f["ih_mean"] = mean.transpose(0, 2, 1)
+
+
+# G2.h5 files in another layout than the released one: edits of an open, writable file.
+WRONG_LAYOUTS: dict[str, Callable[[h5py.File], None]] = {
+    "ih not mean-subtracted": lambda f: f["ih"].write_direct(f["ih"][()] + f["ih_mean"][()]),
+    "ih_mean stored (H, W)": _transpose_mean,
+    "ih in 0..255": lambda f: f["ih"].write_direct(f["ih"][()] * 255),
+    "ih_mean in 0..255": lambda f: f["ih_mean"].write_direct(f["ih_mean"][()] * 255),
+}
+
+
+def edit_g2(edit: Callable[[h5py.File], None]) -> Callable[[Path], None]:
+    """A `mutate_h5` for `build_benchmark` that applies `edit` to the written G2.h5."""
+
+    def mutate(path: Path) -> None:
+        with h5py.File(path, "a") as f:
+            edit(f)
+
+    return mutate
+
+
+def noisy_figures(rng: np.random.Generator, n: int) -> np.ndarray:
+    """uint8 (n, SIZE, SIZE, 3) noise on white, like studio photos of a figure: a pixel is white
+    with probability 0.8 (0.1 in a tall band left of centre), else random. The mean image is far
+    from its transpose, and transposing it clips many white and dark pixels."""
+    white = np.full((SIZE, SIZE, 1), 0.8)
+    white[SIZE // 8 :, SIZE // 6 : SIZE // 2] = 0.1
+    noise = rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    return np.where(rng.random((n, SIZE, SIZE, 1)) < white, np.uint8(255), noise)
+
+
 def build_benchmark(
     root: Path,
     n: int = 12,
@@ -53,14 +89,15 @@ def build_benchmark(
 ) -> Source:
     """Write `<root>/Img/G2.zip`, `Anno/language_original.mat`, `Eval/ind.mat` of `n` images.
 
-    Images are random noise: no symmetry, so any transposition or flip shows. Every 4th image
-    is a test image (interleaved, like the real split).
+    Images are random noise on white (`noisy_figures`): no symmetry, so any transposition or
+    flip shows. `ih_mean` is their mean image, as in the real file. Every 4th image is a test
+    image (interleaved, like the real split).
     """
     rng = np.random.default_rng(seed)
     n_h5 = n + extra_h5_images
-    images = rng.integers(0, 256, (n_h5, SIZE, SIZE, 3), dtype=np.uint8)
+    images = noisy_figures(rng, n_h5)
     segmentation = rng.integers(0, 7, (n_h5, SIZE, SIZE), dtype=np.uint8)
-    mean = (rng.random((SIZE, SIZE, 3)) * 0.9).astype(np.float32)
+    mean = (images.mean(0) / 255).astype(np.float32)
     codes = {
         "gender": rng.integers(0, 2, n),
         "color": rng.integers(1, 18, n),

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from benchmark_builder import PASSWORD, build_benchmark
+from benchmark_builder import PASSWORD, WRONG_LAYOUTS, build_benchmark
 from fashion.benchmark import (
     ANNOTATIONS_REL,
     SPLIT_REL,
     benchmark_paths,
+    check_g2_layout,
     extracted_member,
     open_g2,
     read_annotations,
@@ -27,6 +28,7 @@ from fashion.benchmark import (
     write_split,
 )
 from fashion.config import PipelineError
+from fashion.demo import CODE_FIELDS, draw_garments, sample_codes
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "deepfashion"
 needs_real = pytest.mark.skipif(
@@ -248,7 +250,12 @@ def test_restore_images_adds_the_mean_and_fixes_the_axis_order() -> None:
 
 @pytest.mark.parametrize(
     ("ih_dtype", "seg_dtype"),
-    [(np.float32, np.uint8), (np.float64, np.int32), (np.float64, np.int64)],
+    [
+        (np.float32, np.uint8),
+        (np.float64, np.int32),
+        (np.float64, np.int64),
+        (np.float32, np.float64),  # MATLAB writes doubles by default
+    ],
 )
 def test_g2_round_trip_is_exact(tmp_path: Path, ih_dtype: type, seg_dtype: type) -> None:
     rng = np.random.default_rng(0)
@@ -286,3 +293,83 @@ def test_open_g2_rejects_bad_files(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(PipelineError, match=r"G2\.h5: not a readable HDF5 file, truncated"):
         open_g2(path, "G2.h5", 2, Path("anno.mat")).__enter__()
+
+
+def _g2_with_classes(path: Path, b_: np.ndarray) -> None:
+    """A 3-image G2.h5 whose segmentation is `b_` (3, 128, 128), stored as given."""
+    mean = np.zeros((128, 128, 3), dtype=np.float32)
+    write_g2_h5(path, 3, [(np.zeros((3, 128, 128, 3)), np.zeros((3, 128, 128)))], mean)
+    with h5py.File(path, "a") as f:
+        del f["b_"]
+        f["b_"] = b_.transpose(0, 2, 1)[:, None]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (2.5, "'b_' holds non-integer value 2.5 (row 1, 0-based)"),
+        (np.nan, "'b_' holds non-integer value nan (row 1, 0-based)"),
+        (7.0, "'b_' holds class 7.0 (row 1, 0-based), expected 0..6"),
+        (-1.0, "'b_' holds class -1.0 (row 1, 0-based), expected 0..6"),
+    ],
+)
+def test_segmentation_must_hold_classes_0_to_6(tmp_path: Path, value: float, message: str) -> None:
+    path = tmp_path / "G2.h5"
+    b_ = np.zeros((3, 128, 128))
+    b_[1, 100, 3] = value
+    _g2_with_classes(path, b_)
+    with (
+        open_g2(path, "G2.h5", 3, Path("anno.mat")) as g2,
+        pytest.raises(PipelineError, match=r"^G2\.h5: ") as err,
+    ):
+        list(read_g2_rows(g2, np.arange(3), "G2.h5"))
+    assert message in str(err.value)
+
+
+def test_integer_segmentation_out_of_range_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "G2.h5"
+    b_ = np.zeros((3, 128, 128), dtype=np.uint8)
+    b_[2, 0, 0] = 9
+    _g2_with_classes(path, b_)
+    with (
+        open_g2(path, "G2.h5", 3, Path("anno.mat")) as g2,
+        pytest.raises(PipelineError, match=r"G2\.h5: 'b_' holds class 9 \(row 2, 0-based\)"),
+    ):
+        list(read_g2_rows(g2, np.arange(3), "G2.h5"))
+
+
+def _demo_layout_g2(path: Path, n: int = 64) -> None:
+    """A G2.h5 of demo drawings; ih_mean from other drawings, as the demo benchmark does."""
+    rng = np.random.default_rng(0)
+    codes = sample_codes(n + 128, rng)
+    drawn = draw_garments(*(codes[k] for k in CODE_FIELDS), rng)
+    images, masks = drawn[0][:n], drawn[1][:n]
+    write_g2_h5(path, n, [(images, masks)], drawn[0][n:].mean(0))
+
+
+@pytest.fixture(scope="module")
+def demo_g2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "G2.h5"
+    _demo_layout_g2(path)
+    return path
+
+
+def test_the_demo_layout_passes_the_layout_check(demo_g2: Path) -> None:
+    with h5py.File(demo_g2) as g2:
+        check_g2_layout(g2, "G2.h5")
+
+
+@pytest.mark.parametrize("layout", list(WRONG_LAYOUTS))
+def test_wrong_layouts_fail_the_layout_check(demo_g2: Path, tmp_path: Path, layout: str) -> None:
+    path = tmp_path / "G2.h5"
+    path.write_bytes(demo_g2.read_bytes())
+    with h5py.File(path, "a") as f:
+        WRONG_LAYOUTS[layout](f)
+    numbers = r"\d+\.\d% of ih \+ ih_mean values .* mean image is \d+\.\d{3} from ih_mean"
+    with (
+        h5py.File(path) as g2,
+        pytest.raises(
+            PipelineError, match=rf"^G2\.h5: the first 64 images do not restore.*{numbers}"
+        ),
+    ):
+        check_g2_layout(g2, "G2.h5")

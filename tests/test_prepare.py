@@ -15,7 +15,7 @@ import pytest
 import scipy.io
 import yaml
 
-from benchmark_builder import PASSWORD, Source, build_benchmark
+from benchmark_builder import PASSWORD, WRONG_LAYOUTS, Source, build_benchmark, edit_g2
 from fashion.benchmark import ANNOTATIONS_REL, SPLIT_REL, ZIP_REL, write_split
 from fashion.subset import SUBSET_DIR, read_images, read_table
 
@@ -101,6 +101,13 @@ def test_prepare_reads_aes_float64_int_segmentation_in_a_folder_with_env_passwor
     assert_subset_matches(project, source)
 
 
+def test_prepare_reads_integer_valued_float64_segmentation(project: Path) -> None:
+    source = build_benchmark(project / "bench", n=9, seg_dtype=np.float64)
+    result = run_prepare(project)
+    assert result.returncode == 0, result.stderr
+    assert_subset_matches(project, source)  # the same subset as an integer b_ gives
+
+
 def test_seeded_subsets_are_deterministic_and_disjoint(project: Path) -> None:
     source = build_benchmark(project / "bench", n=40)  # 30 train, 10 test
 
@@ -136,6 +143,10 @@ def _drop_field(path: Path, field: str) -> None:
 
 def _rewrite_split(path: Path, train: list[int], test: list[int]) -> None:
     write_split(path, np.array(train), np.array(test), np.array(test))
+
+
+def _set_b_(f: h5py.File, value: float) -> None:
+    f["b_"][5, 0, 3, 4] = value
 
 
 BAD_INPUTS = {
@@ -175,6 +186,24 @@ BAD_INPUTS = {
         {"extra_h5_images": 2},
         "{root}/Img/G2.zip:G2.h5 holds 10 images but {root}/Anno/language_original.mat describes 8",
     ),
+    "non-integer segmentation": (
+        None,
+        {"seg_dtype": np.float64, "mutate_h5": edit_g2(lambda f: _set_b_(f, 2.5))},
+        "{root}/Img/G2.zip:G2.h5: 'b_' holds non-integer value 2.5 (row 5, 0-based)",
+    ),
+    "segmentation class out of range": (
+        None,
+        {"mutate_h5": edit_g2(lambda f: _set_b_(f, 7))},
+        "{root}/Img/G2.zip:G2.h5: 'b_' holds class 7 (row 5, 0-based), expected 0..6",
+    ),
+    **{
+        layout: (
+            None,
+            {"mutate_h5": edit_g2(WRONG_LAYOUTS[layout])},
+            "{root}/Img/G2.zip:G2.h5: the first 8 images do not restore to the expected layout",
+        )
+        for layout in ("ih not mean-subtracted", "ih_mean stored (H, W)", "ih in 0..255")
+    },
     "n_train larger than the split": (
         "n_train",
         {},

@@ -5,7 +5,8 @@
     <root>/Eval/ind.mat                   MATLAB v5 train/test split, 1-based indices
 
 `G2.h5` holds `ih` (N, 3, W, H) float, mean-subtracted, the last two axes stored as
-(W, H); `ih_mean` (3, W, H); `b_` (N, 1, W, H) segmentation in the same order. The RGB
+(W, H); `ih_mean` (3, W, H); `b_` (N, 1, W, H) segmentation in the same order, classes 0..6
+stored as integers or integer-valued floats (MATLAB writes doubles). The RGB
 image in [0, 1], HWC, is `clip(ih[i].transpose(2, 1, 0) + ih_mean.transpose(2, 1, 0), 0, 1)`.
 
 Writers build demo copies (and test fixtures) in exactly that format; readers validate the
@@ -35,6 +36,7 @@ import scipy.io
 from tqdm import tqdm
 
 from fashion.config import PipelineError
+from fashion.labels import SEGMENTATION
 
 ZIP_REL = Path("Img/G2.zip")
 ANNOTATIONS_REL = Path("Anno/language_original.mat")
@@ -54,6 +56,24 @@ SPLIT_FIELDS = ("train_ind", "test_ind", "test_set_pair_ind")
 
 _CHUNK_BYTES = 1 << 20  # read/decrypt granularity when extracting the zip member
 _MAX_INFLATE = 32 << 20  # most bytes inflated at once (memory bound)
+
+# The layout check on the first images of G2.h5 (`check_g2_layout`), measured on 128 demo
+# images (share of ih + ih_mean values clipped / mean gap to ih_mean): right layout 0% / 0.013;
+# ih not mean-subtracted 81% / 0.76; ih_mean transposed 7.5% / 0.013; ih in 0..255 97% / 3.4;
+# ih_mean in 0..255 100% / 0.013. ih_mean's orientation and scale cannot show in the gap (the
+# mean of ih is near 0 whatever ih_mean is): the clipped share catches them.
+_CHECK_IMAGES = 128
+# Values within 0.05 of [0, 1] are not counted: float rounding, and the overshoot of a few
+# hundredths that resampling leaves at edges, are no sign of a wrong layout.
+_CLIP_TOLERANCE = 0.05
+# An exact restore clips nothing; 3% leaves room for stronger overshoot yet is well below what
+# a transposed ih_mean clips (its pixels move by |M - M.T|: 0.11 on average on the real mean,
+# above 0.1 on 40% of its pixels).
+_MAX_CLIPPED_SHARE = 0.03
+# The mean of mean-subtracted ih is near 0 (0.013 on the demo); 0.25 allows a first chunk of a
+# few items (the file is ordered by item) and is far below a missing subtraction (the mean
+# image itself: 0.84 on average on the real ih_mean) or a 0..255 scale.
+_MAX_MEAN_GAP = 0.25
 
 
 # --------------------------------------------------------------------------- writers
@@ -472,15 +492,66 @@ def open_g2(path: Path, label: str, n_images: int, annotations: Path) -> Iterato
         if mean.shape != ih.shape[1:]:
             raise PipelineError(f"{label}: 'ih_mean' is {mean.shape}, expected {ih.shape[1:]}")
         want = (len(ih), 1, *ih.shape[2:])
-        if seg.shape != want or seg.dtype.kind not in "iu":
+        if seg.shape != want or seg.dtype.kind not in "iuf":  # MATLAB writes doubles
             raise PipelineError(
-                f"{label}: 'b_' is {seg.dtype} {seg.shape}, expected integer {want}"
+                f"{label}: 'b_' is {seg.dtype} {seg.shape}, expected integer or float {want}"
             )
         if len(ih) != n_images:
             raise PipelineError(
                 f"{label} holds {len(ih)} images but {annotations} describes {n_images}"
             )
         yield f
+
+
+def check_g2_layout(g2: h5py.File, label: str, n: int = _CHECK_IMAGES) -> None:
+    """Check that the first `n` images restore to [0, 1] and average to `ih_mean`, and that
+    their segmentation holds classes.
+
+    Run before the full pass, so a file in another layout (ih not mean-subtracted, ih_mean
+    transposed, another scale) stops in seconds. Thresholds: see `_CHECK_IMAGES`.
+    """
+    try:
+        restored = np.asarray(g2["ih"][:n], dtype=np.float32)
+        mean = np.asarray(g2["ih_mean"][()], dtype=np.float32)
+        segmentation_classes(g2["b_"][:n, 0], np.arange(len(restored)), label)
+    except OSError as err:
+        raise PipelineError(f"{label}: unreadable data, truncated or corrupt ({err})") from err
+    if not len(restored):
+        return
+    restored += mean
+    outside = (restored < -_CLIP_TOLERANCE) | (restored > 1 + _CLIP_TOLERANCE)
+    clipped = float(outside.mean())
+    gap = float(np.abs(restored.mean(0) - mean).mean())  # = mean |mean of ih| per pixel
+    if not (clipped <= _MAX_CLIPPED_SHARE and gap <= _MAX_MEAN_GAP):  # `not <=` catches NaN
+        raise PipelineError(
+            f"{label}: the first {len(restored)} images do not restore to the expected layout: "
+            f"{clipped:.1%} of ih + ih_mean values lie over {_CLIP_TOLERANCE} outside [0, 1] "
+            f"(at most {_MAX_CLIPPED_SHARE:.0%} expected) and their mean image is {gap:.3f} "
+            f"from ih_mean on average (at most {_MAX_MEAN_GAP} expected); ih must be "
+            "mean-subtracted, in [0, 1] units, with ih_mean in the same (3, W, H) order"
+        )
+
+
+def segmentation_classes(b_: np.ndarray, rows: np.ndarray, label: str) -> np.ndarray:
+    """uint8 classes of a chunk of `b_` (any numeric dtype), rejecting non-integers and
+    classes outside `SEGMENTATION`; `rows` are the chunk's benchmark rows, for the error."""
+    if b_.dtype.kind == "f":
+        fractional = b_ != np.rint(b_)  # NaN too
+        if fractional.any():
+            first = np.unravel_index(np.argmax(fractional), b_.shape)
+            raise PipelineError(
+                f"{label}: 'b_' holds non-integer value {b_[first]} (row {rows[first[0]]}, "
+                "0-based); segmentation classes are integers"
+            )
+    top = max(SEGMENTATION)
+    outside = (b_ < 0) | (b_ > top)
+    if outside.any():
+        first = np.unravel_index(np.argmax(outside), b_.shape)
+        raise PipelineError(
+            f"{label}: 'b_' holds class {b_[first]} (row {rows[first[0]]}, 0-based), "
+            f"expected 0..{top}"
+        )
+    return b_.astype(np.uint8)
 
 
 def restore_images(ih: np.ndarray, ih_mean: np.ndarray) -> np.ndarray:
@@ -512,6 +583,7 @@ def read_g2_rows(
                 pixels, masks = ih[lo:hi][part - lo], seg[lo:hi][part - lo]
             else:
                 pixels, masks = ih[part], seg[part]
-            yield restore_images(pixels, mean), masks[:, 0].transpose(0, 2, 1).astype(np.uint8)
+            classes = segmentation_classes(masks[:, 0], part, label)
+            yield restore_images(pixels, mean), classes.transpose(0, 2, 1)
     except OSError as err:
         raise PipelineError(f"{label}: unreadable data, truncated or corrupt ({err})") from err
