@@ -1,8 +1,10 @@
 """Fine-tune the base CLIP on the train split (minus a held-out validation slice), under accelerate.
 
 Run as `accelerate launch stages/finetune_clip.py` (the `accelerate.launch` param) on one CPU,
-one GPU or many. Checkpoints every `checkpoint_every` steps; a re-run resumes from the latest
-one trained with the same params, base model, data and process count.
+one GPU or many. Every process contrasts its pairs against the whole global batch (features
+gathered across processes), so more processes mean more negatives. Checkpoints every
+`checkpoint_every` steps; a re-run resumes from the latest one trained with the same params,
+base model, data and process count.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """CLIP fine-tuning pieces: contrastive loss, optimiser, one training step, checkpoints, validation.
 
+Under several processes every process contrasts the whole global batch: image and text
+features and caption ids are gathered from all processes (as open_clip's `gather_features`
+with `gather_with_grad`), so the negatives do not shrink as processes are added.
+
 The stage script `finetune_clip.py` wires them together; `bench/clip_step.py` times
 `train_step` against a plain loop on the same model and batches.
 """
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from accelerate import Accelerator
 from transformers import CLIPModel, CLIPProcessor, get_cosine_schedule_with_warmup
@@ -41,6 +46,41 @@ def contrastive_loss(logits_per_image: torch.Tensor, caption_ids: torch.Tensor) 
     logits = logits_per_image.float()
     # the targets are symmetric, so the text->image targets are the same matrix
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def gather_with_grad(accelerator: Accelerator, features: torch.Tensor) -> torch.Tensor:
+    """All processes' rows of `features` (equal row counts), in process order.
+
+    Gradients flow back through the gather: a process's rows receive the sum of the gradients
+    that every process's loss sends them. With one process, `features` as they are.
+    """
+    if accelerator.num_processes == 1:
+        return features
+    return torch.cat(dist_nn.all_gather(features), dim=0)
+
+
+def batch_loss(
+    accelerator: Accelerator, model: torch.nn.Module, batch: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """Contrastive loss of the global batch, the same value on every process.
+
+    Each process backpropagates the whole loss; the gather's backward sums the processes'
+    gradients into each process's own features, so DDP's average of the parameter gradients
+    is exactly the gradient of one process on the global batch. Hence neither the loss nor
+    the logit scale is scaled by the process count.
+    """
+    device = accelerator.device
+    out = model(
+        input_ids=batch["input_ids"].to(device),
+        attention_mask=batch["attention_mask"].to(device),
+        pixel_values=batch["pixel_values"].to(device),
+    )
+    images = gather_with_grad(accelerator, out.image_embeds)  # L2-normalised by CLIPModel
+    texts = gather_with_grad(accelerator, out.text_embeds)
+    caption_ids = accelerator.gather(batch["caption_ids"].to(device))
+    # the parameter itself (not a gathered copy): its gradient is averaged by DDP like the rest
+    logit_scale = accelerator.unwrap_model(model).logit_scale.exp()
+    return contrastive_loss(logit_scale * (images @ texts.T), caption_ids)
 
 
 def make_optimizer(model: torch.nn.Module, params: dict[str, Any]) -> torch.optim.AdamW:
@@ -75,18 +115,14 @@ def train_step(
     batch: dict[str, torch.Tensor],
     max_grad_norm: float | None,
 ) -> torch.Tensor:
-    """One micro-step (an optimiser step every `gradient_accumulation_steps`); the detached loss.
+    """One micro-step (an optimiser step every `gradient_accumulation_steps`); the detached
+    loss of the global batch (see `batch_loss`).
 
     `optimizer` is prepared by the accelerator (it skips steps while accumulating); the
     scheduler is not, so it advances once per optimiser step whatever the process count.
     """
     with accelerator.accumulate(model):
-        out = model(
-            input_ids=batch["input_ids"].to(accelerator.device),
-            attention_mask=batch["attention_mask"].to(accelerator.device),
-            pixel_values=batch["pixel_values"].to(accelerator.device),
-        )
-        loss = contrastive_loss(out.logits_per_image, batch["caption_ids"])
+        loss = batch_loss(accelerator, model, batch)
         accelerator.backward(loss)
         if accelerator.sync_gradients and max_grad_norm:
             accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
