@@ -13,7 +13,7 @@ from transformers import CLIPConfig
 from fashion.atomic import atomic_path
 from fashion.clip_models import TINY, build_tiny_clip
 from fashion.config import PipelineError, load_params, run_stage, section
-from fashion.hub import write_source
+from fashion.hub import resolve_revision, write_source
 from fashion.subset import read_table, subset_path
 
 OUT = Path("models/base_clip")
@@ -33,6 +33,7 @@ def main() -> None:
             print(f"tiny CLIP: {n:,} parameters, vocabulary {len(processor.tokenizer)}")
             write_source(tmp, str(OUT), None)
         else:
+            revision = resolve_revision(pretrained, revision, "base_clip.pretrained")
             try:  # fail here, not three stages later, on a wrong id or folder
                 CLIPConfig.from_pretrained(pretrained, revision=revision)
             except OSError as err:

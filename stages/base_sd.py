@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fashion.atomic import atomic_path
 from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
-from fashion.hub import write_source
+from fashion.hub import resolve_revision, write_source
 from fashion.sd_models import TINY, VAE_LOSSES, build_tiny_sd, pretrain_vae
 from fashion.subset import read_images, read_table, subset_path
 
@@ -23,7 +23,9 @@ def main() -> None:
     params = section(load_params(), "base_sd")
     with atomic_path(OUT_DIR, is_dir=True) as tmp:
         if params["pretrained"] != TINY:
-            write_source(tmp, str(params["pretrained"]), params.get("revision"))
+            pretrained = str(params["pretrained"])
+            revision = resolve_revision(pretrained, params.get("revision"), "base_sd.pretrained")
+            write_source(tmp, pretrained, revision)
             return
         tiny, seed = params["tiny"], int(params["seed"])
         train_file = subset_path("data/subset", "train")

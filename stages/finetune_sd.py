@@ -37,7 +37,9 @@ def validation_grid(tuner: FineTuner, cfg: TrainConfig) -> np.ndarray:
     pipe = tuner.inference_pipeline(use_ema=False)
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(cfg.seed)
-    with torch.no_grad():
+    # under mixed precision the VAE and (LoRA) UNet hold fp16/bf16 weights while the
+    # pipeline's latents are fp32: autocast runs each op in the precision training uses
+    with torch.no_grad(), tuner.accelerator.autocast():
         images = pipe(
             cfg.validation_prompts,
             num_inference_steps=cfg.validation_steps,

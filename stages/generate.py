@@ -29,6 +29,7 @@ from fashion.subset import read_table, subset_path
 
 BASE_DIR, SD_DIR = Path("models/base_sd"), Path("models/sd")
 OUT_DIR, PLOTS_DIR = Path("data/generated"), Path("plots/generate")
+PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 SCHEDULERS = {
     "pndm": PNDMScheduler,
     "ddim": DDIMScheduler,
@@ -66,12 +67,23 @@ def grid(images: list[Image.Image], columns: int) -> Image.Image:
     return sheet
 
 
+def device_and_dtype(precision: str) -> tuple[str, torch.dtype]:
+    """The GPU if there is one, with weights in `precision`; fp16 on the CPU runs in fp32
+    (CPU half-precision kernels are slow or missing), bf16 is kept there."""
+    if precision not in PRECISIONS:
+        raise PipelineError(f"{PARAMS_FILE}: generate.precision must be one of {list(PRECISIONS)}")
+    if torch.cuda.is_available():
+        return "cuda", PRECISIONS[precision]
+    return "cpu", torch.float32 if precision == "fp16" else PRECISIONS[precision]
+
+
 def main() -> None:
     params = section(load_params(), "generate")
     if params.get("scheduler") not in SCHEDULERS:
         raise PipelineError(
             f"{PARAMS_FILE}: generate.scheduler must be one of {sorted(SCHEDULERS)}"
         )
+    device, dtype = device_and_dtype(params["precision"])
     prompts: list[Prompt] = build_prompts(
         params["prompts"], read_table(subset_path("data/subset", "test"))
     )
@@ -85,11 +97,13 @@ def main() -> None:
     with atomic_path(OUT_DIR, is_dir=True) as out, atomic_path(PLOTS_DIR, is_dir=True) as plots:
         for model in ("base", "finetuned"):
             pipe = (
-                load_base_sd(BASE_DIR) if model == "base" else load_finetuned_sd(SD_DIR, BASE_DIR)
+                load_base_sd(BASE_DIR, torch_dtype=dtype)
+                if model == "base"
+                else load_finetuned_sd(SD_DIR, BASE_DIR, torch_dtype=dtype)
             )
             pipe.scheduler = SCHEDULERS[params["scheduler"]].from_config(pipe.scheduler.config)
             pipe.set_progress_bar_config(disable=True)
-            pipe.to("cuda" if torch.cuda.is_available() else "cpu")
+            pipe.to(device)
             images = generate(pipe, texts, seeds, params)
             (out / model).mkdir()
             for k, (image, (prompt, s)) in enumerate(zip(images, jobs, strict=True)):

@@ -108,3 +108,35 @@ def test_stage_fails_cleanly_on_empty_prompts(
     with pytest.raises(PipelineError, match="no prompts"):
         generate.main()
     assert sorted(p.name for p in Path("data/generated/base").iterdir()) == before
+
+
+def test_half_precision_weights_generate(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`precision` loads the weights in that dtype (bf16 here; fp16 on a GPU, where the CPU
+    runs fp32), the fused fine-tuned weights included, and images still come out."""
+    import shutil
+
+    project = tmp_path / "p"
+    shutil.copytree(generated, project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["generate"]["precision"] = "bf16"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(project)
+    dtypes = []
+    for name in ("load_base_sd", "load_finetuned_sd"):
+        load = getattr(generate, name)
+        monkeypatch.setattr(
+            generate,
+            name,
+            lambda *a, _load=load, **k: dtypes.append((pipe := _load(*a, **k)).unet.dtype) or pipe,
+        )
+    generate.main()
+    assert dtypes == [torch.bfloat16, torch.bfloat16]
+    manifest = pd.read_csv("data/generated/manifest.csv")
+    assert len(manifest) == 8
+    assert generate.device_and_dtype("fp16")[1] == (
+        torch.float16 if torch.cuda.is_available() else torch.float32
+    )
+    with pytest.raises(PipelineError, match="generate.precision"):
+        generate.device_and_dtype("fp8")

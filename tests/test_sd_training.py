@@ -12,6 +12,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from safetensors.torch import load_file
 
 import finetune_sd
 from fashion.sd_models import load_base_sd, load_finetuned_sd, noise_scheduler
@@ -165,3 +166,74 @@ def test_changed_base_model_does_not_resume(
     Path("params.yaml").write_text(yaml.safe_dump(params))
     run_finetune(project, monkeypatch)
     assert yaml.safe_load(Path("dvclive/finetune_sd/params.yaml").read_text())["resumed_from"] == 0
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_v_prediction_survives_save_and_load(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A v-prediction fine-tune must be sampled as v-prediction, not as the base's epsilon."""
+    project = project_with_base(
+        sd_base_project,
+        tmp_path / "p",
+        max_steps=1,
+        mode=mode,
+        prediction_type="v_prediction",
+        train_text_encoder=mode == "full",
+        validation_prompts=[],
+    )
+    run_finetune(project, monkeypatch)
+    assert load_base_sd("models/base_sd").scheduler.config.prediction_type == "epsilon"
+    tuned = load_finetuned_sd("models/sd", "models/base_sd")
+    assert tuned.scheduler.config.prediction_type == "v_prediction"
+
+
+def test_lora_checkpoints_hold_the_adapters_only_and_resume(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lora = {"mode": "lora", "train_text_encoder": False, "validation_prompts": [], "lr": 1e-2}
+    straight = project_with_base(sd_base_project, tmp_path / "straight", max_steps=4, **lora)
+    run_finetune(straight, monkeypatch)
+    resumed = project_with_base(sd_base_project, tmp_path / "resumed", max_steps=2, **lora)
+    run_finetune(resumed, monkeypatch)
+    checkpoint = Path("checkpoints/finetune_sd/checkpoint-2")
+    saved = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
+    unet_bytes = sum(
+        f.stat().st_size for f in Path("models/base_sd/pipeline/unet").glob("*.safetensors")
+    )
+    assert saved < unet_bytes / 4  # adapters and optimiser state, not the frozen UNet
+    assert not list(checkpoint.glob("model*.safetensors"))
+
+    import yaml
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["finetune_sd"]["max_steps"] = 4
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    run_finetune(resumed, monkeypatch)
+    assert yaml.safe_load(Path("dvclive/finetune_sd/params.yaml").read_text())["resumed_from"] == 2
+    a = load_file(straight / "models/sd/pytorch_lora_weights.safetensors")
+    b = load_file("models/sd/pytorch_lora_weights.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:  # the adapters, their optimiser state and the batches were all restored
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_bf16_mixed_precision_trains_validates_and_saves(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """What `accelerate launch --mixed_precision bf16|fp16` runs on a GPU: half-precision
+    VAE (and LoRA UNet) weights, the validation images included."""
+    project = project_with_base(
+        sd_base_project,
+        tmp_path / "p",
+        max_steps=1,
+        validation_every=1,
+        mode=mode,
+        train_text_encoder=mode == "full",
+    )
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    run_finetune(project, monkeypatch)
+    images = list(Path("dvclive/finetune_sd/plots/images/validation").glob("*.png"))
+    assert len(images) == 1
+    assert load_finetuned_sd("models/sd", "models/base_sd").unet is not None

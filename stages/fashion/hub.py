@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,38 @@ def write_source(out_dir: Path, pretrained: str, revision: str | None = None) ->
     (out_dir / SOURCE_FILE).write_text(
         json.dumps({"pretrained": pretrained, "revision": revision}, indent=2) + "\n"
     )
+
+
+def resolve_revision(pretrained: str, revision: str | None, param: str) -> str | None:
+    """The commit hash a hub id at `revision` (a branch, tag, hash or None: main) points to now.
+
+    Later stages load that hash, never a moving branch, so `dvc.lock` records which commit
+    every stage used and a LoRA is fused onto the commit it was trained on. A local folder
+    keeps `revision` as given. Offline, the hub cache's record of the branch is used.
+    """
+    if Path(pretrained).is_dir() or (revision and re.fullmatch(r"[0-9a-f]{40}", revision)):
+        return revision
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().model_info(pretrained, revision=revision).sha
+    except Exception as err:  # the HTTP client's errors differ between huggingface_hub versions
+        cached = cached_commit(pretrained, revision or "main")
+        if cached is not None:
+            print(f"{pretrained}: hub unreachable, using the cached commit {cached} ({err})")
+            return cached
+        raise PipelineError(
+            f"params.yaml: {param} {pretrained!r}: cannot resolve revision "
+            f"{revision or 'main'!r} to a commit, and no cached copy ({err})"
+        ) from err
+
+
+def cached_commit(repo_id: str, revision: str) -> str | None:
+    """The commit the local hub cache recorded for `repo_id` at branch or tag `revision`."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    ref = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / revision
+    return ref.read_text().strip() if ref.is_file() else None
 
 
 def read_source(model_dir: str | Path) -> tuple[str, str | None]:

@@ -223,6 +223,8 @@ def load_finetuned_sd(
         pipe.load_lora_weights(sd_dir, weight_name=LORA_WEIGHTS)
         pipe.fuse_lora()  # bake the adapters into the weights, then drop the adapter layers:
         pipe.unload_lora_weights()  # generation runs a plain UNet with the fine-tuned weights
+        if (sd_dir / "scheduler").is_dir():  # the fine-tune's prediction type, not the base's
+            pipe.scheduler = type(pipe.scheduler).from_pretrained(sd_dir, subfolder="scheduler")
         return pipe
     raise PipelineError(f"{sd_dir}: neither a saved pipeline nor {LORA_WEIGHTS} (run finetune_sd)")
 

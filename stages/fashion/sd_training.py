@@ -26,14 +26,21 @@ from accelerate import Accelerator
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel, cast_training_params, compute_snr
-from diffusers.utils import convert_state_dict_to_diffusers
-from peft import LoraConfig, get_peft_model_state_dict
+from diffusers.training_utils import (
+    EMAModel,
+    _set_state_dict_into_text_encoder,
+    cast_training_params,
+    compute_snr,
+)
+from diffusers.utils import convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
+from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
 from fashion.config import PARAMS_FILE, PipelineError
 from fashion.sd_models import LORA_WEIGHTS, to_vae_pixels
 
 CHECKPOINT_PREFIX = "checkpoint-"
+# Bumped when what a checkpoint folder holds changes (2: LoRA checkpoints hold the adapters only).
+CHECKPOINT_FORMAT = 2
 UNET_LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 # Settings that may change between a checkpoint and its resumption (the rest must match).
@@ -198,6 +205,10 @@ class FineTuner:
         if cfg.prediction_type is not None:
             noise_sched.register_to_config(prediction_type=cfg.prediction_type)
         self.noise_scheduler = noise_sched
+        # sampling must predict what training taught the UNet to predict
+        self.inference_scheduler = type(pipe.scheduler).from_config(
+            pipe.scheduler.config, prediction_type=noise_sched.config.prediction_type
+        )
         self.pipe = pipe
         self.tokenizer = pipe.tokenizer
         self.vae, self.text_encoder, self.unet = pipe.vae, pipe.text_encoder, pipe.unet
@@ -231,7 +242,14 @@ class FineTuner:
             self.text_encoder.requires_grad_(False)
             self.unet.add_adapter(lora_config(cfg.lora_rank, UNET_LORA_TARGETS))
             if train_te:
-                self.text_encoder.add_adapter(lora_config(cfg.lora_rank, TEXT_LORA_TARGETS))
+                try:
+                    self.text_encoder.add_adapter(lora_config(cfg.lora_rank, TEXT_LORA_TARGETS))
+                except ValueError as err:  # transformers 5 wants a peft release newer than 0.21
+                    raise PipelineError(
+                        f"{PARAMS_FILE}: finetune_sd: LoRA on the text encoder is not available "
+                        f"with the installed transformers and peft ({err}); set "
+                        "train_text_encoder: false, or mode: full"
+                    ) from err
             self.unet.to(acc.device, dtype=weight_dtype)
             self.text_encoder.to(acc.device, dtype=weight_dtype)
         else:
@@ -264,6 +282,9 @@ class FineTuner:
         if self.ema is not None:
             self.ema.to(acc.device)
             acc.register_for_checkpointing(self.ema)
+        if cfg.mode == "lora":
+            acc.register_save_state_pre_hook(self._save_adapters_hook)
+            acc.register_load_state_pre_hook(self._load_adapters_hook)
         if train_te:
             self.unet, self.text_encoder, self.optimizer, self.lr_scheduler = acc.prepare(
                 self.unet, self.text_encoder, optimizer, lr_scheduler
@@ -272,6 +293,44 @@ class FineTuner:
             self.unet, self.optimizer, self.lr_scheduler = acc.prepare(
                 self.unet, optimizer, lr_scheduler
             )
+
+    # LoRA checkpoints hold the adapters only, not the frozen base (as diffusers' LoRA script):
+    # accelerate hands these hooks the prepared models; a popped model is not saved/loaded again.
+    def _save_adapters_hook(self, models: list, weights: list, output_dir: str) -> None:
+        layers = self._lora_layers(models)
+        weights.clear()
+        if self.accelerator.is_main_process:
+            StableDiffusionPipeline.save_lora_weights(
+                output_dir, **layers, weight_name=LORA_WEIGHTS
+            )
+
+    def _load_adapters_hook(self, models: list, input_dir: str) -> None:
+        unet, text_encoder = self._unwrapped_parts(models)
+        models.clear()
+        state, _ = StableDiffusionPipeline.lora_state_dict(input_dir, weight_name=LORA_WEIGHTS)
+        unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+        set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(unet_state), "default")
+        if text_encoder is not None:
+            _set_state_dict_into_text_encoder(state, "text_encoder.", text_encoder)
+        cast_training_params([m for m in (unet, text_encoder) if m is not None], torch.float32)
+
+    def _unwrapped_parts(self, models: list) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+        """(UNet, text encoder or None) among the prepared `models`."""
+        unwrapped = [self.accelerator.unwrap_model(m) for m in models]
+        unet = next(m for m in unwrapped if isinstance(m, type(self.pipe.unet)))
+        text = [m for m in unwrapped if isinstance(m, type(self.pipe.text_encoder))]
+        return unet, (text[0] if text else None)
+
+    def _lora_layers(self, models: list) -> dict[str, dict | None]:
+        """The adapter weights of the prepared `models`, in diffusers' format."""
+        unet, text_encoder = self._unwrapped_parts(models)
+        te_layers = None
+        if text_encoder is not None:
+            te_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(text_encoder))
+        return {
+            "unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+            "text_encoder_lora_layers": te_layers,
+        }
 
     @torch.no_grad()
     def _build_caches(self) -> None:
@@ -383,7 +442,7 @@ class FineTuner:
             text_encoder=unwrap(self.text_encoder),
             tokenizer=self.tokenizer,
             unet=unwrap(self.unet),
-            scheduler=self.pipe.scheduler,
+            scheduler=self.inference_scheduler,
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
@@ -397,17 +456,11 @@ class FineTuner:
             pipe.text_encoder.to(torch.float32)
             pipe.save_pretrained(out_dir)
             return
-        te_layers = None
-        if self.cfg.train_text_encoder:
-            te_layers = convert_state_dict_to_diffusers(
-                get_peft_model_state_dict(pipe.text_encoder)
-            )
+        models = [pipe.unet] + ([pipe.text_encoder] if self.cfg.train_text_encoder else [])
         StableDiffusionPipeline.save_lora_weights(
-            out_dir,
-            unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet)),
-            text_encoder_lora_layers=te_layers,
-            weight_name=LORA_WEIGHTS,
+            out_dir, **self._lora_layers(models), weight_name=LORA_WEIGHTS
         )
+        pipe.scheduler.save_pretrained(out_dir / "scheduler")  # carries the prediction type
 
     # --- checkpoints ------------------------------------------------------------------------
     def resume_key(self) -> dict[str, Any]:
@@ -420,6 +473,7 @@ class FineTuner:
             "world": self.world,
             "n_images": len(self.data.images),
             "source": self.fingerprint,
+            "checkpoint_format": CHECKPOINT_FORMAT,
         }
 
     def save_checkpoint(self, ckpt_root: Path, step: int) -> None:
