@@ -65,12 +65,14 @@ def main() -> None:
     scheduler = make_scheduler(optimizer, p)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    config = {
-        "params": p,
+    config = {  # what a checkpoint must agree on to be resumed
+        "params": {k: v for k, v in p.items() if k != "checkpoint_mirror"},
         "source": training_fingerprint(pretrained, revision, pairs.captions, pairs.images),
         "num_processes": accelerator.num_processes,
     }
-    checkpoints = Checkpoints(CHECKPOINTS, config, int(p["keep_checkpoints"]))
+    checkpoints = Checkpoints(
+        CHECKPOINTS, config, int(p["keep_checkpoints"]), p.get("checkpoint_mirror")
+    )
     checkpoints.reset_if_stale(accelerator)
     start = checkpoints.resume(accelerator)
     accelerator.print(

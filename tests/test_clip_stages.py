@@ -184,3 +184,28 @@ def test_bad_eval_sample_size_and_broken_subset_are_errors(trained, tmp_path, mo
     with pytest.raises(PipelineError, match=r"train.h5: missing datasets \['caption'\]"):
         finetune_clip.main()
     assert not (project / "models/clip").exists()
+
+
+def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(trained, tmp_path, capsys):
+    """Checkpoints mirrored to lasting storage (Drive in Colab) restore a lost local disk."""
+    uninterrupted = weights(trained / "models/clip")
+    mirrored = tmp_path / "mirrored"
+    shutil.copytree(trained, mirrored, ignore=shutil.ignore_patterns("checkpoints", "dvclive"))
+    params = yaml.safe_load((mirrored / "params.yaml").read_text())
+    params["finetune_clip"]["checkpoint_mirror"] = str(tmp_path / "drive/finetune_clip")
+    (mirrored / "params.yaml").write_text(yaml.safe_dump(params))
+    stage(mirrored, finetune_clip)
+    assert sorted(p.name for p in (tmp_path / "drive/finetune_clip").iterdir()) == [
+        "config.json",
+        "step_0000003",
+    ]
+    fresh = tmp_path / "fresh"  # the local disk is gone: no checkpoints, no model
+    shutil.copytree(
+        mirrored, fresh, ignore=shutil.ignore_patterns("checkpoints", "clip", "dvclive")
+    )
+    capsys.readouterr()
+    stage(fresh, finetune_clip)
+    assert "resumed from the step 3 checkpoint" in capsys.readouterr().out
+    resumed = weights(fresh / "models/clip")
+    for key, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)

@@ -237,3 +237,28 @@ def test_bf16_mixed_precision_trains_validates_and_saves(
     images = list(Path("dvclive/finetune_sd/plots/images/validation").glob("*.png"))
     assert len(images) == 1
     assert load_finetuned_sd("models/sd", "models/base_sd").unet is not None
+
+
+def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    mirror = tmp_path / "drive" / "finetune_sd"
+    project = project_with_base(
+        sd_base_project,
+        tmp_path / "p",
+        max_steps=4,
+        checkpoint_every=1,
+        validation_prompts=[],
+        checkpoint_mirror=str(mirror),
+    )
+    run_finetune(project, monkeypatch)
+    assert [p.name for p in mirror.iterdir()] == ["checkpoint-4"]  # the latest only
+    shutil.rmtree("checkpoints")  # a new machine: the local disk is gone
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["finetune_sd"]["max_steps"] = 5
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    run_finetune(project, monkeypatch)
+    assert yaml.safe_load(Path("dvclive/finetune_sd/params.yaml").read_text())["resumed_from"] == 4
+    assert [p.name for p in mirror.iterdir()] == ["checkpoint-5"]

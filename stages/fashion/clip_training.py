@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from transformers import CLIPModel, CLIPProcessor, get_cosine_schedule_with_warmup
 
+from fashion.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 from fashion.clip_data import Pairs
 from fashion.clip_models import embed_images, embed_texts
 from fashion.retrieval import chunked_ranks
@@ -156,15 +157,24 @@ class Checkpoints:
     starts afresh instead of resuming someone else's training.
     """
 
-    def __init__(self, root: str | Path, config: dict[str, Any], keep: int) -> None:
-        self.root, self.config, self.keep = Path(root), config, keep
+    def __init__(
+        self, root: str | Path, config: dict[str, Any], keep: int, mirror: str | None = None
+    ) -> None:
+        """`mirror`: a folder that keeps a copy of the latest checkpoint (`checkpoint_mirror`)."""
+        self.root, self.config, self.keep, self.mirror = Path(root), config, keep, mirror
+
+    @staticmethod
+    def _is_step(path: Path) -> bool:
+        return path.is_dir() and path.name.startswith("step_") and path.name[5:].isdigit()
 
     def _steps(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("step_*") if p.is_dir() and p.name[5:].isdigit())
+        return sorted(p for p in self.root.glob("step_*") if self._is_step(p))
 
     def reset_if_stale(self, accelerator: Accelerator) -> None:
-        """(main process) Delete checkpoints trained with another config; record this one."""
+        """(main process) Restore the mirrored checkpoint on a fresh machine; delete checkpoints
+        trained with another config; record this one."""
         if accelerator.is_main_process:
+            restore_checkpoint(self.root, self.mirror, self._is_step)
             config_file = self.root / CONFIG_FILE
             stale = not config_file.is_file() or json.loads(config_file.read_text()) != self.config
             if stale and self.root.exists():
@@ -194,4 +204,6 @@ class Checkpoints:
             tmp.rename(final)
             for old in self._steps()[: -self.keep]:
                 shutil.rmtree(old)
+            if self.mirror:
+                mirror_checkpoint(self.root, final, Path(self.mirror))
         accelerator.wait_for_everyone()

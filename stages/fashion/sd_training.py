@@ -35,6 +35,7 @@ from diffusers.training_utils import (
 from diffusers.utils import convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
+from fashion.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 from fashion.config import PARAMS_FILE, PipelineError
 from fashion.sd_models import LORA_WEIGHTS, to_vae_pixels
 
@@ -48,6 +49,7 @@ RESUMABLE_CHANGES = {
     "max_steps",
     "checkpoint_every",
     "checkpoints_total_limit",
+    "checkpoint_mirror",
     "validation_every",
     "validation_prompts",
     "validation_steps",
@@ -81,6 +83,7 @@ class TrainConfig:
     cache_latents: bool = True
     checkpoint_every: int = 100
     checkpoints_total_limit: int = 2
+    checkpoint_mirror: str | None = None  # a folder that survives the machine (Colab: Drive)
     validation_every: int = 100
     validation_prompts: list[str] = field(default_factory=list)
     validation_steps: int = 20
@@ -484,10 +487,15 @@ class FineTuner:
             (path / "train_config.json").write_text(json.dumps(self.resume_key(), indent=1))
             for old in list_checkpoints(ckpt_root)[: -self.cfg.checkpoints_total_limit]:
                 shutil.rmtree(old)
+            if self.cfg.checkpoint_mirror:
+                mirror_checkpoint(ckpt_root, path, Path(self.cfg.checkpoint_mirror))
         acc.wait_for_everyone()
 
     def resume(self, ckpt_root: Path) -> int:
         """Load the latest checkpoint written with the same settings; the step to go on from."""
+        if self.accelerator.is_main_process:  # a fresh machine: the mirrored copy, if any
+            restore_checkpoint(ckpt_root, self.cfg.checkpoint_mirror, is_checkpoint)
+        self.accelerator.wait_for_everyone()
         key = json.loads(json.dumps(self.resume_key()))
         for path in reversed(list_checkpoints(ckpt_root)):
             meta = path / "train_config.json"
@@ -497,9 +505,13 @@ class FineTuner:
         return 0
 
 
+def is_checkpoint(path: Path) -> bool:
+    return path.is_dir() and re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", path.name) is not None
+
+
 def list_checkpoints(root: Path) -> list[Path]:
     """Checkpoint folders under `root`, oldest step first."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", p.name)]
+    found = [p for p in root.iterdir() if is_checkpoint(p)]
     return sorted(found, key=lambda p: int(p.name.removeprefix(CHECKPOINT_PREFIX)))
