@@ -10,7 +10,7 @@ from conftest import ROOT
 NOTEBOOK = ROOT / "colab.ipynb"
 # Shell commands a launcher cell may run: the repo's pipeline tools, nothing with logic of its own.
 ALLOWED_SHELL = re.compile(
-    r"^!(git (clone|-C \"\$REPO_DIR\" pull)|pip install -q -r requirements\.txt"
+    r"^!(git (clone|-C \"\$REPO_DIR\" pull)|pip install -q -r requirements\.txt -c constraints\.txt"
     r"|python scripts/use_profile\.py |dvc (repro|push|pull|params diff|metrics show|remote add))"
 )
 
@@ -45,3 +45,31 @@ def test_password_is_never_printed() -> None:
     source = "\n".join("\n".join(lines) for lines in code_cells())
     assert "getpass" in source
     assert not re.search(r"print\([^)]*password", source, re.IGNORECASE)
+
+
+def settings() -> dict[str, str]:
+    """The notebook's settings cell, run as Python."""
+    namespace: dict[str, str] = {}
+    exec("\n".join(code_cells()[0]), namespace)
+    return namespace
+
+
+def test_only_what_must_survive_a_disconnect_is_on_drive() -> None:
+    names = settings()
+    assert not names["REPO_DIR"].startswith("/content/drive")  # work tree, cache, decrypt
+    for key in ("DVC_REMOTE", "MODEL_CACHE", "CHECKPOINT_MIRROR", "LOCK_COPY"):
+        assert names[key].startswith("/content/drive/"), key
+    source = "\n".join("\n".join(lines) for lines in code_cells())
+    assert 'os.environ["HF_HOME"] = f"{MODEL_CACHE}' in source
+    assert 'os.environ["TORCH_HOME"] = f"{MODEL_CACHE}' in source
+    profile_line = next(line for line in source.splitlines() if "use_profile.py" in line)
+    assert "profiles/colab.yaml" in profile_line
+    for stage in ("finetune_clip", "finetune_sd"):
+        assert f"{stage}.checkpoint_mirror=$CHECKPOINT_MIRROR/{stage}" in profile_line
+
+
+def test_every_stage_is_pushed_as_soon_as_it_ends() -> None:
+    cell = next(lines for lines in code_cells() if any("dvc repro" in line for line in lines))
+    loop = [line.strip() for line in cell]
+    repro = loop.index('!dvc repro "$stage"')
+    assert loop[repro + 1] == "!dvc push" and "LOCK_COPY" in loop[repro + 2]
