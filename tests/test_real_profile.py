@@ -1,4 +1,5 @@
-"""The real profile end to end, offline: stand-in model folders where the hub ids would be.
+"""The real profile end to end, offline, under bf16 mixed precision: stand-in model folders
+where the hub ids would be.
 
 The tiny base models and demo benchmark of the session's pipeline run play the real
 CLIP, Stable Diffusion and benchmark; sizes are overridden to fit them, everything
@@ -17,8 +18,11 @@ from conftest import make_project_copy, run
 
 # What a CPU and a 320-image benchmark need on top of the real profile.
 FIT_TO_TEST = [
+    # bf16 on the CPU: the half-precision paths (VAE, LoRA UNet, validation images) that
+    # fp16 takes on a GPU, which fp32 would not exercise
     "accelerate.launch=accelerate launch --num_processes 1 --num_machines 1"
-    " --mixed_precision no --dynamo_backend no",
+    " --mixed_precision bf16 --dynamo_backend no",
+    "generate.precision=bf16",
     "finetune_clip.steps=4",
     "finetune_clip.batch_size=16",
     "finetune_clip.val_size=16",
