@@ -9,6 +9,7 @@ base model, data and process count.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -93,6 +94,8 @@ def main() -> None:
         else None
     )
     step, running, count = start, torch.zeros((), device=accelerator.device), 0
+    global_batch = int(p["batch_size"]) * accelerator.num_processes * accum
+    window_began, window_steps = time.perf_counter(), 0  # training throughput since the last log
     bar = tqdm(total=steps, initial=start, desc="finetune_clip", disable=live is None)
     for batch in loader:
         running += train_step(accelerator, model, optimizer, scheduler, batch, p["max_grad_norm"])
@@ -100,10 +103,13 @@ def main() -> None:
         if not accelerator.sync_gradients:
             continue
         step += 1
+        window_steps += 1
         bar.update()
         metrics = {}
         if step % int(p["log_every"]) == 0 or step == steps:
-            metrics["train/loss"] = accelerator.reduce(running / count, "mean").item()
+            metrics["train/loss"] = accelerator.reduce(running / count, "mean").item()  # syncs
+            seconds = time.perf_counter() - window_began
+            metrics["perf/images_per_s"] = window_steps * global_batch / seconds
             metrics["train/lr"] = scheduler.get_last_lr()[0]
             running.zero_()
             count = 0
@@ -116,8 +122,11 @@ def main() -> None:
                 live.log_metric(name, value)
             live.next_step()
             bar.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in metrics.items()})
-        if step % int(p["checkpoint_every"]) == 0 and step < steps:
+        checkpointed = step % int(p["checkpoint_every"]) == 0 and step < steps
+        if checkpointed:
             checkpoints.save(accelerator, step)
+        if metrics or checkpointed:  # logging, validation and checkpoints are not training time
+            window_began, window_steps = time.perf_counter(), 0
     bar.close()
 
     accelerator.wait_for_everyone()

@@ -3,12 +3,13 @@
 Reads models/base_sd (source.json) and data/subset/train.h5; writes models/sd/ (a full
 pipeline or LoRA weights), checkpoints/finetune_sd/ (kept across runs: a re-run resumes
 from the latest checkpoint written with the same settings) and dvclive/finetune_sd/
-(loss per step, mean loss per epoch, validation images).
+(loss and images/s per step, mean loss per epoch, validation images).
 Run: accelerate launch stages/finetune_sd.py  (the dvc.yaml command takes its prefix from params)
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,11 +88,15 @@ def main() -> None:
         total=cfg.max_steps,
         mininterval=5,
     ):
-        loss = tuner.train_step(step)
+        began = time.perf_counter()
+        loss = tuner.train_step(step)  # a float: the GPU has finished the step
+        seconds = time.perf_counter() - began
         epoch_loss.update(loss)
         done = step + 1
         if live is not None:
             live.log_metric("train/loss", loss)
+            # training throughput (all processes), the measured rate behind time estimates
+            live.log_metric("perf/images_per_s", tuner.global_batch / seconds)
             if tuner.epoch_of(done) != tuner.epoch_of(step) or done == cfg.max_steps:
                 # the mean over the epoch's steps, not its last batch
                 live.log_metric("train/epoch_loss", float(epoch_loss.compute()))

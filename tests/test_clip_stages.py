@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -97,6 +98,8 @@ def test_finetune_logs_curves_and_keeps_checkpoints(trained):
     metrics = json.loads((live / "metrics.json").read_text())
     assert math.isfinite(metrics["train"]["loss"]) and 0 <= metrics["val"]["caption_r1"] <= 1
     assert (live / "plots/metrics/train/lr.tsv").is_file()
+    rates = pd.read_csv(live / "plots/metrics/perf/images_per_s.tsv", sep="\t")
+    assert rates.step.tolist() == list(range(1, 7)) and (rates.images_per_s > 0).all()
     assert [p.name for p in (trained / "checkpoints/finetune_clip").glob("step_*")] == [
         "step_0000003"
     ]

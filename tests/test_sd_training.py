@@ -70,6 +70,8 @@ def test_epoch_loss_is_the_mean_of_the_epoch(
     steps = pd.read_csv(METRICS / "loss.tsv", sep="\t")
     epochs = pd.read_csv(METRICS / "epoch_loss.tsv", sep="\t")
     assert steps.step.tolist() == list(range(6))
+    rates = pd.read_csv(METRICS.parent / "perf/images_per_s.tsv", sep="\t")
+    assert rates.step.tolist() == list(range(6)) and (rates.images_per_s > 0).all()
     assert epochs.step.tolist() == [2, 5]
     for end, mean in zip(epochs.step, epochs.epoch_loss, strict=True):
         losses = steps.loss[(steps.step > end - 3) & (steps.step <= end)]
