@@ -1,0 +1,135 @@
+"""Stand-in models (scripts/standin_models.py): published architectures, random weights.
+
+Full size is checked on the meta device (no memory, no weights); the reduced stand-ins are
+written to disk and loaded through the stages' own loaders.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPModel, CLIPTextModel
+
+from conftest import ROOT
+from fashion.clip_models import load_clip
+from fashion.config import PipelineError
+from fashion.sd_models import load_sd
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import standin_models as standin  # noqa: E402
+import use_profile  # noqa: E402
+
+
+def test_full_size_configs_have_the_published_parameter_counts() -> None:
+    ids = standin.TokenIds(bos=0, eos=1, pad=1)
+    vocab = standin.VOCAB_SIZE
+    with torch.device("meta"):
+        models = {
+            "clip": CLIPModel(standin.clip_config(ids, vocab)),
+            "unet": UNet2DConditionModel(**standin.unet_config()),
+            "vae": AutoencoderKL(**standin.vae_config()),
+            "text_encoder": CLIPTextModel(standin.text_encoder_config(ids, vocab)),
+        }
+    counts = {name: standin.n_parameters(model) for name, model in models.items()}
+    assert counts == standin.PUBLISHED_PARAMETERS
+    vision = models["clip"].config.vision_config
+    assert (vision.patch_size, vision.image_size, vision.hidden_size) == (32, 224, 768)
+    assert models["unet"].config.sample_size == 64
+    assert models["vae"].config.scaling_factor == 0.18215
+
+
+@pytest.fixture(scope="module")
+def reduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("standin")
+    assert standin.main([str(out), "--reduced", "--device", "cpu"]) == 0
+    return out
+
+
+def pooled_at_first_eos(hidden: torch.Tensor, ids: torch.Tensor, eos: int) -> torch.Tensor:
+    """The hidden state at each row's first EOS token, where CLIP's text pooling must read."""
+    first = (ids == eos).int().argmax(dim=-1)
+    return hidden[torch.arange(len(ids)), first]
+
+
+def test_reduced_clip_loads_like_a_hub_model_and_pools_at_eos(reduced: Path) -> None:
+    model, processor = load_clip(reduced / standin.CLIP_DIR)
+    tokenizer = processor.tokenizer
+    text = model.config.text_config
+    assert (text.bos_token_id, text.eos_token_id, text.pad_token_id) == (
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+    )
+    assert text.vocab_size == len(tokenizer) and tokenizer.model_max_length == 77
+    images = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    captions = ["the lady wore a red long-sleeved dress.", "the man is wearing a blue tee."]
+    batch = processor(text=captions, images=list(images), return_tensors="pt", padding=True)
+    assert batch["pixel_values"].shape[-2:] == (224, 224)
+    with torch.no_grad():
+        assert model(**batch).logits_per_image.shape == (2, 2)
+        text_out = model.text_model(batch["input_ids"], attention_mask=batch["attention_mask"])
+    torch.testing.assert_close(
+        text_out.pooler_output,
+        pooled_at_first_eos(text_out.last_hidden_state, batch["input_ids"], tokenizer.eos_token_id),
+    )
+
+
+def test_reduced_sd_loads_like_a_hub_pipeline_and_generates(reduced: Path) -> None:
+    pipe = load_sd(reduced / standin.SD_DIR)
+    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+    assert encoder.config.eos_token_id == tokenizer.eos_token_id
+    assert encoder.config.vocab_size == len(tokenizer) and tokenizer.model_max_length == 77
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler" and pipe.safety_checker is None
+    assert pipe.unet.config.cross_attention_dim == encoder.config.hidden_size
+    ids = tokenizer(["the lady wore a red dress."], padding="max_length", return_tensors="pt")
+    with torch.no_grad():
+        out = encoder(ids.input_ids)
+    torch.testing.assert_close(
+        out.pooler_output,
+        pooled_at_first_eos(out.last_hidden_state, ids.input_ids, tokenizer.eos_token_id),
+    )
+    images = pipe(
+        "the lady wore a red dress.",
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).images
+    assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()
+
+
+def test_inception_stand_in_loads_as_evaluate_loads_it(reduced: Path) -> None:
+    path = reduced / standin.INCEPTION_FILE
+    net = standin.load_standin_inception(path)
+    saved = torch.load(path)
+    for name, value in net.state_dict().items():  # the file's weights, not a fresh init
+        torch.testing.assert_close(value, saved[name])
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    assert net(images).shape == (2, 2048)
+
+
+def test_captions_file_that_is_missing_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "train.h5"
+    with pytest.raises(PipelineError, match=str(missing)):
+        standin.read_captions(missing)
+
+
+def test_smoke_profile_points_at_the_stand_ins_written_here(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    profiles = [str(ROOT / "profiles" / name) for name in ("real.yaml", "smoke.yaml")]
+    assert use_profile.main([*profiles, "--params", str(params)]) == 0
+    p = yaml.safe_load(params.read_text())
+    models = Path(p["evaluate"]["inception_weights"]).parent
+    assert Path(p["evaluate"]["inception_weights"]).name == standin.INCEPTION_FILE
+    assert p["base_clip"]["pretrained"] == str(models / standin.CLIP_DIR)
+    assert p["base_sd"]["pretrained"] == str(models / standin.SD_DIR)
+    assert p["evaluate"]["skip_inception"] is False
+    assert p["benchmark"]["root"] == "data/demo_benchmark"
