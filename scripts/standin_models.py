@@ -216,7 +216,7 @@ def standin_tokenizer(captions: list[str], reduced: bool) -> CLIPTokenizer:
         tokenizer = train_caption_tokenizer(captions, VOCAB_SIZE)
     else:
         # captions repeated so their words merge before the pseudo-words' letter pairs
-        corpus = captions * 20 + pseudo_words(20_000)
+        corpus = captions * 20 + pseudo_words(10_000)
         tokenizer = train_caption_tokenizer(corpus, VOCAB_SIZE)
         if len(tokenizer) != VOCAB_SIZE:
             raise PipelineError(f"tokenizer: {len(tokenizer)} tokens, expected {VOCAB_SIZE}")

@@ -6,6 +6,7 @@ written to disk and loaded through the stages' own loaders.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from fashion.clip_models import load_clip
 from fashion.config import PipelineError
 from fashion.sd_models import load_sd
 
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "bench")]
+import run_stages  # noqa: E402
 import standin_models as standin  # noqa: E402
 import use_profile  # noqa: E402
 
@@ -133,3 +135,35 @@ def test_smoke_profile_points_at_the_stand_ins_written_here(tmp_path: Path) -> N
     assert p["base_sd"]["pretrained"] == str(models / standin.SD_DIR)
     assert p["evaluate"]["skip_inception"] is False
     assert p["benchmark"]["root"] == "data/demo_benchmark"
+
+
+# --- bench/run_stages.py: the stage runner of bench/gpu_smoke.sh ------------------------------
+
+
+def test_stage_commands_follow_dvc_yaml_with_params_substituted(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    assert use_profile.main([str(ROOT / "profiles" / "real.yaml"), "--params", str(params)]) == 0
+    commands = run_stages.stage_commands(ROOT / "dvc.yaml", params)
+    assert list(commands) == list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    launch = yaml.safe_load(params.read_text())["accelerate"]["launch"]
+    assert commands["finetune_sd"] == f"{launch} stages/finetune_sd.py"
+    assert "${" not in "".join(commands.values())
+
+
+def test_direct_runner_times_each_stage_and_stops_at_a_failure(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "params.yaml").write_text("greet: {word: hello}\n")
+    stages = {
+        "first": {"cmd": "python -c 'print(\"${greet.word}\")' > first.txt"},
+        "second": {"cmd": "exit 3"},
+        "third": {"cmd": "touch third.txt"},
+    }
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    assert run_stages.main(["--runner", "direct"]) == 1
+    assert (tmp_path / "first.txt").read_text() == "hello\n"
+    assert not (tmp_path / "third.txt").exists()
+    record = json.loads((tmp_path / "smoke_report.md").read_text().strip().splitlines()[-1])
+    ran = [(stage["stage"], stage["returncode"]) for stage in record["stages"]]
+    assert ran == [("first", 0), ("second", 3)]
+    assert record["ok"] is False and all(s["seconds"] >= 0 for s in record["stages"])

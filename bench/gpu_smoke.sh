@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Offline smoke run of the real path on a GPU box: stand-in models with the published
+# architectures and random weights (scripts/standin_models.py), the real profile plus
+# profiles/smoke.yaml, the whole pipeline stage by stage with per-stage wall time and peak
+# GPU memory (bench/run_stages.py). Numbers computed with random weights are never results.
+#
+#   bench/gpu_smoke.sh [WHEELS_DIR]        on the offline GPU box, in a scratch copy of the
+#                                          repository (params.yaml is rewritten, outputs land
+#                                          in data/, models/, metrics/, plots/)
+#   bench/gpu_smoke.sh --cpu [WHEELS_DIR]  the same on CPU: reduced-width stand-ins, 64 px
+#   bench/gpu_smoke.sh --reduced ...       reduced-width stand-ins at the GPU sizes
+#   bench/gpu_smoke.sh --download-wheels DIR   on a connected machine: the wheels the box
+#                                          lacks (see download_wheels), then copy DIR over
+#
+# The box is expected to have Python 3.12 with torch, transformers, accelerate, peft, h5py and
+# torchmetrics; what else the stages import is installed from WHEELS_DIR (pip --no-index).
+# Environment: PYTHON (default python3), SMOKE_REPORT (default smoke_report.md),
+# SMOKE_RUNNER (auto | dvc | direct), SMOKE_REBUILD (1: build the stand-ins again),
+# PIP_INSTALL_ARGS (e.g. --user on a system Python), TORCH_VERSION (download: adds the
+# torchvision that matches the box's torch, for torch-fidelity, if the box lacks one).
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STANDIN=models/standin
+# Import name -> pip name of what the stages need beyond the box's packages.
+MODULES=(diffusers:diffusers dvclive:dvclive dvc:dvc torch_fidelity:torch-fidelity
+         torchvision:torchvision pyzipper:pyzipper Cryptodome:pycryptodomex
+         fast_zip_decryption:fast-zip-decryption pandas:pandas matplotlib:matplotlib
+         scipy:scipy PIL:pillow yaml:pyyaml ruamel.yaml:ruamel.yaml h5py:h5py)
+# Packages fetched without their dependencies (those come with torch and transformers).
+NO_DEPS=(diffusers torch-fidelity pyzipper pycryptodomex fast-zip-decryption)
+# CPU sizes on top of the smoke profile (reduced stand-ins, 2 cores in minutes).
+CPU_OVERRIDES=(
+  "accelerate.launch=accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
+  finetune_clip.batch_size=32 finetune_clip.num_workers=0
+  finetune_sd.resolution=64 finetune_sd.batch_size=4 finetune_sd.grad_accum=1
+  finetune_sd.validation_steps=4 generate.resolution=64 generate.steps=4
+)
+
+die() { echo "error: $*" >&2; exit 1; }
+
+download_wheels() {  # DIR: wheels for CPython 3.12 on Linux x86-64
+  local dir=$1 report pins
+  mkdir -p "$dir"
+  local target=(--no-deps --python-version 3.12 --platform manylinux2014_x86_64
+                --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64
+                --platform manylinux_2_34_x86_64)
+  "$PYTHON" -m pip download "${target[@]}" --only-binary=:all: -d "$dir" "${NO_DEPS[@]}" \
+    setuptools wheel
+  if [[ -n ${TORCH_VERSION:-} ]]; then  # torch 2.N.x pairs with torchvision 0.(N+15).x
+    local minor=${TORCH_VERSION#2.}; minor=${minor%%.*}
+    "$PYTHON" -m pip download "${target[@]}" --only-binary=:all: -d "$dir" \
+      "torchvision==0.$((minor + 15)).*"
+  else
+    echo "note: TORCH_VERSION unset: no torchvision (torch-fidelity needs it if the box lacks it)"
+  fi
+  # dvc and dvclive (dvclive imports dvc) with their dependencies: resolved here, then the
+  # pins fetched for the box, as wheels where there are (hydra's antlr4 runtime is a
+  # pure-Python sdist: it builds offline there with the setuptools and wheel above).
+  report=$(mktemp)
+  "$PYTHON" -m pip install --dry-run --quiet --ignore-installed --report "$report" dvc dvclive
+  pins=$("$PYTHON" -c 'import json, sys
+for p in json.load(open(sys.argv[1]))["install"]:
+    print("{name}=={version}".format(**p["metadata"]))' "$report")
+  rm -f "$report"
+  # shellcheck disable=SC2086  # one pin per word
+  "$PYTHON" -m pip download --quiet "${target[@]}" -d "$dir" $pins
+  echo "wheels in $dir: $(ls "$dir" | wc -l) files, $(du -sh "$dir" | cut -f1) in all"
+}
+
+missing_packages() {  # pip names of the MODULES this interpreter cannot import
+  local entry
+  for entry in "${MODULES[@]}"; do
+    "$PYTHON" -c "import importlib.util as u, sys; sys.exit(u.find_spec('${entry%%:*}') is None)" \
+      2>/dev/null || echo "${entry##*:}"
+  done
+}
+
+install_missing() {  # [WHEELS_DIR]
+  local missing
+  missing=$(missing_packages | tr '\n' ' ')
+  [[ -z $missing ]] && return 0
+  [[ -n ${1:-} ]] || die "missing packages: $missing (give a WHEELS_DIR; see --download-wheels)"
+  echo "installing from $1: $missing"
+  local no_deps=() with_deps=() pkg pip_args
+  read -r -a pip_args <<< "${PIP_INSTALL_ARGS:-}"  # e.g. --user, --break-system-packages
+  for pkg in $missing; do
+    if [[ " ${NO_DEPS[*]} torchvision " == *" $pkg "* ]]; then no_deps+=("$pkg"); else with_deps+=("$pkg"); fi
+  done
+  if ((${#no_deps[@]})); then
+    "$PYTHON" -m pip install "${pip_args[@]}" --no-index --find-links "$1" --no-deps "${no_deps[@]}"
+  fi
+  if ((${#with_deps[@]})); then
+    "$PYTHON" -m pip install "${pip_args[@]}" --no-index --find-links "$1" "${with_deps[@]}"
+  fi
+  missing=$(missing_packages | tr '\n' ' ')
+  [[ -z $missing ]] || die "still missing after the install: $missing"
+}
+
+main() {
+  local cpu=0 reduced=0 wheels=""
+  while (($#)); do
+    case $1 in
+      --download-wheels) [[ -n ${2:-} ]] || die "--download-wheels DIR"; download_wheels "$2"; return ;;
+      --cpu) cpu=1; reduced=1 ;;
+      --reduced) reduced=1 ;;
+      -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; return ;;
+      -*) die "unknown option $1" ;;
+      *) wheels=$(cd "$1" && pwd) ;;
+    esac
+    shift
+  done
+  cd "$ROOT"
+  install_missing "$wheels"
+
+  local start=$SECONDS build_args=() overrides=()
+  ((reduced)) && build_args+=(--reduced)
+  ((cpu)) && { export CUDA_VISIBLE_DEVICES=""; build_args+=(--device cpu); overrides=("${CPU_OVERRIDES[@]}"); }
+  local size=full
+  ((reduced)) && size=reduced
+  if [[ $(cat "$STANDIN/BUILT" 2>/dev/null) == "$size" && -z ${SMOKE_REBUILD:-} ]]; then
+    echo "stand-in models ($size) in $STANDIN already (SMOKE_REBUILD=1 builds them again)"
+  else
+    rm -f "$STANDIN/BUILT"
+    "$PYTHON" scripts/standin_models.py "$STANDIN" "${build_args[@]}"
+    echo "$size" > "$STANDIN/BUILT"
+    echo "stand-in models built in $((SECONDS - start)) s"
+  fi
+  "$PYTHON" scripts/use_profile.py profiles/real.yaml profiles/smoke.yaml "${overrides[@]}"
+  "$PYTHON" bench/run_stages.py --runner "${SMOKE_RUNNER:-auto}" \
+    --report "${SMOKE_REPORT:-smoke_report.md}"
+  echo "smoke run: $((SECONDS - start)) s from the stand-in build to the last stage"
+}
+
+main "$@"
