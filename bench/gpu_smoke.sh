@@ -112,6 +112,8 @@ main() {
     shift
   done
   cd "$ROOT"
+  # offline box: no hub look-ups or telemetry that would wait for a network timeout
+  export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DVC_NO_ANALYTICS=1 DO_NOT_TRACK=1
   install_missing "$wheels"
 
   local start=$SECONDS build_args=() overrides=()
