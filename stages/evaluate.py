@@ -4,8 +4,12 @@ Writes `metrics/generation.json` ({"base", "finetuned", "real"}: IS, FID, KID, C
 the base and by the fine-tuned CLIP, zero-shot attribute accuracy, distance to the nearest
 training image) and `plots/evaluate/` (memorisation histograms). Every image set is first
 brought to one size (the smaller of the generated and the real sizes), so the sets differ
-only in content. IS/FID/KID are null when `evaluate.skip_inception` is set (the offline
-default): never a number from random Inception weights.
+only in content. The real images come as a cached reference (`stages/reference.py`: their
+Inception features and fine-tuned CLIP embeddings at that size, and those of the train
+images); the generated ones pass Inception once per set (IS logits and pool features) and
+each CLIP once. Models and batches run on the GPU when there is one. IS/FID/KID are null
+when `evaluate.skip_inception` is set (the offline default): never a number from random
+Inception weights.
 """
 
 from __future__ import annotations
@@ -23,21 +27,21 @@ from tqdm import tqdm
 from transformers import CLIPModel, CLIPProcessor
 
 from fashion.atomic import atomic_path
-from fashion.clip_data import sample_rows
 from fashion.clip_models import embed_images, embed_texts, load_base_clip, load_clip
-from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
+from fashion.config import PipelineError, load_params, run_stage, section
 from fashion.image_metrics import (
     clip_score,
     extract_features,
+    fetch_inception_weights,
     frechet_distance,
     inception_score,
-    inception_weights_path,
     kernel_distance,
+    load_arrays,
     load_inception,
     nearest_distances,
     resize_images,
 )
-from fashion.subset import CODE_FIELDS, read_images, read_table, subset_path
+from fashion.subset import CODE_FIELDS, read_table, subset_path
 from fashion.zero_shot import ATTRIBUTES, ZeroShotClassifier, accuracy
 
 GENERATED = Path("data/generated")
@@ -46,10 +50,12 @@ MANIFEST_COLUMNS = ("file", "model", "prompt", "seed", *CODE_FIELDS)
 MODELS = ("base", "finetuned")
 SETS = (*MODELS, "real")
 BASE_CLIP, CLIP = Path("models/base_clip"), Path("models/clip")
+TEST = subset_path("data/subset", "test")
+INCEPTION_REFERENCE = Path("data/reference/inception.npz")  # written by stages/reference.py
+CLIP_REFERENCE = Path("data/reference/clip.npz")
 METRICS = Path("metrics/generation.json")
 PLOTS = Path("plots/evaluate")
 UNSPECIFIED_SLEEVE = 4  # the caption names no sleeve: nothing to judge in the image
-TRAIN_CHUNK = 2048  # train images read, resized and embedded at a time
 
 
 def read_generated(manifest: Path = MANIFEST) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
@@ -84,43 +90,68 @@ def read_generated(manifest: Path = MANIFEST) -> dict[str, tuple[pd.DataFrame, n
     return out
 
 
-def sample_split(
-    split: str, n: int | str, seed: int, param: str
-) -> tuple[Path, np.ndarray, pd.DataFrame]:
-    """(file, rows, table rows) of a fixed-seed sample of a subset split."""
-    path = subset_path("data/subset", split)
-    table = read_table(path)
-    try:
-        rows = sample_rows(len(table), n, seed)
-    except PipelineError as err:
-        raise PipelineError(f"{PARAMS_FILE}: evaluate.{param}: {err}") from err
-    return path, rows, table.iloc[rows].reset_index(drop=True)
+def read_references() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(Inception, CLIP) reference of the real images, checked to hold one test sample."""
+    inception = load_arrays(INCEPTION_REFERENCE, ("test_rows", "size", "real_size"), "reference")
+    clip = load_arrays(CLIP_REFERENCE, ("test_rows", "size", "test", "train"), "embed_reference")
+    if not np.array_equal(inception["test_rows"], clip["test_rows"]):
+        raise PipelineError(
+            f"{CLIP_REFERENCE}: another sample of test images than {INCEPTION_REFERENCE} "
+            "(re-run the reference stages: dvc repro)"
+        )
+    return inception, clip
 
 
-def inception_metrics(p: dict[str, Any], images: dict[str, np.ndarray]) -> dict[str, dict]:
-    """IS of every set; FID and KID of each generated set against the real test images."""
+def evaluation_size(generated: dict[str, np.ndarray], references: tuple[dict, dict]) -> int:
+    """The smaller of the generated and real sizes, which the references must have used."""
+    generated_size = min(im.shape[1] for im in generated.values())
+    size = min(generated_size, int(references[0]["real_size"]))
+    for path, reference in zip((INCEPTION_REFERENCE, CLIP_REFERENCE), references, strict=True):
+        if int(reference["size"]) != size:
+            raise PipelineError(
+                f"{path}: real images at {int(reference['size'])} px, but {generated_size} px "
+                f"generated images are evaluated at {size} px (the reference follows "
+                "generate.resolution: re-run it with dvc repro)"
+            )
+    return size
+
+
+def inception_metrics(
+    p: dict[str, Any], images: dict[str, np.ndarray], reference: dict[str, np.ndarray], device: str
+) -> dict[str, dict]:
+    """IS of every set; FID and KID of each generated set against the real test images.
+
+    `images` are the generated sets; the real set's logits and pool features are in the
+    Inception `reference`.
+    """
     keys = ("inception_score", "inception_score_std", "fid", "kid", "kid_std")
     if p["skip_inception"]:
         print("IS/FID/KID: null (evaluate.skip_inception is true: no Inception-v3 weights used)")
         return {name: dict.fromkeys(keys) for name in SETS}
-    weights = inception_weights_path(p["inception_weights"])
-    classifier, pool = load_inception(weights, "logits_unbiased"), load_inception(weights, "2048")
-    seed, batch = int(p["seed"]), int(p["batch_size"])
-    real = extract_features(images["real"], pool, batch)
-    out = {}
-    for name in tqdm(SETS, desc="inception"):
-        is_mean, is_std = inception_score(
-            images[name], classifier, int(p["is_splits"]), seed, batch
+    model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
+    if "pool" not in reference:
+        raise PipelineError(
+            f"{INCEPTION_REFERENCE}: no Inception features (written with "
+            "evaluate.skip_inception true): re-run the reference stage"
         )
+    seed, batch = int(p["seed"]), int(p["batch_size"])
+    features = {
+        name: extract_features(images[name], model, batch, device)
+        for name in tqdm(MODELS, desc="inception")
+    }
+    features["real"] = (torch.from_numpy(reference["logits"]), torch.from_numpy(reference["pool"]))
+    real = features["real"][1]
+    out = {}
+    for name, (logits, pool) in features.items():
+        is_mean, is_std = inception_score(logits, int(p["is_splits"]), seed)
         out[name] = {"inception_score": is_mean, "inception_score_std": is_std}
         if name == "real":
             out[name] |= {"fid": None, "kid": None, "kid_std": None}
             continue
-        fake = extract_features(images[name], pool, batch)
         kid, kid_std = kernel_distance(
-            fake, real, int(p["kid_subsets"]), int(p["kid_subset_size"]), seed
+            pool, real, int(p["kid_subsets"]), int(p["kid_subset_size"]), seed
         )
-        out[name] |= {"fid": frechet_distance(fake, real), "kid": kid, "kid_std": kid_std}
+        out[name] |= {"fid": frechet_distance(pool, real), "kid": kid, "kid_std": kid_std}
     return out
 
 
@@ -148,29 +179,17 @@ def clip_scores(
     images: dict[str, np.ndarray],
     prompts: dict[str, list[str]],
     batch: int,
+    device: str,
 ) -> dict[str, float]:
     """CLIP score of each SD model's images with their prompts, by one CLIP."""
     model, processor = clip
     return {
         name: clip_score(
-            embed_images(model, processor, images[name], batch),
-            embed_texts(model, processor, prompts[name], batch),
+            embed_images(model, processor, images[name], batch, device),
+            embed_texts(model, processor, prompts[name], batch, device),
         )
         for name in MODELS
     }
-
-
-def embed_train(
-    model: CLIPModel, processor: CLIPProcessor, path: Path, rows: np.ndarray, size: int, batch: int
-) -> torch.Tensor:
-    """Fine-tuned CLIP embeddings of training images, streamed in chunks (never all in memory)."""
-    chunks = [rows[i : i + TRAIN_CHUNK] for i in range(0, len(rows), TRAIN_CHUNK)]
-    return torch.cat(
-        [
-            embed_images(model, processor, resize_images(read_images(path, chunk), size), batch)
-            for chunk in tqdm(chunks, desc="train embeddings")
-        ]
-    )
 
 
 def plot_memorisation(distances: dict[str, np.ndarray], bins: int, out_dir: Path) -> None:
@@ -191,43 +210,62 @@ def plot_memorisation(distances: dict[str, np.ndarray], bins: int, out_dir: Path
     fig.savefig(out_dir / "memorisation.png", dpi=100)
 
 
-def main() -> None:
-    p = section(load_params(), "evaluate")
-    seed, batch = int(p["seed"]), int(p["batch_size"])
-    generated = read_generated()
-    test_path, test_rows, test_table = sample_split("test", p["n_real"], seed, "n_real")
-    train_path, train_rows, _ = sample_split(
-        "train", p["n_train_reference"], seed, "n_train_reference"
-    )
-    real = read_images(test_path, test_rows)
-    size = min(min(im.shape[1] for _, im in generated.values()), real.shape[1])
-    images = {name: resize_images(im, size) for name, (_, im) in generated.items()}
-    images["real"] = resize_images(real, size)
-    prompts = {name: rows["prompt"].astype(str).tolist() for name, (rows, _) in generated.items()}
-    codes = {name: rows[list(ATTRIBUTES)] for name, (rows, _) in generated.items()}
-    codes["real"] = test_table[list(ATTRIBUTES)]
-    print(f"evaluating at {size} px: " + ", ".join(f"{k} {len(v)}" for k, v in images.items()))
-
-    metrics = inception_metrics(p, images)
-    base_clip, finetuned_clip = load_base_clip(BASE_CLIP), load_clip(CLIP)
-    for key, clip in (("clip_score", base_clip), ("clip_score_finetuned_clip", finetuned_clip)):
-        for name, score in clip_scores(clip, images, prompts, batch).items():
-            metrics[name][key] = score
-        metrics["real"][key] = None
-
-    # attributes and memorisation: judged in the fine-tuned CLIP's image space
-    model, processor = finetuned_clip
-    classifier = ZeroShotClassifier(model, processor)
-    train = embed_train(model, processor, train_path, train_rows, size, batch)
-    distances = {}
+def judge_in_clip_space(
+    clip: tuple[CLIPModel, CLIPProcessor],
+    images: dict[str, np.ndarray],
+    codes: dict[str, pd.DataFrame],
+    reference: dict[str, np.ndarray],
+    batch: int,
+    device: str,
+) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Per set: zero-shot attribute accuracy and mean distance to the nearest train image,
+    by the fine-tuned CLIP (real and train embeddings from the cached reference), and the
+    distances themselves."""
+    model, processor = clip
+    classifier = ZeroShotClassifier(model, processor, device=device)
+    train = torch.from_numpy(reference["train"])
+    embeddings = {
+        name: embed_images(model, processor, images[name], batch, device) for name in MODELS
+    }
+    embeddings["real"] = torch.from_numpy(reference["test"])
+    metrics, distances = {}, {}
     for name in SETS:
-        embeds = embed_images(model, processor, images[name], batch)
-        distances[name] = nearest_distances(embeds, train)
-        metrics[name] |= {
-            "n_images": len(images[name]),
-            "attr_acc": attribute_accuracy(classifier, embeds, codes[name]),
+        distances[name] = nearest_distances(embeddings[name], train)
+        metrics[name] = {
+            "n_images": len(embeddings[name]),
+            "attr_acc": attribute_accuracy(classifier, embeddings[name], codes[name]),
             "nearest_train_distance": float(distances[name].mean()),
         }
+    return metrics, distances
+
+
+def main() -> None:
+    p = section(load_params(), "evaluate")
+    batch = int(p["batch_size"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    generated = read_generated()
+    inception_reference, clip_reference = references = read_references()
+    size = evaluation_size({name: im for name, (_, im) in generated.items()}, references)
+    images = {name: resize_images(im, size) for name, (_, im) in generated.items()}
+    prompts = {name: rows["prompt"].astype(str).tolist() for name, (rows, _) in generated.items()}
+    codes = {name: rows[list(ATTRIBUTES)] for name, (rows, _) in generated.items()}
+    real_rows = inception_reference["test_rows"]
+    codes["real"] = read_table(TEST).iloc[real_rows][list(ATTRIBUTES)].reset_index(drop=True)
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in images.items())
+    print(f"evaluating at {size} px on {device}: {sizes}, real {len(real_rows)}")
+
+    metrics = inception_metrics(p, images, inception_reference, device)
+    clips = {"clip_score": load_base_clip(BASE_CLIP), "clip_score_finetuned_clip": load_clip(CLIP)}
+    for key, (model, processor) in clips.items():
+        model.to(device)
+        for name, score in clip_scores((model, processor), images, prompts, batch, device).items():
+            metrics[name][key] = score
+        metrics["real"][key] = None
+    judged, distances = judge_in_clip_space(
+        clips["clip_score_finetuned_clip"], images, codes, clip_reference, batch, device
+    )
+    for name in SETS:
+        metrics[name] |= judged[name]
 
     with atomic_path(PLOTS, is_dir=True) as tmp:
         plot_memorisation(distances, int(p["histogram_bins"]), tmp)

@@ -1,4 +1,5 @@
-"""The evaluate stage, run as a script on a small project: tiny CLIPs, subset files, PNGs.
+"""The evaluate stage, run as a script on a small project: tiny CLIPs, subset files, PNGs,
+and the real-image reference written by the reference stages.
 
 The "fine-tuned" generator here returns the real test images themselves and the "base" one
 returns training images, which gives known answers: the fine-tuned set scores exactly like
@@ -22,10 +23,11 @@ from torch import nn
 
 from conftest import ROOT, run
 from fashion.clip_models import build_tiny_clip
+from fashion.config import PipelineError
 from fashion.hub import write_source
-from fashion.image_metrics import INCEPTION_FETCH_COMMAND
+from fashion.image_metrics import INCEPTION_FETCH_COMMAND, URL_INCEPTION_V3, extract_features
 from fashion.subset import read_images
-from subset_writer import make_rows, write_subset
+from subset_writer import SIZE, make_rows, write_subset
 from test_image_metrics import TINY, PixelClassifier
 
 STAGE = ROOT / "stages" / "evaluate.py"
@@ -34,11 +36,21 @@ G_KEYS = {
     "clip_score_finetuned_clip", "attr_acc", "nearest_train_distance",
 }  # fmt: skip
 N_TRAIN, N_TEST, N_BASE = 24, 12, 10
+# Downloads go to a closed local port: a test never fetches anything.
+OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "no_proxy": "", "NO_PROXY": ""}  # fmt: skip
 
 
 def evaluate_params(**overrides) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"]
     return params | {"batch_size": 8, "kid_subsets": 10} | overrides
+
+
+def write_params(project: Path, evaluate: dict) -> None:
+    """The sections evaluate and the reference stages read; images stay at their size."""
+    reference = {"seed": 0, "n_real": "all", "n_train": "all", "batch_size": 8}
+    params = {"generate": {"resolution": SIZE}, "reference": reference, "evaluate": evaluate}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +82,21 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"file": "base/0000.png", "model": "base", "prompt": "a red garment.", "seed": 99}
     )
     pd.DataFrame(manifest).to_csv(generated / "manifest.csv", index=False)  # last: out of domain
+
+    import embed_reference
+    import reference
+
+    write_params(root, evaluate_params())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        reference.main()
+        embed_reference.main()
     return root
 
 
 def run_stage(project: Path, params: dict, check: bool = True):
-    (project / "params.yaml").write_text(yaml.safe_dump({"evaluate": params}))
-    return run(["python", str(STAGE)], project, check=check, timeout=600)
+    write_params(project, params)
+    return run(["python", str(STAGE)], project, check=check, timeout=600, env=OFFLINE)
 
 
 def test_offline_default_records_null_inception_metrics(project: Path) -> None:
@@ -120,22 +141,40 @@ class ChannelStats(nn.Module):
         return torch.cat([x.mean(-1), x.std(-1)], dim=1)
 
 
-def test_inception_metrics_wiring(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """IS of every set, FID/KID of generated sets only, each set against the real one."""
+class StandInInception(nn.Module):
+    """Stand-in for Inception-v3's one pass: (IS logits, pool features) of a uint8 batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logits, self.pool = PixelClassifier(4, confidence=50.0), ChannelStats()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.logits(x), self.pool(x)
+
+
+def stand_in_reference(real: np.ndarray) -> dict[str, np.ndarray]:
+    logits, pool = extract_features(real, StandInInception(), batch_size=8)
+    return {"logits": logits.numpy(), "pool": pool.numpy()}
+
+
+def test_inception_metrics_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IS of every set, FID/KID of generated sets only, each set against the real reference;
+    the weights are fetched (here: a stand-in) and the model goes to the given device."""
     import evaluate
 
-    feature = {"2048": ChannelStats(), "logits_unbiased": PixelClassifier(4, confidence=50.0)}
-    monkeypatch.setattr(evaluate, "inception_weights_path", lambda path: Path(path))
-    monkeypatch.setattr(evaluate, "load_inception", lambda weights, name: feature[name])
+    fetched, loaded = [], []
+    monkeypatch.setattr(evaluate, "fetch_inception_weights", lambda p: fetched.append(p) or p)
+    monkeypatch.setattr(
+        evaluate,
+        "load_inception",
+        lambda w, device: loaded.append((w, device)) or StandInInception(),
+    )
     rng = np.random.default_rng(0)
     real = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
-    images = {
-        "base": rng.integers(0, 128, (30, 16, 16, 3), dtype=np.uint8),
-        "finetuned": real,
-        "real": real,
-    }
+    images = {"base": rng.integers(0, 128, (30, 16, 16, 3), dtype=np.uint8), "finetuned": real}
     p = evaluate_params(skip_inception=False, inception_weights="w.pth", is_splits=2, kid_subsets=5)
-    metrics = evaluate.inception_metrics(p, images)
+    metrics = evaluate.inception_metrics(p, images, stand_in_reference(real), "cpu")
+    assert fetched == ["w.pth"] and loaded == [("w.pth", "cpu")]
     assert metrics["finetuned"] == metrics["real"] | {
         "fid": pytest.approx(0.0, abs=1e-6), "kid": metrics["finetuned"]["kid"],
         "kid_std": metrics["finetuned"]["kid_std"],
@@ -147,15 +186,42 @@ def test_inception_metrics_wiring(project: Path, monkeypatch: pytest.MonkeyPatch
     assert 1.0 < metrics["real"]["inception_score"] <= 4.0
 
 
+def test_reference_without_inception_features_is_a_clear_error(monkeypatch) -> None:
+    import evaluate
+
+    monkeypatch.setattr(evaluate, "fetch_inception_weights", lambda p: p)
+    monkeypatch.setattr(evaluate, "load_inception", lambda w, device: StandInInception())
+    images = {name: np.zeros((2, 8, 8, 3), np.uint8) for name in ("base", "finetuned")}
+    p = evaluate_params(skip_inception=False)
+    with pytest.raises(PipelineError, match="inception.npz: no Inception features"):
+        evaluate.inception_metrics(p, images, {"test_rows": np.arange(2)}, "cpu")
+
+
+def test_reference_of_another_size_or_sample_is_a_clear_error() -> None:
+    import evaluate
+
+    generated = {name: np.zeros((2, 64, 64, 3), np.uint8) for name in ("base", "finetuned")}
+    inception = {"test_rows": np.arange(3), "size": np.array(64), "real_size": np.array(128)}
+    clip = {"test_rows": np.arange(3), "size": np.array(64)}
+    assert evaluate.evaluation_size(generated, (inception, clip)) == 64
+    with pytest.raises(PipelineError, match=r"clip.npz: real images at 128 px.*64 px"):
+        evaluate.evaluation_size(generated, (inception, clip | {"size": np.array(128)}))
+    small = {name: np.zeros((2, 32, 32, 3), np.uint8) for name in generated}
+    with pytest.raises(PipelineError, match=r"inception.npz: real images at 64 px.*at 32 px"):
+        evaluate.evaluation_size(small, (inception, clip))
+
+
 def _outputs(project: Path) -> list[Path]:
     return [
         p for p in (project / "metrics/generation.json", project / "plots/evaluate") if p.exists()
     ]
 
 
-def test_missing_weights_fail_with_the_path_and_the_fetch_command(
+def test_offline_missing_weights_fail_with_the_path_and_the_fetch_command(
     project: Path, tmp_path: Path
 ) -> None:
+    """A fresh machine whose reference came from the DVC cache fetches the weights itself;
+    offline, that fails with the one message."""
     for path in _outputs(project):
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     missing = tmp_path / "no-weights.pth"
@@ -164,8 +230,8 @@ def test_missing_weights_fail_with_the_path_and_the_fetch_command(
     )
     assert proc.returncode == 1
     assert str(missing) in proc.stderr and INCEPTION_FETCH_COMMAND in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert _outputs(project) == []
+    assert URL_INCEPTION_V3 in proc.stderr and "Traceback" not in proc.stderr
+    assert _outputs(project) == [] and not missing.exists()
 
 
 def test_bad_manifest_is_a_clear_error(project: Path) -> None:

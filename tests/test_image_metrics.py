@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import socket
 from pathlib import Path
 from unittest import mock
+from urllib.error import URLError
 
 import numpy as np
 import pytest
 import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from torch import nn
+from torchmetrics.image.fid import NoTrainInceptionV3
 from torchmetrics.multimodal.clip_score import CLIPScore
 
+from fashion import image_metrics
 from fashion.clip_models import build_tiny_clip, embed_images, embed_texts
 from fashion.config import PipelineError
 from fashion.image_metrics import (
     INCEPTION_FETCH_COMMAND,
     clip_score,
     extract_features,
+    fetch_inception_weights,
     frechet_distance,
     inception_score,
     inception_weights_path,
     kernel_distance,
+    load_arrays,
     load_inception,
     nearest_distances,
     resize_images,
+    save_arrays,
 )
 
 
@@ -50,8 +57,14 @@ def class_images(n_per_class: int, k: int) -> np.ndarray:
     )
 
 
+def class_logits(n_per_class: int, k: int, n_classes: int, confidence: float) -> torch.Tensor:
+    """Logits (k * n_per_class, n_classes) of `PixelClassifier` on `class_images`."""
+    images = torch.from_numpy(class_images(n_per_class, k)).permute(0, 3, 1, 2)
+    return PixelClassifier(n_classes, confidence)(images)
+
+
 def test_inception_score_of_uniform_probabilities_is_one() -> None:
-    mean, std = inception_score(class_images(50, 4), PixelClassifier(10, confidence=0.0))
+    mean, std = inception_score(class_logits(50, 4, n_classes=10, confidence=0.0))
     assert mean == pytest.approx(1.0, abs=1e-6)
     assert std == pytest.approx(0.0, abs=1e-6)
 
@@ -60,15 +73,14 @@ def test_inception_score_of_uniform_probabilities_is_one() -> None:
 def test_inception_score_of_confident_balanced_classes_is_k(k: int) -> None:
     # 10 splits of 100 shuffled images: each split's class marginal is near, not exactly,
     # uniform, so IS = exp(H(marginal)) sits a little under k (within 5%).
-    mean, _ = inception_score(class_images(1000 // k, k), PixelClassifier(k, confidence=50.0))
+    mean, _ = inception_score(class_logits(1000 // k, k, n_classes=k, confidence=50.0))
     assert mean == pytest.approx(k, rel=0.05)
     assert mean <= k + 1e-4
 
 
 def test_inception_score_shuffle_is_seeded() -> None:
-    images = class_images(30, 3)[np.random.default_rng(1).permutation(90)]
-    clf = PixelClassifier(3, confidence=50.0)
-    assert inception_score(images, clf, seed=3) == inception_score(images, clf, seed=3)
+    logits = class_logits(30, 3, n_classes=3, confidence=50.0)[torch.randperm(90)]
+    assert inception_score(logits, seed=3) == inception_score(logits, seed=3)
 
 
 def test_fid_of_a_set_against_itself_is_zero_and_a_mean_shift_is_its_squared_norm() -> None:
@@ -99,8 +111,25 @@ def test_resize_pipeline_and_feature_extraction() -> None:
     assert small.shape == (5, 32, 32, 3) and small.dtype == np.uint8
     assert (small[:, :, :15] == 10).all() and (small[:, :, 17:] == 200).all()
     assert resize_images(images, 64) is images
-    feats = extract_features(small, nn.Flatten(), batch_size=2)
-    assert feats.shape == (5, 3 * 32 * 32) and feats.dtype == torch.float64
+    (pixels,) = extract_features(small, nn.Flatten(), batch_size=2)
+    assert (
+        pixels.shape == (5, 3 * 32 * 32)
+        and (pixels.reshape(5, 3, 32, 32)[:, :, :, :15] == 10).all()
+    )
+
+
+class MeanAndPixels(nn.Module):
+    """Stand-in for a several-feature extractor: (channel means, flat pixels) of a batch."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.float().mean(dim=(2, 3)), x.flatten(1)
+
+
+def test_extract_features_keeps_every_output_of_one_pass_in_image_order() -> None:
+    images = np.random.default_rng(0).integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
+    means, pixels = extract_features(images, MeanAndPixels(), batch_size=3)
+    np.testing.assert_allclose(means.numpy(), images.mean(axis=(1, 2)), rtol=1e-6)
+    assert torch.equal(pixels, torch.from_numpy(images).permute(0, 3, 1, 2).flatten(1))
 
 
 def test_nearest_distances_known_answer() -> None:
@@ -186,7 +215,7 @@ def test_clip_score_matches_hand_computation_and_torchmetrics(tiny_clip) -> None
     )
 
 
-# --- Inception-v3 weights from a local path, offline ------------------------------------
+# --- Inception-v3 weights: a local file, or downloaded once with a hash check ----------
 
 
 def save_random_inception(path: Path) -> Path:
@@ -210,17 +239,25 @@ def _no_network(*args, **kwargs):
     raise AssertionError("the network was used")
 
 
-def test_weights_path_loads_offline(random_inception_weights: Path, monkeypatch) -> None:
+def test_weights_path_loads_offline_and_one_pass_gives_both_features(
+    random_inception_weights: Path, monkeypatch
+) -> None:
     monkeypatch.setattr(tf_inception, "load_state_dict_from_url", _no_network)
     monkeypatch.setattr(socket.socket, "connect", _no_network)
     path = inception_weights_path(str(random_inception_weights))
-    pool = load_inception(path, "2048")
+    model = load_inception(path)
     saved = torch.load(random_inception_weights)
-    for name, value in pool.state_dict().items():
+    for name, value in model.state_dict().items():
         assert torch.equal(value, saved[name]), name
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    assert extract_features(images, pool).shape == (4, 2048)
-    mean, _ = inception_score(images, load_inception(path, "logits_unbiased"), splits=2)
+    logits, pool = extract_features(images, model, batch_size=3)
+    assert logits.shape == (4, 1008) and pool.shape == (4, 2048)
+    # the same numbers as torchmetrics' one-feature modules, each its own pass
+    for feature, ours in (("logits_unbiased", logits), ("2048", pool)):
+        single = NoTrainInceptionV3("inception-v3-compat", [feature], str(path))
+        (theirs,) = extract_features(images, single, batch_size=3)
+        torch.testing.assert_close(ours, theirs)
+    mean, _ = inception_score(logits, splits=2)
     assert math.isfinite(mean) and mean >= 1.0
 
 
@@ -245,4 +282,92 @@ def test_damaged_weights_file_is_a_pipeline_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a state dict")
     with pytest.raises(PipelineError, match="bad.pth"):
-        load_inception(bad, "2048")
+        load_inception(bad)
+
+
+class Downloads:
+    """Stand-in for torch hub's downloader: records each call, then lets torch hub's real
+    `download_url_to_file` (temporary file, hash check, move) fetch `source` instead."""
+
+    def __init__(self, source: Path, hash_prefix: str | None = None) -> None:
+        self.source, self.hash_prefix, self.calls = source, hash_prefix, []
+
+    def __call__(self, url: str, dst: str, hash_prefix: str | None = None, **kwargs) -> None:
+        self.calls.append((url, Path(dst), hash_prefix))
+        expected = self.hash_prefix or hash_prefix
+        torch.hub.download_url_to_file(self.source.as_uri(), dst, expected, progress=False)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_absent_weights_are_downloaded_once_from_the_published_url_into_the_hub_cache(
+    random_inception_weights: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    # the stand-in file has its own hash: check it with that, record the one asked for
+    download = Downloads(random_inception_weights, _sha256(random_inception_weights)[:8])
+    monkeypatch.setattr(image_metrics, "download_url_to_file", download)
+    cached = tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
+    assert fetch_inception_weights(None) == cached
+    assert download.calls == [(tf_inception.URL_INCEPTION_V3, cached, "6726825d")]
+    assert cached.read_bytes() == random_inception_weights.read_bytes()
+    load_inception(cached)
+    assert fetch_inception_weights(None) == cached and len(download.calls) == 1  # cached now
+
+
+def test_weights_param_is_the_download_destination(tmp_path: Path, monkeypatch) -> None:
+    source = tmp_path / "source.pth"
+    source.write_bytes(b"weights")
+    download = Downloads(source, _sha256(source)[:8])
+    monkeypatch.setattr(image_metrics, "download_url_to_file", download)
+    target = tmp_path / "models" / "inception.pth"
+    assert fetch_inception_weights(str(target)) == target and target.read_bytes() == b"weights"
+    assert download.calls[0][1] == target
+
+
+def test_a_download_failing_the_hash_check_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    source = tmp_path / "tampered.pth"
+    source.write_bytes(b"not the published weights")
+    monkeypatch.setattr(image_metrics, "download_url_to_file", Downloads(source))
+    with pytest.raises(PipelineError, match="SHA-256") as err:
+        fetch_inception_weights(None)
+    assert tf_inception.URL_INCEPTION_V3 in str(err.value)
+    assert [p for p in (tmp_path / "torch").rglob("*") if p.is_file()] == []
+
+
+def test_offline_download_fails_with_the_fetch_command(tmp_path: Path, monkeypatch) -> None:
+    def offline(*args, **kwargs):
+        raise URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(image_metrics, "download_url_to_file", offline)
+    missing = tmp_path / "weights.pth"
+    with pytest.raises(PipelineError) as err:
+        fetch_inception_weights(str(missing))
+    message = str(err.value)
+    assert str(missing) in message and INCEPTION_FETCH_COMMAND in message
+    assert "Connection refused" in message and not missing.exists()
+
+
+# --- reference arrays -------------------------------------------------------------------
+
+
+def test_arrays_round_trip_and_bad_files_are_clear_errors(tmp_path: Path) -> None:
+    path = tmp_path / "reference" / "ref.npz"
+    arrays = {"rows": np.arange(5), "size": np.array(64), "pool": np.ones((5, 3), np.float32)}
+    save_arrays(path, arrays)
+    assert [p.name for p in path.parent.iterdir()] == ["ref.npz"]  # no temporary left
+    loaded = load_arrays(path, ("rows", "size"), "reference")
+    assert loaded.keys() == arrays.keys()
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(loaded[key], value)
+        assert loaded[key].dtype == value.dtype
+    with pytest.raises(PipelineError, match=r"missing arrays \['test'\].*reference stage"):
+        load_arrays(path, ("rows", "test"), "reference")
+    with pytest.raises(PipelineError, match="not found.*embed_reference"):
+        load_arrays(tmp_path / "absent.npz", ("rows",), "embed_reference")
+    path.write_bytes(b"truncated")
+    with pytest.raises(PipelineError, match="ref.npz: not a readable"):
+        load_arrays(path, ("rows",), "reference")

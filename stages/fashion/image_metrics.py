@@ -1,33 +1,45 @@
 """Image metrics of generated garments: Inception Score, FID, KID, CLIP score, memorisation.
 
-Inception metrics use torchmetrics with torch-fidelity's Inception-v3 loaded from a local
-weights file (never downloaded here: see `inception_weights_path`). All images go through
-one resize pipeline (`resize_images`) before any network sees them, so generated and real
-sets differ only in content. CLIP embeddings (`fashion.clip_models.embed_images`) are
-computed once per image set and reused for the CLIP score, the zero-shot attributes and
-the nearest-training-image distances.
+Inception metrics use torchmetrics with torch-fidelity's Inception-v3, loaded from a local
+weights file that `fetch_inception_weights` downloads (hash checked) the first time. One
+Inception pass per image set gives both the IS logits and the pool features (`load_inception`,
+`extract_features`); IS, FID and KID are then computed from those features. All images
+go through one resize pipeline (`resize_images`) before any network sees them, so generated
+and real sets differ only in content. CLIP embeddings (`fashion.clip_models.embed_images`)
+are computed once per image set and reused for the CLIP score, the zero-shot attributes and
+the nearest-training-image distances. `save_arrays` / `load_arrays` hold the real-image
+reference between stages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from http.client import HTTPException
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.hub import HASH_REGEX, download_url_to_file
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from fashion.atomic import atomic_path
 from fashion.config import PipelineError
 
-INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
+# torch hub's convention: the file name ends in the first hex digits of its SHA-256
+INCEPTION_SHA256_PREFIX = HASH_REGEX.search(INCEPTION_WEIGHTS_FILE).group(1)
 # One line, on a connected machine: puts the file where `default_inception_weights` looks.
 INCEPTION_FETCH_COMMAND = (
     'python -c "import torch; from torch_fidelity.feature_extractor_inceptionv3 import '
     'URL_INCEPTION_V3 as u; torch.hub.load_state_dict_from_url(u)"'
 )
+# IS logits and FID/KID pool features, in the order the `load_inception` model returns them
+INCEPTION_OUTPUTS = ("logits_unbiased", "2048")
 
 
 # --- one resize pipeline for every image set -------------------------------------------
@@ -63,56 +75,82 @@ def default_inception_weights() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
 
 
+def _weights_not_found(path: Path, reason: str = "") -> PipelineError:
+    return PipelineError(
+        f"{path}: Inception-v3 weights not found{reason}. Fetch them on a connected machine with\n"
+        f"  {INCEPTION_FETCH_COMMAND}\n"
+        "and copy the file there (or set evaluate.inception_weights to its path), "
+        "or set evaluate.skip_inception: true to record null for IS/FID/KID"
+    )
+
+
 def inception_weights_path(param: str | None) -> Path:
     """The weights file named by the `evaluate.inception_weights` param, else the hub cache."""
     path = Path(param) if param else default_inception_weights()
     if not path.is_file():
-        raise PipelineError(
-            f"{path}: Inception-v3 weights not found. Fetch them on a connected machine with\n"
-            f"  {INCEPTION_FETCH_COMMAND}\n"
-            "and copy the file there (or set evaluate.inception_weights to its path), "
-            "or set evaluate.skip_inception: true to record null for IS/FID/KID"
-        )
+        raise _weights_not_found(path)
     return path
 
 
-def load_inception(weights: Path, feature: str) -> NoTrainInceptionV3:
-    """torch-fidelity's Inception-v3 from a local file; `feature` is "logits_unbiased" or "2048"."""
+def fetch_inception_weights(param: str | None) -> Path:
+    """`inception_weights_path`, downloading the file from torch-fidelity's release first
+    when it is absent. The download lands in place only whole and with the published hash."""
+    path = Path(param) if param else default_inception_weights()
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"downloading Inception-v3 weights to {path}")
     try:
-        return NoTrainInceptionV3(
+        download_url_to_file(URL_INCEPTION_V3, str(path), hash_prefix=INCEPTION_SHA256_PREFIX)
+    except RuntimeError as err:  # torch hub's hash check
+        raise PipelineError(
+            f"{URL_INCEPTION_V3}: the download does not match the published SHA-256, "
+            f"nothing saved to {path} ({err})"
+        ) from err
+    except (OSError, HTTPException) as err:  # offline, refused, cut off (URLError is an OSError)
+        reason = f" and the download from {URL_INCEPTION_V3} failed ({err})"
+        raise _weights_not_found(path, reason) from err
+    return path
+
+
+class InceptionFeatures(NoTrainInceptionV3):
+    """torchmetrics' Inception-v3 returning every feature of `features_list` from one pass
+    (its own `forward` returns only the first), each flattened to (B, D)."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return tuple(f.reshape(len(x), -1) for f in self._torch_fidelity_forward(x))
+
+
+def load_inception(weights: Path, device: torch.device | str = "cpu") -> InceptionFeatures:
+    """torch-fidelity's Inception-v3 from a local file, giving `INCEPTION_OUTPUTS`."""
+    try:
+        model = InceptionFeatures(
             name="inception-v3-compat",
-            features_list=[feature],
+            features_list=list(INCEPTION_OUTPUTS),
             feature_extractor_weights_path=str(weights),
         )
     except Exception as err:  # torch.load / load_state_dict on a wrong or damaged file
         raise PipelineError(f"{weights}: not torch-fidelity Inception-v3 weights ({err})") from err
+    return model.to(device)
+
+
+@torch.no_grad()
+def extract_features(
+    images: np.ndarray,
+    extractor: nn.Module,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, ...]:
+    """Every output of `extractor` (a tensor or a tuple of them per uint8 batch) for uint8
+    (N, H, W, 3) images, batch by batch on `device`; each (N, D), on the CPU."""
+    outputs: list[tuple[Tensor, ...]] = []
+    for batch in _batches(images, batch_size):
+        out = extractor(batch.to(device))
+        outputs.append(tuple(o.cpu() for o in (out if isinstance(out, tuple) else (out,))))
+    return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))
 
 
 # --- Inception Score, FID, KID ----------------------------------------------------------
-
-
-@torch.no_grad()
-def inception_score(
-    images: np.ndarray, classifier: nn.Module, splits: int = 10, seed: int = 0, batch_size: int = 64
-) -> tuple[float, float]:
-    """(mean, std) IS over `splits` of uint8 (N, H, W, 3) images, shuffled with `seed`.
-
-    `classifier` maps a uint8 batch to class logits: the Inception-v3 "logits_unbiased"
-    in the stage, a stand-in in tests. Fewer images than splits: one split per image.
-    """
-    metric = InceptionScore(feature=classifier, splits=min(splits, len(images)))
-    for batch in _batches(images, batch_size):
-        metric.update(batch)
-    with torch.random.fork_rng(devices=[]):  # compute() shuffles with the global RNG
-        torch.manual_seed(seed)
-        mean, std = metric.compute()
-    return float(mean), float(std)
-
-
-@torch.no_grad()
-def extract_features(images: np.ndarray, extractor: nn.Module, batch_size: int = 64) -> Tensor:
-    """Features (N, D) of uint8 (N, H, W, 3) images, batch by batch (Inception pool3 here)."""
-    return torch.cat([extractor(batch).double() for batch in _batches(images, batch_size)])
 
 
 class _Precomputed(nn.Module):
@@ -126,11 +164,25 @@ class _Precomputed(nn.Module):
         return x
 
 
+def inception_score(logits: Tensor, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+    """(mean, std) IS over `splits` of class logits (N, C), shuffled with `seed`, by torchmetrics.
+
+    The logits are Inception-v3's "logits_unbiased" in the stage, a stand-in's in tests.
+    Fewer images than splits: one split per image.
+    """
+    metric = InceptionScore(feature=_Precomputed(logits.shape[1]), splits=min(splits, len(logits)))
+    metric.update(logits)
+    with torch.random.fork_rng(devices=[]):  # compute() shuffles with the global RNG
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
+
+
 def frechet_distance(fake: Tensor, real: Tensor) -> float:
     """FID between two feature sets (N, D), by torchmetrics (biased upwards on small sets)."""
     metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1])).double()
-    metric.update(real, real=True)
-    metric.update(fake, real=False)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
     return float(metric.compute())
 
 
@@ -144,12 +196,35 @@ def kernel_distance(
     metric = KernelInceptionDistance(
         feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size
     )
-    metric.update(real, real=True)
-    metric.update(fake, real=False)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         mean, std = metric.compute()
     return float(mean), float(std)
+
+
+# --- reference arrays shared between stages ---------------------------------------------
+
+
+def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays to an uncompressed .npz, all or nothing."""
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, **arrays)  # a file object: numpy adds no ".npz" to the temporary name
+
+
+def load_arrays(path: Path, keys: Iterable[str], stage: str) -> dict[str, np.ndarray]:
+    """Every array of a .npz written by `stage`, which must hold `keys`; errors name the file."""
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found (run the {stage} stage)")
+    try:
+        with np.load(path) as npz:
+            missing = [k for k in keys if k not in npz.files]
+            if missing:
+                raise PipelineError(f"{path}: missing arrays {missing} (re-run the {stage} stage)")
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise PipelineError(f"{path}: not a readable .npz file ({err})") from err
 
 
 # --- CLIP score -------------------------------------------------------------------------
