@@ -116,7 +116,8 @@ def test_zero_shot_reads_attributes_off_the_most_probable_caption(tiny):
     for attribute, label_map in LABEL_MAPS.items():
         assert classifier.classes[attribute].tolist() == sorted(label_map)
         p = classifier.probabilities(images, attribute)
-        torch.testing.assert_close(p.sum(dim=1), torch.ones(3))
+        # a float32 softmax over every caption, summed per class: rounding reaches ~1e-5
+        torch.testing.assert_close(p.sum(dim=1), torch.ones(3), rtol=0, atol=1e-4)
     # with distinct caption embeddings, an image equal to caption j is classified as caption j
     grid = [(0, 1, 1, 1), (1, 17, 3, 16), (0, 9, 2, 5)]  # (gender, color, sleeve, category)
     names = ("gender", "color", "sleeve", "category")

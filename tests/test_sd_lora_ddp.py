@@ -41,7 +41,8 @@ def test_lora_saves_adapters_that_change_the_unet(
     Path("params.yaml").write_text(yaml.safe_dump(params))
     AcceleratorState._reset_state(True)
     finetune_sd.main()
-    assert sorted(p.name for p in Path("models/sd").iterdir()) == [LORA_WEIGHTS]
+    # the adapters, and the scheduler that carries the fine-tune's prediction type
+    assert sorted(p.name for p in Path("models/sd").iterdir()) == [LORA_WEIGHTS, "scheduler"]
     base = load_base_sd("models/base_sd")
     tuned = load_finetuned_sd("models/sd", "models/base_sd")
     diff = {

@@ -51,6 +51,9 @@ def test_tiny_base_loads_by_path(sd_base_project: Path, monkeypatch: pytest.Monk
     assert pipe.vae.config.scaling_factor != 0.18215  # set from the pretrained VAE's latents
 
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
 def test_hub_source_is_recorded_not_downloaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -58,13 +61,13 @@ def test_hub_source_is_recorded_not_downloaded(
         tmp_path / "p",
         ROOT,
         n_train=8,
-        overrides={"base_sd": {"pretrained": "org/some-model", "revision": "abc"}},
+        overrides={"base_sd": {"pretrained": "org/some-model", "revision": COMMIT}},
     )
     monkeypatch.chdir(project)
-    base_sd.main()
+    base_sd.main()  # a commit hash needs no look-up (tests/test_hub.py: branches and tags)
     assert json.loads(Path("models/base_sd/source.json").read_text()) == {
         "pretrained": "org/some-model",
-        "revision": "abc",
+        "revision": COMMIT,
     }
     assert sorted(p.name for p in Path("models/base_sd").iterdir()) == ["source.json"]
 
