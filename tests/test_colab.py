@@ -62,10 +62,12 @@ def test_only_what_must_survive_a_disconnect_is_on_drive() -> None:
     source = "\n".join("\n".join(lines) for lines in code_cells())
     assert 'os.environ["HF_HOME"] = f"{MODEL_CACHE}' in source
     assert 'os.environ["TORCH_HOME"] = f"{MODEL_CACHE}' in source
-    profile_line = next(line for line in source.splitlines() if "use_profile.py" in line)
-    assert "profiles/colab.yaml" in profile_line
-    for stage in ("finetune_clip", "finetune_sd"):
-        assert f"{stage}.checkpoint_mirror=$CHECKPOINT_MIRROR/{stage}" in profile_line
+    cell = next(c for c in code_cells() if any("use_profile.py" in line for line in c))
+    profile = "\n".join(cell)
+    assert 'PROFILES = "profiles/real.yaml profiles/colab.yaml"' in profile
+    for stage, name in (("finetune_clip", "clip_mirror"), ("finetune_sd", "sd_mirror")):
+        assert f'{name} = f"{stage}.checkpoint_mirror={{CHECKPOINT_MIRROR}}/{stage}"' in profile
+        assert f'"${name}"' in next(line for line in cell if "use_profile.py" in line)
 
 
 def test_every_stage_is_pushed_as_soon_as_it_ends() -> None:
