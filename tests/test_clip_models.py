@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from clip_stand_ins import TensorFeatures
 from fashion.captions import TEMPLATES, compose_caption
 from fashion.clip_models import build_tiny_clip, embed_images, embed_texts, load_clip, lock_towers
 from fashion.labels import LABEL_MAPS
@@ -65,22 +65,6 @@ def test_save_and_load_round_trip(tiny, tmp_path):
     torch.testing.assert_close(
         embed_texts(loaded, loaded_processor, CAPTIONS), embed_texts(model, processor, CAPTIONS)
     )
-
-
-class TensorFeatures(nn.Module):
-    """The transformers 4.x API: get_*_features return the projected features as tensors."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        out = self.model.get_image_features(pixel_values=pixel_values)
-        return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def test_embeddings_from_tensor_features_equal_those_from_output_objects(tiny):

@@ -77,6 +77,14 @@ def weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(model_dir / "model.safetensors")
 
 
+def assert_same_weights(
+    resumed: dict[str, torch.Tensor], straight: dict[str, torch.Tensor]
+) -> None:
+    """A resumed run ends on the uninterrupted run's weights."""
+    for key, value in straight.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("clip"))
@@ -118,8 +126,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(trained, tmp_path, cap
     stage(project, finetune_clip)
     assert "resumed from the step 3 checkpoint" in capsys.readouterr().out
     resumed = weights(project / "models/clip")
-    for key, value in uninterrupted.items():
-        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)
+    assert_same_weights(resumed, uninterrupted)
 
 
 def test_two_cpu_processes(trained, tmp_path):
@@ -210,5 +217,4 @@ def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(trained, tmp_path, c
     stage(fresh, finetune_clip)
     assert "resumed from the step 3 checkpoint" in capsys.readouterr().out
     resumed = weights(fresh / "models/clip")
-    for key, value in uninterrupted.items():
-        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)
+    assert_same_weights(resumed, uninterrupted)

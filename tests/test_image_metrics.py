@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics.image.fid import NoTrainInceptionV3
 from torchmetrics.multimodal.clip_score import CLIPScore
 
+from clip_stand_ins import TensorFeatures
 from fashion import image_metrics
 from fashion.clip_models import build_tiny_clip, embed_images, embed_texts
 from fashion.config import PipelineError
@@ -165,22 +166,6 @@ TINY = {
 @pytest.fixture(scope="module")
 def tiny_clip():
     return build_tiny_clip(CAPTIONS * 4, TINY, seed=0)
-
-
-class TensorFeatures(nn.Module):
-    """CLIP whose get_*_features return tensors (torchmetrics expects the transformers 4 API)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model, self.config = model, model.config
-
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        out = self.model.get_image_features(pixel_values=pixel_values)
-        return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def test_clip_score_matches_hand_computation_and_torchmetrics(tiny_clip) -> None:
