@@ -1,7 +1,7 @@
 """Per-step time of the finetune_clip training step vs a plain loop, on the same model and batches.
 
 Plain loop: `CLIPModel(..., return_loss=True)`, `loss.backward()`, `AdamW.step()`. Stage loop:
-`fashion.clip_training.train_step` under an `Accelerator` (caption-level targets, gradient
+`fashion.clip.training.train_step` under an `Accelerator` (caption-level targets, gradient
 clipping, scheduler, logit-scale clamp) with the params.yaml optimiser settings. Two copies of
 one model; steps alternate between the loops; prints one JSON line with the medians.
 Usage: python bench/clip_step.py [--steps 60] [--width 256] [--layers 2] [--batch 64]
@@ -13,7 +13,6 @@ import argparse
 import copy
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -22,10 +21,9 @@ import torch
 import yaml
 from accelerate import Accelerator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from fashion.captions import compose_caption  # noqa: E402
-from fashion.clip_models import build_tiny_clip  # noqa: E402
-from fashion.clip_training import make_optimizer, make_scheduler, train_step  # noqa: E402
+from fashion.clip.models import build_tiny_clip
+from fashion.clip.training import make_optimizer, make_scheduler, train_step
+from fashion.data.captions import compose_caption
 
 
 def main() -> None:

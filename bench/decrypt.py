@@ -15,7 +15,6 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from fashion.benchmark import extracted_member, write_encrypted_zip  # noqa: E402
+from fashion.data.decrypt import extracted_member
+from fashion.demo.release_writer import write_encrypted_zip
 
 PASSWORD = "bench-password"
 STDLIB_BYTES = 64 * 2**20

@@ -1,7 +1,7 @@
 """Garment colour accuracy of the generated demo images, base vs fine-tuned.
 
 Reads data/generated/manifest.csv; for in-domain prompts naming a solid colour, the
-nearest palette colour of the garment region (fashion.garment_color) is compared with
+nearest palette colour of the garment region (fashion.metrics.garment_color) is compared with
 the prompt's colour. Chance is 1 / number of solid colours. Prints one JSON line.
 """
 
@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from fashion.garment_color import SOLID_CODES, garment_color  # noqa: E402
+from fashion.metrics.garment_color import SOLID_CODES, garment_color
 
 
 def main(root: Path = Path("data/generated")) -> None:

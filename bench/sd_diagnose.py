@@ -1,6 +1,6 @@
 """Can the tiny SD's parts carry the garment colour? Two cheap checks on the demo data.
 
-1. VAE: the garment colour (fashion.garment_color) of VAE reconstructions of solid-colour
+1. VAE: the garment colour (fashion.metrics.garment_color) of VAE reconstructions of solid-colour
    train drawings, vs the caption's colour and vs the colour read from the input itself.
    If the VAE alone loses the colour, no UNet can draw it.
 2. Text encoder: leave-one-out nearest neighbour (cosine, mean of the last hidden states)
@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from fashion.garment_color import SOLID_CODES, garment_color  # noqa: E402
-from fashion.labels import CATEGORY, COLOR, SLEEVE  # noqa: E402
-from fashion.prompts import in_domain_prompts  # noqa: E402
-from fashion.sd_models import load_base_sd, load_finetuned_sd, to_vae_pixels  # noqa: E402
-from fashion.sd_training import tokenize  # noqa: E402
-from fashion.subset import read_images, read_table  # noqa: E402
+from fashion.data.attributes import CATEGORY, COLOR, SLEEVE
+from fashion.data.subset import read_images, read_table
+from fashion.metrics.garment_color import SOLID_CODES, garment_color
+from fashion.sd.models import load_base_sd, load_finetuned_sd, to_vae_pixels
+from fashion.sd.prompts import in_domain_prompts
+from fashion.sd.training import padded_token_ids
 
 
 @torch.no_grad()
@@ -52,7 +50,7 @@ def text_colour_nn(pipe) -> float:
     names = lambda m: [n for c, n in m.items() if n != "unspecified"]  # noqa: E731
     solid = [COLOR[c] for c in SOLID_CODES]
     prompts = in_domain_prompts(["female", "male"], solid, names(SLEEVE), names(CATEGORY))
-    ids = tokenize(pipe.tokenizer, [p.text for p in prompts])
+    ids = padded_token_ids(pipe.tokenizer, [p.text for p in prompts])
     mask = (ids != pipe.tokenizer.pad_token_id).unsqueeze(-1).float()
     hidden = pipe.text_encoder(ids)[0]
     emb = F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)

@@ -27,14 +27,14 @@ from accelerate import Accelerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fashion.sd_models import build_tiny_sd, load_sd, noise_scheduler, to_vae_pixels  # noqa: E402
-from fashion.sd_training import FineTuner, TrainConfig, TrainData, tokenize  # noqa: E402
+from fashion.sd.models import build_tiny_sd, load_sd, noise_scheduler, to_vae_pixels  # noqa: E402
+from fashion.sd.training import FineTuner, TrainConfig, TrainData, padded_token_ids  # noqa: E402
 from sd_testdata import random_codes  # noqa: E402
 
 
 def drawn_data(n: int, seed: int = 0) -> TrainData:
-    from fashion.captions import compose_caption
-    from fashion.demo import draw_garments
+    from fashion.data.captions import compose_caption
+    from fashion.demo.drawing import draw_garments
 
     rng = np.random.default_rng(seed)
     codes = random_codes(n, rng)
@@ -124,7 +124,7 @@ def main() -> None:
         rows = stage.batch_rows(step, 0)  # the same batch as the stage's step
         batch = {
             "pixel_values": to_vae_pixels(data.images[rows], cfg["resolution"]),
-            "input_ids": tokenize(pipe.tokenizer, [data.captions[r] for r in rows]),
+            "input_ids": padded_token_ids(pipe.tokenizer, [data.captions[r] for r in rows]),
         }
         start = time.perf_counter()  # preprocessing is the DataLoader's, not timed
         plain_step(unet, vae, text_encoder, sched, optimizer, lr_scheduler, accelerator, batch)

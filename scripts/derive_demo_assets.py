@@ -2,7 +2,7 @@
 
 Usage: python scripts/derive_demo_assets.py ANNOTATION_DIR
 
-Writes aggregate statistics (no rows, no caption list) into `stages/fashion/assets/`:
+Writes aggregate statistics (no rows, no caption list) into `stages/fashion/demo/assets/`:
   joint_counts.csv      gender,color,sleeve,category,count: the joint distribution of the codes
   caption_patterns.csv  sleeve,pattern,count: sentence patterns over {gender} {color} {sleeve}
                         {category}, per sleeve code, the most frequent ones covering the bulk
@@ -24,17 +24,10 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
+from fashion.data.attributes import ATTRIBUTES, CATEGORY, COLOR, SLEEVE
+from fashion.demo.captions import COLOR_VARIANTS, GENDER_VARIANTS, codej_words
 
-from fashion.captions import (  # noqa: E402
-    COLOR_VARIANTS,
-    GENDER_WORDS,
-    PLACEHOLDERS,
-    tokenize,
-)
-from fashion.labels import CATEGORY, COLOR, SLEEVE  # noqa: E402
-
-ASSETS = Path(__file__).resolve().parents[1] / "stages" / "fashion" / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "stages" / "fashion" / "demo" / "assets"
 COVERAGE = 0.9  # keep the most frequent patterns until they cover this share of the rows
 MIN_COUNT = 5  # ... but no pattern seen fewer times
 MAX_FOLDER_WORDS = 400
@@ -51,7 +44,7 @@ def caption_pattern(caption: str, gender: int, color: int, sleeve: int, category
     for i, word in enumerate(words):
         core = word.rstrip(".,")
         tail = word[len(core) :]
-        if i == 1 and core in GENDER_WORDS[gender] and "gender" not in used:
+        if i == 1 and core in GENDER_VARIANTS[gender] and "gender" not in used:
             field = "gender"
         elif core == CATEGORY[category] and "category" not in used:
             field = "category"
@@ -67,8 +60,9 @@ def caption_pattern(caption: str, gender: int, color: int, sleeve: int, category
     if not {"gender", "category", "color"} <= used.keys():
         return None
     # a pattern that still names a colour, category or gender word would lie when reused
-    leftover = set(tokenize(pattern)) - {"{" + p + "}" for p in PLACEHOLDERS}
-    named = {*COLOR.values(), *CATEGORY.values(), *(w for ws in GENDER_WORDS.values() for w in ws)}
+    leftover = set(codej_words(pattern)) - {"{" + p + "}" for p in ATTRIBUTES}
+    named = {*COLOR.values(), *CATEGORY.values()}
+    named |= {w for ws in GENDER_VARIANTS.values() for w in ws}
     named |= {w for ws in COLOR_VARIANTS.values() for w in ws}
     if leftover & named:
         return None
@@ -131,7 +125,7 @@ def main(annotation_dir: Path) -> None:
     votes: dict[str, Counter] = defaultdict(Counter)
     aligned = 0
     for caption, ids in zip(captions, word_ids, strict=True):
-        tokens = tokenize(caption)
+        tokens = codej_words(caption)
         if len(tokens) == len(ids):
             aligned += 1
             for token, i in zip(tokens, ids.tolist(), strict=True):

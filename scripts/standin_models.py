@@ -47,14 +47,13 @@ from transformers import (
     CLIPTokenizer,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from fashion.atomic import atomic_path  # noqa: E402
-from fashion.captions import TEMPLATES, compose_caption  # noqa: E402
-from fashion.clip_models import train_caption_tokenizer  # noqa: E402
-from fashion.config import PipelineError  # noqa: E402
-from fashion.labels import CATEGORY, COLOR, GENDER_NOUN, SLEEVE  # noqa: E402
-from fashion.sd_models import SD15_SCHEDULER  # noqa: E402
-from fashion.subset import read_table  # noqa: E402
+from fashion.clip.models import train_caption_tokenizer
+from fashion.core.atomic import atomic_path
+from fashion.core.stage import PipelineError
+from fashion.data.attributes import CATEGORY, COLOR, GENDER_NOUN, SLEEVE
+from fashion.data.captions import TEMPLATES, compose_caption
+from fashion.data.subset import read_table
+from fashion.sd.models import SD15_SCHEDULER
 
 CLIP_DIR = "clip-vit-base-patch32"
 SD_DIR = "stable-diffusion-v1-5"

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from transformers import CLIPConfig
 
-from fashion.atomic import atomic_path
-from fashion.clip_models import TINY, build_tiny_clip
-from fashion.config import PipelineError, load_params, run_stage, section
-from fashion.hub import resolve_revision, write_source
-from fashion.subset import read_table, subset_path
+from fashion.clip.models import TINY, build_tiny_clip
+from fashion.core.atomic import atomic_path
+from fashion.core.params import load_params, section
+from fashion.core.provenance import resolve_revision, write_source
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.subset import read_table, subset_path
 
 OUT = Path("models/base_clip")
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fashion.atomic import atomic_path
-from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
-from fashion.hub import resolve_revision, write_source
-from fashion.sd_models import TINY, VAE_LOSSES, build_tiny_sd, pretrain_vae
-from fashion.subset import read_images, read_table, subset_path
+from fashion.core.atomic import atomic_path
+from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.provenance import resolve_revision, write_source
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.subset import read_images, read_table, subset_path
+from fashion.sd.models import TINY, VAE_LOSSES, build_tiny_sd, pretrain_vae
 
 OUT_DIR = Path("models/base_sd")
 

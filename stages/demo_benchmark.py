@@ -16,28 +16,25 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fashion.atomic import atomic_path
-from fashion.benchmark import (
-    ANNOTATIONS_REL,
-    ENCRYPTIONS,
-    MEMBER,
-    SPLIT_REL,
-    ZIP_REL,
-    write_annotations,
-    write_encrypted_zip,
-    write_g2_h5,
-    write_split,
-)
-from fashion.captions import PHRASINGS, caption_model
-from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
-from fashion.demo import (
-    ATTRIBUTES,
-    CODE_FIELDS,
-    draw_garments,
+from fashion.core.atomic import atomic_path
+from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.attributes import ATTRIBUTES
+from fashion.data.release import ANNOTATIONS_REL, ENCRYPTIONS, MEMBER, SPLIT_REL, ZIP_REL
+from fashion.demo.captions import PHRASINGS, caption_model
+from fashion.demo.codes import (
+    CODE_DISTRIBUTIONS,
     folder_order,
     interleaved_split,
     pair_test_images,
     sample_codes,
+)
+from fashion.demo.drawing import draw_garments
+from fashion.demo.release_writer import (
+    write_annotations,
+    write_encrypted_zip,
+    write_g2_h5,
+    write_split,
 )
 
 OUT = Path("data/demo_benchmark")
@@ -59,8 +56,8 @@ def check_params(demo: dict) -> tuple[int, int, str, str, str, str]:
     if encryption not in ENCRYPTIONS:
         raise PipelineError(f"{PARAMS_FILE}: demo.encryption must be one of {ENCRYPTIONS}")
     attributes = demo.get("attributes", "real")
-    if attributes not in ATTRIBUTES:
-        raise PipelineError(f"{PARAMS_FILE}: demo.attributes must be one of {ATTRIBUTES}")
+    if attributes not in CODE_DISTRIBUTIONS:
+        raise PipelineError(f"{PARAMS_FILE}: demo.attributes must be one of {CODE_DISTRIBUTIONS}")
     phrasing = demo.get("phrasing", "outfit")
     if phrasing not in PHRASINGS:
         raise PipelineError(f"{PARAMS_FILE}: demo.phrasing must be one of {PHRASINGS}")
@@ -72,7 +69,7 @@ def image_batches(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     n = len(codes["gender"])
     for start in tqdm(range(0, n, BATCH), desc="drawing", unit="batch"):
-        yield draw_garments(*(codes[k][start : start + BATCH] for k in CODE_FIELDS), rng)
+        yield draw_garments(*(codes[k][start : start + BATCH] for k in ATTRIBUTES), rng)
 
 
 def main() -> None:
@@ -85,15 +82,15 @@ def main() -> None:
     codes = sample_codes(n, codes_rng, attributes)
     order, names = folder_order(codes["category"], names_rng)
     codes = {k: v[order] for k, v in codes.items()}
-    # phrasing "outfit": one phrasing per attribute combination (why: fashion.captions)
-    captions = caption_model().sample(*(codes[k] for k in CODE_FIELDS), caption_rng, phrasing)
+    # phrasing "outfit": one phrasing per attribute combination (why: fashion.demo.captions)
+    captions = caption_model().sample(*(codes[k] for k in ATTRIBUTES), caption_rng, phrasing)
     word_ids = [caption_model().word_ids(c) for c in captions]
     train, test = interleaved_split(n, split_rng)
     color, sleeve, category = (codes[k].astype(np.int64) for k in ("color", "sleeve", "category"))
     pairs = pair_test_images(test, (color * 100 + sleeve) * 100 + category, split_rng)
 
     sample = sample_codes(MEAN_SAMPLE, mean_rng, attributes)
-    ih_mean = draw_garments(*(sample[k] for k in CODE_FIELDS), mean_rng)[0].mean(0)
+    ih_mean = draw_garments(*(sample[k] for k in ATTRIBUTES), mean_rng)[0].mean(0)
 
     with atomic_path(OUT, is_dir=True) as out:
         for rel in (ZIP_REL, ANNOTATIONS_REL, SPLIT_REL):

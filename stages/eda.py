@@ -18,10 +18,12 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from fashion.atomic import atomic_path
-from fashion.config import PipelineError, load_params, run_stage, section
-from fashion.labels import CATEGORY, COLOR, LABEL_MAPS, SEGMENTATION
-from fashion.plots import (
+from fashion.core.atomic import atomic_path
+from fashion.core.params import load_params, section
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.attributes import CATEGORY, COLOR, LABEL_MAPS, SEGMENTATION
+from fashion.data.subset import SPLITS, open_subset, subset_path
+from fashion.eda.figures import (
     caption_lengths,
     plot_grouped_bars,
     plot_heatmap,
@@ -31,7 +33,6 @@ from fashion.plots import (
     top_ngrams,
     value_counts,
 )
-from fashion.subset import SPLITS, open_subset, subset_path
 
 SUBSET_DIR = Path("data/subset")
 LABELS_CSV = Path("data/labels/labels.csv")

@@ -16,10 +16,11 @@ import torch
 from tqdm import tqdm
 from transformers import CLIPModel, CLIPProcessor
 
-from fashion.clip_models import embed_images, load_clip
-from fashion.config import load_params, run_stage, section
-from fashion.image_metrics import resize_images, save_arrays
-from fashion.subset import read_images
+from fashion.clip.models import embed_images, load_clip
+from fashion.core.params import load_params, section
+from fashion.core.stage import run_stage
+from fashion.data.subset import read_images
+from fashion.metrics.image import resize_images, save_arrays
 from reference import TEST, TRAIN, device, evaluation_size, sample
 
 CLIP = Path("models/clip")

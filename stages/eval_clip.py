@@ -2,7 +2,7 @@
 
 Writes `metrics/clip.json` ({"n", "base", "finetuned"}) and `plots/clip/similarity.csv`
 (matched vs unmatched cosine-similarity densities of both models). Ranks break ties by
-gallery index (see `fashion.retrieval`).
+gallery index (see `fashion.metrics.retrieval`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ import pandas as pd
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
-from fashion.atomic import atomic_path
-from fashion.clip_data import Pairs, read_pairs, sample_rows
-from fashion.clip_models import embed_images, embed_texts, load_base_clip, load_clip
-from fashion.config import load_params, run_stage, section
-from fashion.retrieval import chunked_ranks, recall_summary, similarity_histograms
-from fashion.subset import read_table, subset_path
-from fashion.zero_shot import ATTRIBUTES, ZeroShotClassifier, accuracy, balanced_accuracy
+from fashion.clip.data import Pairs, read_pairs, sample_rows
+from fashion.clip.models import embed_images, embed_texts, load_base_clip, load_clip
+from fashion.core.atomic import atomic_path
+from fashion.core.params import load_params, section
+from fashion.core.stage import run_stage
+from fashion.data.attributes import ATTRIBUTES
+from fashion.data.subset import read_table, subset_path
+from fashion.metrics.retrieval import chunked_ranks, recall_summary, similarity_histograms
+from fashion.metrics.zero_shot import ZeroShotClassifier, accuracy, balanced_accuracy
 
 METRICS = Path("metrics/clip.json")
 PLOTS = Path("plots/clip")

@@ -26,10 +26,13 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import CLIPModel, CLIPProcessor
 
-from fashion.atomic import atomic_path
-from fashion.clip_models import embed_images, embed_texts, load_base_clip, load_clip
-from fashion.config import PipelineError, load_params, run_stage, section
-from fashion.image_metrics import (
+from fashion.clip.models import embed_images, embed_texts, load_base_clip, load_clip
+from fashion.core.atomic import atomic_path
+from fashion.core.params import load_params, section
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.attributes import ATTRIBUTES
+from fashion.data.subset import read_table, subset_path
+from fashion.metrics.image import (
     clip_score,
     extract_features,
     fetch_inception_weights,
@@ -41,12 +44,11 @@ from fashion.image_metrics import (
     nearest_distances,
     resize_images,
 )
-from fashion.subset import CODE_FIELDS, read_table, subset_path
-from fashion.zero_shot import ATTRIBUTES, ZeroShotClassifier, accuracy
+from fashion.metrics.zero_shot import ZeroShotClassifier, accuracy
 
 GENERATED = Path("data/generated")
 MANIFEST = GENERATED / "manifest.csv"
-MANIFEST_COLUMNS = ("file", "model", "prompt", "seed", *CODE_FIELDS)
+MANIFEST_COLUMNS = ("file", "model", "prompt", "seed", *ATTRIBUTES)
 MODELS = ("base", "finetuned")
 SETS = (*MODELS, "real")
 BASE_CLIP, CLIP = Path("models/base_clip"), Path("models/clip")

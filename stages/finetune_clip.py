@@ -19,25 +19,20 @@ from dvclive import Live
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fashion.atomic import atomic_path
-from fashion.clip_data import (
-    StepBatchDataset,
-    StepBatches,
-    holdout_split,
-    presize,
-    read_pairs,
-)
-from fashion.clip_models import load_clip, lock_towers
-from fashion.clip_training import (
+from fashion.clip.data import StepBatchDataset, StepBatches, holdout_split, presize, read_pairs
+from fashion.clip.models import load_clip, lock_towers
+from fashion.clip.training import (
     Checkpoints,
     caption_r1,
     make_optimizer,
     make_scheduler,
     train_step,
 )
-from fashion.config import load_params, run_stage, section
-from fashion.hub import read_source, training_fingerprint
-from fashion.subset import subset_path
+from fashion.core.atomic import atomic_path
+from fashion.core.params import load_params, section
+from fashion.core.provenance import read_source, training_fingerprint
+from fashion.core.stage import run_stage
+from fashion.data.subset import subset_path
 
 BASE = Path("models/base_clip")
 OUT = Path("models/clip")

@@ -20,12 +20,13 @@ from dvclive import Live
 from torchmetrics.aggregation import MeanMetric
 from tqdm import tqdm
 
-from fashion.atomic import atomic_path
-from fashion.config import load_params, run_stage, section
-from fashion.hub import read_source, training_fingerprint
-from fashion.sd_models import load_sd, noise_scheduler
-from fashion.sd_training import FineTuner, TrainConfig, TrainData
-from fashion.subset import read_images, read_table, subset_path
+from fashion.core.atomic import atomic_path
+from fashion.core.params import load_params, section
+from fashion.core.provenance import read_source, training_fingerprint
+from fashion.core.stage import run_stage
+from fashion.data.subset import read_images, read_table, subset_path
+from fashion.sd.models import load_sd, noise_scheduler
+from fashion.sd.training import FineTuner, TrainConfig, TrainData
 
 BASE_DIR = Path("models/base_sd")
 OUT_DIR = Path("models/sd")

@@ -21,11 +21,12 @@ from diffusers import (
 from PIL import Image
 from tqdm import tqdm
 
-from fashion.atomic import atomic_path
-from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
-from fashion.prompts import Prompt, build_prompts
-from fashion.sd_models import load_base_sd, load_finetuned_sd
-from fashion.subset import read_table, subset_path
+from fashion.core.atomic import atomic_path
+from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.subset import read_table, subset_path
+from fashion.sd.models import load_base_sd, load_finetuned_sd
+from fashion.sd.prompts import Prompt, build_prompts
 
 BASE_DIR, SD_DIR = Path("models/base_sd"), Path("models/sd")
 OUT_DIR, PLOTS_DIR = Path("data/generated"), Path("plots/generate")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fashion.atomic import atomic_path
-from fashion.config import run_stage
-from fashion.labels import agreement, label_maps_json, label_table
-from fashion.subset import SPLITS, read_table, subset_path
+from fashion.core.atomic import atomic_path
+from fashion.core.stage import run_stage
+from fashion.data.labels import agreement, label_maps_json, label_table
+from fashion.data.subset import SPLITS, read_table, subset_path
 
 SUBSET_DIR = Path("data/subset")
 OUT_DIR = Path("data/labels")

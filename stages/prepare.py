@@ -18,20 +18,21 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from fashion.atomic import atomic_path
-from fashion.benchmark import (
+from fashion.core.atomic import atomic_path
+from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.decrypt import extracted_member
+from fashion.data.release import (
     MEMBER,
     benchmark_paths,
     check_g2_layout,
-    extracted_member,
     open_g2,
     read_annotations,
     read_g2_rows,
     read_split,
     verify_sha256,
 )
-from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
-from fashion.subset import SUBSET_DIR, create_subset, subset_path
+from fashion.data.subset import SUBSET_DIR, create_subset, subset_path
 
 
 def zip_password(params: dict[str, Any]) -> str:

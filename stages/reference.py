@@ -9,7 +9,7 @@ Writes `data/reference/inception.npz`: `test_rows`, `size`, `real_size` and, unl
 (n, 2048). `stages/embed_reference.py` adds the CLIP half of the reference.
 
 Images are compared at the evaluation size, min(generate.resolution, real image size), after
-the one resize pipeline of `fashion.image_metrics`; `evaluate` checks that its images need
+the one resize pipeline of `fashion.metrics.image`; `evaluate` checks that its images need
 that size.
 """
 
@@ -21,16 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from fashion.clip_data import sample_rows
-from fashion.config import PARAMS_FILE, PipelineError, load_params, run_stage, section
-from fashion.image_metrics import (
+from fashion.clip.data import sample_rows
+from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.subset import open_subset, read_images, subset_path
+from fashion.metrics.image import (
     extract_features,
     fetch_inception_weights,
     load_inception,
     resize_images,
     save_arrays,
 )
-from fashion.subset import open_subset, read_images, subset_path
 
 TEST, TRAIN = subset_path("data/subset", "test"), subset_path("data/subset", "train")
 INCEPTION_REFERENCE = Path("data/reference/inception.npz")

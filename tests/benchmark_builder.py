@@ -9,17 +9,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fashion.benchmark import (
-    ANNOTATIONS_REL,
-    SPLIT_REL,
-    ZIP_REL,
+from fashion.data.attributes import CATEGORY
+from fashion.data.captions import compose_caption
+from fashion.data.release import ANNOTATIONS_REL, SPLIT_REL, ZIP_REL
+from fashion.demo.release_writer import (
     write_annotations,
     write_encrypted_zip,
     write_g2_h5,
     write_split,
 )
-from fashion.captions import compose_caption
-from fashion.labels import CATEGORY
 
 PASSWORD = "s3cret"
 SIZE = 128

@@ -18,9 +18,9 @@ import torch
 from accelerate import Accelerator
 from transformers import CLIPModel, CLIPProcessor
 
-from fashion.captions import compose_caption
-from fashion.clip_models import build_tiny_clip, load_clip
-from fashion.clip_training import contrastive_loss, train_step
+from fashion.clip.models import build_tiny_clip, load_clip
+from fashion.clip.training import contrastive_loss, train_step
+from fashion.data.captions import compose_caption
 
 WORLD_SIZE = 2
 TINY = {"vocab_size": 400, "max_length": 32, "image_size": 32, "patch_size": 8,

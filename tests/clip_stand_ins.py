@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fashion.clip_models import feature_tensor
+from fashion.clip.models import feature_tensor
 
 
 class TensorFeatures(nn.Module):

@@ -7,9 +7,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fashion.captions import compose_caption
-from fashion.demo import draw_garments
-from fashion.subset import create_subset
+from fashion.data.captions import compose_caption
+from fashion.data.subset import create_subset
+from fashion.demo.drawing import draw_garments
 
 # a few attribute combinations (gender, colour, sleeve, category), skewed like the real data
 COMBOS = np.array([[0, 17, 3, 16], [0, 2, 1, 2], [0, 1, 2, 13], [1, 6, 2, 13], [0, 3, 3, 12],

@@ -7,10 +7,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fashion.captions import TEMPLATES, compose_caption
-from fashion.demo import draw_garments
-from fashion.labels import COLOR
-from fashion.subset import STR_DTYPE
+from fashion.data.attributes import COLOR
+from fashion.data.captions import TEMPLATES, compose_caption
+from fashion.data.subset import STR_DTYPE
+from fashion.demo.drawing import draw_garments
 
 MULTICOLOR = next(c for c, n in COLOR.items() if n == "multicolor")
 

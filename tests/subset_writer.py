@@ -1,4 +1,4 @@
-"""Small subset files written directly in the `data/subset/{split}.h5` format (fashion.subset)."""
+"""Small subset files in the `data/subset/{split}.h5` format (`fashion.data.subset`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fashion.captions import compose_caption
-from fashion.labels import CATEGORY
-from fashion.subset import CODE_FIELDS, STR_DTYPE
+from fashion.data.attributes import ATTRIBUTES, CATEGORY
+from fashion.data.captions import compose_caption
+from fashion.data.subset import STR_DTYPE
 
 SIZE = 128
 
@@ -51,7 +51,7 @@ def write_subset(path: Path, rows: Sequence[dict], skip: Sequence[str] = (), see
         "index": np.array([r["index"] for r in rows], dtype=np.int64),
         "name": np.array([r["name"] for r in rows], dtype=object),
         "caption": np.array([r["caption"] for r in rows], dtype=object),
-        **{k: np.array([r[k] for r in rows], dtype=np.int16) for k in CODE_FIELDS},
+        **{k: np.array([r[k] for r in rows], dtype=np.int16) for k in ATTRIBUTES},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion.atomic import atomic_path
+from fashion.core.atomic import atomic_path
 
 
 def test_directory_appears_whole_and_readable(tmp_path: Path) -> None:

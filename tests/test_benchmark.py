@@ -11,24 +11,28 @@ import pytest
 import scipy.io
 
 from benchmark_builder import PASSWORD, WRONG_LAYOUTS, build_benchmark
-from fashion.benchmark import (
+from fashion.core.stage import PipelineError
+from fashion.data.attributes import ATTRIBUTES
+from fashion.data.decrypt import extracted_member
+from fashion.data.release import (
     ANNOTATIONS_REL,
     SPLIT_REL,
     benchmark_paths,
     check_g2_layout,
-    extracted_member,
     open_g2,
     read_annotations,
     read_g2_rows,
     read_split,
     restore_images,
+)
+from fashion.demo.codes import sample_codes
+from fashion.demo.drawing import draw_garments
+from fashion.demo.release_writer import (
     write_annotations,
     write_encrypted_zip,
     write_g2_h5,
     write_split,
 )
-from fashion.config import PipelineError
-from fashion.demo import CODE_FIELDS, draw_garments, sample_codes
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "deepfashion"
 needs_real = pytest.mark.skipif(
@@ -342,7 +346,7 @@ def _demo_layout_g2(path: Path, n: int = 64) -> None:
     """A G2.h5 of demo drawings; ih_mean from other drawings, as the demo benchmark does."""
     rng = np.random.default_rng(0)
     codes = sample_codes(n + 128, rng)
-    drawn = draw_garments(*(codes[k] for k in CODE_FIELDS), rng)
+    drawn = draw_garments(*(codes[k] for k in ATTRIBUTES), rng)
     images, masks = drawn[0][:n], drawn[1][:n]
     write_g2_h5(path, n, [(images, masks)], drawn[0][n:].mean(0))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
+from fashion.train.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 
 
 def is_step(path: Path) -> bool:

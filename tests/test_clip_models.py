@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from clip_stand_ins import TensorFeatures
-from fashion.captions import TEMPLATES, compose_caption
-from fashion.clip_models import build_tiny_clip, embed_images, embed_texts, load_clip, lock_towers
-from fashion.labels import LABEL_MAPS
-from fashion.zero_shot import ZeroShotClassifier, accuracy, balanced_accuracy
+from fashion.clip.models import build_tiny_clip, embed_images, embed_texts, load_clip, lock_towers
+from fashion.data.attributes import LABEL_MAPS
+from fashion.data.captions import TEMPLATES, compose_caption
+from fashion.metrics.zero_shot import ZeroShotClassifier, accuracy, balanced_accuracy
 
 TINY = {"vocab_size": 400, "max_length": 32, "image_size": 32, "patch_size": 8,
         "vision_width": 32, "vision_layers": 1, "vision_heads": 2, "text_width": 32,

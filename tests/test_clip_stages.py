@@ -29,7 +29,7 @@ import base_clip
 import eval_clip
 import finetune_clip
 from clip_subsets import write_subsets
-from fashion.config import PipelineError
+from fashion.core.stage import PipelineError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {

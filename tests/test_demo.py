@@ -14,32 +14,20 @@ import pytest
 import scipy.io
 import yaml
 
-from fashion.benchmark import (
+from fashion.data.attributes import CATEGORY, COLOR, SLEEVE
+from fashion.data.decrypt import extracted_member
+from fashion.data.release import (
     ANNOTATIONS_REL,
     SPLIT_REL,
     ZIP_REL,
-    extracted_member,
     open_g2,
     read_annotations,
     read_g2_rows,
     read_split,
 )
-from fashion.captions import COLOR_VARIANTS, GENDER_WORDS, caption_model, tokenize
-from fashion.demo import (
-    ARMS,
-    FACE,
-    HAIR,
-    LEGS,
-    LOWER,
-    PALETTE,
-    UPPER,
-    draw_garments,
-    folder_order,
-    interleaved_split,
-    pair_test_images,
-    sample_codes,
-)
-from fashion.labels import CATEGORY, COLOR, SLEEVE
+from fashion.demo.captions import COLOR_VARIANTS, GENDER_VARIANTS, caption_model, codej_words
+from fashion.demo.codes import folder_order, interleaved_split, pair_test_images, sample_codes
+from fashion.demo.drawing import ARMS, FACE, HAIR, LEGS, LOWER, PALETTE, UPPER, draw_garments
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTICOLOR, UNSPECIFIED = 17, 4
@@ -154,7 +142,7 @@ def test_captions_follow_the_real_patterns_and_name_the_codes():
     for i, caption in enumerate(captions):
         g, c, s, k = (int(codes[f][i]) for f in ("gender", "color", "sleeve", "category"))
         match = next(m for r in regexes[s] if (m := r.match(caption)))
-        assert match["gender"] in GENDER_WORDS[g]
+        assert match["gender"] in GENDER_VARIANTS[g]
         assert match["color"] in COLOR_VARIANTS.get(COLOR[c], (COLOR[c],))
         assert match["category"] == CATEGORY[k]
         if "sleeve" in match.groupdict():
@@ -195,7 +183,7 @@ def test_word_ids_use_the_vocabulary():
     assert len(words) == len(model.vocabulary)  # one word per id
     caption = "the lady was wearing an orange long-sleeved blouse."
     ids = model.word_ids(caption)
-    assert len(ids) == 8 and [words[i] for i in ids] == tokenize(caption)
+    assert len(ids) == 8 and [words[i] for i in ids] == codej_words(caption)
 
 
 def test_split_is_interleaved_with_the_real_ratio():
@@ -225,7 +213,7 @@ def test_assets_agree_with_the_real_annotations(real_annotations: Path):
     mat = scipy.io.loadmat(real_annotations / "language_original.mat")
     codes = np.stack([mat[k][:, 0] for k in ("gender_", "color_", "sleeve_", "cate_new")], 1)
     joint = np.loadtxt(
-        ROOT / "stages/fashion/assets/joint_counts.csv", delimiter=",", skiprows=1, dtype=int
+        ROOT / "stages/fashion/demo/assets/joint_counts.csv", delimiter=",", skiprows=1, dtype=int
     )
     real = Counter(map(tuple, codes.astype(int).tolist()))
     assert {tuple(r[:4]): r[4] for r in joint.tolist()} == real

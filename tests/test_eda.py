@@ -14,8 +14,8 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT, run
-from fashion.labels import COLOR, LABEL_MAPS, SEGMENTATION
-from fashion.plots import caption_lengths, top_ngrams, value_counts
+from fashion.data.attributes import COLOR, LABEL_MAPS, SEGMENTATION
+from fashion.eda.figures import caption_lengths, top_ngrams, value_counts
 from subset_writer import make_rows, write_subset
 
 N_TRAIN, N_TEST = 30, 12

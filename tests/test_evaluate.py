@@ -22,11 +22,11 @@ from PIL import Image
 from torch import nn
 
 from conftest import ROOT, run
-from fashion.clip_models import build_tiny_clip
-from fashion.config import PipelineError
-from fashion.hub import write_source
-from fashion.image_metrics import INCEPTION_FETCH_COMMAND, URL_INCEPTION_V3, extract_features
-from fashion.subset import read_images
+from fashion.clip.models import build_tiny_clip
+from fashion.core.provenance import write_source
+from fashion.core.stage import PipelineError
+from fashion.data.subset import read_images
+from fashion.metrics.image import INCEPTION_FETCH_COMMAND, URL_INCEPTION_V3, extract_features
 from subset_writer import SIZE, make_rows, write_subset
 from test_image_metrics import TINY, PixelClassifier
 

@@ -16,11 +16,11 @@ from safetensors.torch import load_file
 import base_sd
 import finetune_sd
 import generate
-from fashion.config import PipelineError
-from fashion.labels import COLOR
-from fashion.prompts import build_prompts
-from fashion.sd_models import load_finetuned_sd
-from fashion.subset import read_table
+from fashion.core.stage import PipelineError
+from fashion.data.attributes import COLOR
+from fashion.data.subset import read_table
+from fashion.sd.models import load_finetuned_sd
+from fashion.sd.prompts import build_prompts
 from sd_testdata import make_sd_project
 
 ROOT = Path(__file__).resolve().parents[1]

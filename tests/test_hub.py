@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 import base_clip
-from fashion.config import PipelineError
-from fashion.hub import read_source, resolve_revision
+from fashion.core.provenance import read_source, resolve_revision
+from fashion.core.stage import PipelineError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

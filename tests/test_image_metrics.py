@@ -18,10 +18,10 @@ from torchmetrics.image.fid import NoTrainInceptionV3
 from torchmetrics.multimodal.clip_score import CLIPScore
 
 from clip_stand_ins import TensorFeatures
-from fashion import image_metrics
-from fashion.clip_models import build_tiny_clip, embed_images, embed_texts
-from fashion.config import PipelineError
-from fashion.image_metrics import (
+from fashion.clip.models import build_tiny_clip, embed_images, embed_texts
+from fashion.core.stage import PipelineError
+from fashion.metrics import image as image_metrics
+from fashion.metrics.image import (
     INCEPTION_FETCH_COMMAND,
     clip_score,
     extract_features,

@@ -13,20 +13,16 @@ import pytest
 import scipy.io
 
 from conftest import ROOT, run
-from fashion.captions import compose_caption
-from fashion.labels import (
-    CATEGORY,
-    COLOR,
-    GENDER,
+from fashion.data.attributes import CATEGORY, COLOR, GENDER, LABEL_MAPS, SLEEVE
+from fashion.data.captions import (
     KEYWORDS,
-    LABEL_MAPS,
     MULTICOLOR,
-    SLEEVE,
     caption_category,
     caption_color,
     caption_gender,
     caption_keywords,
     caption_sleeve,
+    compose_caption,
     folder_category,
 )
 from subset_writer import make_rows, write_subset

@@ -16,8 +16,9 @@ import scipy.io
 import yaml
 
 from benchmark_builder import PASSWORD, WRONG_LAYOUTS, Source, build_benchmark, edit_g2
-from fashion.benchmark import ANNOTATIONS_REL, SPLIT_REL, ZIP_REL, write_split
-from fashion.subset import SUBSET_DIR, read_images, read_table
+from fashion.data.release import ANNOTATIONS_REL, SPLIT_REL, ZIP_REL
+from fashion.data.subset import SUBSET_DIR, read_images, read_table
+from fashion.demo.release_writer import write_split
 
 STAGES = Path(__file__).resolve().parents[1] / "stages"
 ENV_VAR = "TEST_FASHION_ZIP_PASSWORD"

@@ -9,10 +9,11 @@ import torch
 import yaml
 
 from conftest import ROOT, run
-from fashion.clip_data import sample_rows
-from fashion.clip_models import build_tiny_clip, embed_images, load_clip
-from fashion.config import PipelineError
-from fashion.image_metrics import (
+from fashion.clip.data import sample_rows
+from fashion.clip.models import build_tiny_clip, embed_images, load_clip
+from fashion.core.stage import PipelineError
+from fashion.data.subset import read_images
+from fashion.metrics.image import (
     INCEPTION_FETCH_COMMAND,
     URL_INCEPTION_V3,
     extract_features,
@@ -20,7 +21,6 @@ from fashion.image_metrics import (
     load_inception,
     resize_images,
 )
-from fashion.subset import read_images
 from subset_writer import SIZE, make_rows, write_subset
 from test_evaluate import OFFLINE
 from test_image_metrics import TINY, save_random_inception
@@ -70,7 +70,7 @@ def test_skipped_inception_records_sample_and_size_and_fetches_nothing(
     def no_download(*args, **kwargs):
         raise AssertionError("a download was attempted")
 
-    monkeypatch.setattr("fashion.image_metrics.download_url_to_file", no_download)
+    monkeypatch.setattr("fashion.metrics.image.download_url_to_file", no_download)
     write_params(project, resolution=48)
     run_in(project, monkeypatch, "reference")
     ref = load_arrays(project / INCEPTION, (), "reference")

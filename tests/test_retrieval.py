@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fashion.retrieval import (
+from fashion.metrics.retrieval import (
     chunked_ranks,
     first_hit_ranks,
     recall_summary,

@@ -14,7 +14,7 @@ from accelerate.state import AcceleratorState
 
 import base_sd
 import finetune_sd
-from fashion.sd_models import LORA_WEIGHTS, load_base_sd, load_finetuned_sd
+from fashion.sd.models import LORA_WEIGHTS, load_base_sd, load_finetuned_sd
 from sd_testdata import make_sd_project
 
 ROOT = Path(__file__).resolve().parents[1]

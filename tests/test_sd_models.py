@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import base_sd
-from fashion.config import PipelineError
-from fashion.sd_models import (
+from fashion.core.stage import PipelineError
+from fashion.sd.models import (
     build_tiny_sd,
     load_base_sd,
     load_finetuned_sd,

@@ -15,9 +15,9 @@ from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 import finetune_sd
-from fashion.sd_models import load_base_sd, load_finetuned_sd, noise_scheduler
-from fashion.sd_training import FineTuner, TrainConfig, TrainData
-from fashion.subset import read_images, read_table
+from fashion.data.subset import read_images, read_table
+from fashion.sd.models import load_base_sd, load_finetuned_sd, noise_scheduler
+from fashion.sd.training import FineTuner, TrainConfig, TrainData
 
 METRICS = Path("dvclive/finetune_sd/plots/metrics/train")
 

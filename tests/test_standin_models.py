@@ -18,9 +18,9 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPModel, CLIPTextModel
 
 from conftest import ROOT
-from fashion.clip_models import load_clip
-from fashion.config import PipelineError
-from fashion.sd_models import load_sd
+from fashion.clip.models import load_clip
+from fashion.core.stage import PipelineError
+from fashion.sd.models import load_sd
 
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "bench")]
 import run_stages  # noqa: E402

@@ -1,14 +1,17 @@
-"""Shared code of the Fashion Synthesis pipeline stages.
+"""Shared code of the Fashion Synthesis pipeline; its sub-packages follow the pipeline.
 
-- `config`, `atomic`, `hub`: params and stage runner, all-or-nothing outputs, base-model sources
-- `benchmark`, `subset`: the released benchmark format (readers, writers, decryption) and
-  the prepared subset files every later stage reads
-- `labels`, `captions`, `demo`: code -> name maps and caption parsing, caption patterns,
-  the drawn demo benchmark
-- `plots`: EDA tables and figures
-- `clip_models`, `clip_data`, `clip_training`, `retrieval`, `zero_shot`: CLIP building,
-  data, training loop, retrieval metrics, zero-shot attribute classification
-- `sd_models`, `sd_training`, `prompts`, `garment_color`: tiny/real Stable Diffusion,
-  the text-to-image training recipe, generation prompts, colour read-out of demo images
-- `image_metrics`: IS, FID, KID, CLIP score, nearest-neighbour distances
+- `core`: params, the stage runner and its error type, all-or-nothing outputs, where a
+  model came from (`provenance`)
+- `data`: the released benchmark (readers, decryption), the prepared subset files, the
+  attribute maps, caption sentences and the labels table
+- `demo`: the drawn demo benchmark (drawing, codes and captions with the real statistics,
+  writers of the release format)
+- `eda`: EDA tables and figures
+- `clip`: CLIP data, models and training loop
+- `sd`: Stable Diffusion models, training recipe and generation prompts
+- `train`: what both training stages share (checkpoint mirroring)
+- `metrics`: retrieval, zero-shot classification, image metrics (IS, FID, KID, CLIP score,
+  nearest neighbours) and the demo's pixel colour judge
+
+docs/architecture.md maps which stage uses which sub-package.
 """

@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fashion.captions import TEMPLATES, compose_caption
-from fashion.config import PARAMS_FILE, PipelineError
-from fashion.labels import CATEGORY, COLOR, GENDER, SLEEVE
-
-ATTRIBUTES = ("gender", "color", "sleeve", "category")
+from fashion.core.params import PARAMS_FILE
+from fashion.core.stage import PipelineError
+from fashion.data.attributes import ATTRIBUTES, CATEGORY, COLOR, GENDER, SLEEVE
+from fashion.data.captions import TEMPLATES, compose_caption
 
 
 @dataclass(frozen=True)

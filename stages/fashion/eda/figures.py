@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
 
-from fashion.labels import SEGMENTATION, caption_tokens  # noqa: E402
+from fashion.data.attributes import SEGMENTATION  # noqa: E402
+from fashion.data.captions import caption_tokens  # noqa: E402
 
 # One colour per segmentation class (background, hair, face, upper, lower, legs, arms).
 SEGMENTATION_COLORS = ("#000000", "#8c564b", "#ffbb78", "#d62728", "#1f77b4", "#2ca02c", "#e377c2")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion.config import PipelineError
+from fashion.core.stage import PipelineError
 
 SOURCE_FILE = "source.json"
 

@@ -35,9 +35,10 @@ from diffusers.training_utils import (
 from diffusers.utils import convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
-from fashion.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
-from fashion.config import PARAMS_FILE, PipelineError
-from fashion.sd_models import LORA_WEIGHTS, to_vae_pixels
+from fashion.core.params import PARAMS_FILE
+from fashion.core.stage import PipelineError
+from fashion.sd.models import LORA_WEIGHTS, to_vae_pixels
+from fashion.train.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 
 CHECKPOINT_PREFIX = "checkpoint-"
 # Bumped when what a checkpoint folder holds changes (2: LoRA checkpoints hold the adapters only).
@@ -128,7 +129,7 @@ def drop_captions(captions: list[str], p: float, rng: np.random.Generator) -> li
     return [c if k else "" for c, k in zip(captions, keep, strict=True)]
 
 
-def tokenize(tokenizer: Any, captions: list[str]) -> torch.Tensor:
+def padded_token_ids(tokenizer: Any, captions: list[str]) -> torch.Tensor:
     return tokenizer(
         captions,
         padding="max_length",
@@ -361,7 +362,7 @@ class FineTuner:
             )
 
     def _encode_text(self, captions: list[str]) -> torch.Tensor:
-        ids = tokenize(self.tokenizer, captions).to(self.accelerator.device)
+        ids = padded_token_ids(self.tokenizer, captions).to(self.accelerator.device)
         return self.text_encoder(ids, return_dict=False)[0]
 
     # --- batches ------------------------------------------------------------------------

@@ -5,7 +5,7 @@ weights file that `fetch_inception_weights` downloads (hash checked) the first t
 Inception pass per image set gives both the IS logits and the pool features (`load_inception`,
 `extract_features`); IS, FID and KID are then computed from those features. All images
 go through one resize pipeline (`resize_images`) before any network sees them, so generated
-and real sets differ only in content. CLIP embeddings (`fashion.clip_models.embed_images`)
+and real sets differ only in content. CLIP embeddings (`fashion.clip.models.embed_images`)
 are computed once per image set and reused for the CLIP score, the zero-shot attributes and
 the nearest-training-image distances. `save_arrays` / `load_arrays` hold the real-image
 reference between stages.
@@ -27,8 +27,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from fashion.atomic import atomic_path
-from fashion.config import PipelineError
+from fashion.core.atomic import atomic_path
+from fashion.core.stage import PipelineError
 
 INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
 # torch hub's convention: the file name ends in the first hex digits of its SHA-256

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 from transformers.utils import ModelOutput
 
-from fashion.clip_data import pixel_values, tokenize
-from fashion.config import PipelineError
-from fashion.hub import read_source
+from fashion.clip.data import pixel_values, text_inputs
+from fashion.core.provenance import read_source
+from fashion.core.stage import PipelineError
 
 TINY = "tiny"
 
@@ -153,7 +153,7 @@ def embed_texts(
     out = []
     for i in range(0, len(texts), batch_size):
         tokens = {
-            k: v.to(device) for k, v in tokenize(processor, texts[i : i + batch_size]).items()
+            k: v.to(device) for k, v in text_inputs(processor, texts[i : i + batch_size]).items()
         }
         features = feature_tensor(model.get_text_features(**tokens))
         out.append(F.normalize(features, dim=-1))

@@ -15,8 +15,7 @@ Phrasing (`PHRASINGS`): "image" draws the pattern and word variants for every im
 identical outfits share one caption text. No drawing shows whether its caption said
 "wore" or "is wearing", "lady" or "woman": with per-image phrasing, caption-level
 retrieval has a ceiling well below 1 (~0.65 at 270 test pairs) that says nothing about
-what a model sees. The real captions are written per item, not per image.
-"""
+what a model sees. The real captions are written per item, not per image."""
 
 from __future__ import annotations
 
@@ -29,45 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion.labels import CATEGORY, COLOR, GENDER_NOUN, SLEEVE
+from fashion.data.attributes import CATEGORY, COLOR, GENDER_NOUN, SLEEVE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-PLACEHOLDERS = ("gender", "color", "sleeve", "category")
 # Words the real captions use for a gender, and for the multicolour code.
-GENDER_WORDS: dict[int, tuple[str, ...]] = {0: ("lady", "woman", "girl"), 1: ("man", "boy")}
+GENDER_VARIANTS: dict[int, tuple[str, ...]] = {0: ("lady", "woman", "girl"), 1: ("man", "boy")}
 PHRASINGS = ("outfit", "image")
 COLOR_VARIANTS: dict[str, tuple[str, ...]] = {
     "multicolor": ("multicolor", "multi-color", "multi-colored", "multicolored"),
 }
 
-TEMPLATES: tuple[str, ...] = (
-    "the {gender} is wearing a {color} {sleeve} {category}.",
-    "the {gender} wore a {color} {sleeve} {category}.",
-    "the {gender} was wearing a {color} {sleeve} {category}.",
-)
 
-
-def compose_caption(
-    gender: int, color: int, sleeve: int, category: int, template: str = TEMPLATES[0]
-) -> str:
-    """A caption naming the given codes (gender 0-based, others 1-based), as the benchmark does.
-
-    An unspecified sleeve (code 4) is left out of the sentence; "a" becomes "an" before a vowel.
-    """
-    sleeve_word = "" if SLEEVE[sleeve] == "unspecified" else SLEEVE[sleeve]
-    text = template.format(
-        gender=GENDER_NOUN[gender],
-        color=COLOR[color],
-        sleeve=sleeve_word,
-        category=CATEGORY[category],
-    )
-    text = " ".join(text.split())
-    for vowel in "aeiou":
-        text = text.replace(f" a {vowel}", f" an {vowel}")
-    return text
-
-
-def tokenize(caption: str) -> list[str]:
+def codej_words(caption: str) -> list[str]:
     """The words of a caption as `codeJ` counts them: split on spaces, '.' and ',' dropped."""
     return re.findall(r"[^\s.,]+", caption)
 
@@ -128,7 +100,7 @@ class CaptionModel:
 
     def word_ids(self, caption: str) -> np.ndarray:
         """The caption's `codeJ` word ids (KeyError for a word outside the vocabulary)."""
-        return np.array([self.vocabulary[w] for w in tokenize(caption)], dtype=np.uint16)
+        return np.array([self.vocabulary[w] for w in codej_words(caption)], dtype=np.uint16)
 
 
 def _normalised(counts: list[int]) -> np.ndarray:
@@ -156,3 +128,4 @@ def caption_model(assets: Path = ASSETS) -> CaptionModel:
         words={key: (ws, _normalised(cs)) for key, (ws, cs) in by_code.items()},
         vocabulary=vocabulary,
     )
+

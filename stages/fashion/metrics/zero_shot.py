@@ -15,12 +15,9 @@ import numpy as np
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
-from fashion.captions import TEMPLATES, compose_caption
-from fashion.clip_models import embed_images, embed_texts
-from fashion.labels import LABEL_MAPS
-
-ATTRIBUTES = ("color", "sleeve", "category", "gender")
-_GRID_ORDER = ("gender", "color", "sleeve", "category")
+from fashion.clip.models import embed_images, embed_texts
+from fashion.data.attributes import ATTRIBUTES, LABEL_MAPS
+from fashion.data.captions import TEMPLATES, compose_caption
 
 
 class ZeroShotClassifier:
@@ -33,14 +30,14 @@ class ZeroShotClassifier:
         templates: tuple[str, ...] = TEMPLATES,
         device: torch.device | str = "cpu",
     ) -> None:
-        grid = list(itertools.product(*(LABEL_MAPS[a] for a in _GRID_ORDER), templates))
+        grid = list(itertools.product(*(LABEL_MAPS[a] for a in ATTRIBUTES), templates))
         self.text_embeds = embed_texts(model, processor, [compose_caption(*g) for g in grid],
                                        device=device)  # fmt: skip
         self.logit_scale = float(model.logit_scale.detach().exp())
         self.classes: dict[str, np.ndarray] = {}
         self.values: dict[str, np.ndarray] = {}  # attribute -> its code in each caption
         self.membership: dict[str, torch.Tensor] = {}  # attribute -> (captions, classes) 0/1
-        for i, attribute in enumerate(_GRID_ORDER):
+        for i, attribute in enumerate(ATTRIBUTES):
             codes = np.array(sorted(LABEL_MAPS[attribute]))
             self.values[attribute] = np.array([g[i] for g in grid])
             self.classes[attribute] = codes

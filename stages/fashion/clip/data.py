@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from transformers import CLIPProcessor
 
-from fashion.config import PipelineError
-from fashion.subset import read_images, read_table
+from fashion.core.stage import PipelineError
+from fashion.data.subset import read_images, read_table
 
 
 @dataclass
@@ -137,7 +137,7 @@ def presize(processor: CLIPProcessor, images: np.ndarray, chunk: int = 1024) -> 
     return np.concatenate(out)
 
 
-def tokenize(processor: CLIPProcessor, captions: list[str]) -> dict[str, torch.Tensor]:
+def text_inputs(processor: CLIPProcessor, captions: list[str]) -> dict[str, torch.Tensor]:
     """input_ids and attention_mask, padded to the longest caption, cut at the model's length."""
     return processor.tokenizer(captions, padding=True, truncation=True, return_tensors="pt").data
 
@@ -146,7 +146,7 @@ def make_batch(processor: CLIPProcessor, pairs: Pairs, rows: np.ndarray) -> dict
     """One training batch: pixel values, tokens and caption ids (for caption-level targets)."""
     return {
         "pixel_values": pixel_values(processor, pairs.images[rows]),
-        **tokenize(processor, [pairs.captions[i] for i in rows]),
+        **text_inputs(processor, [pairs.captions[i] for i in rows]),
         "caption_ids": torch.from_numpy(pairs.caption_ids[rows]),
     }
 

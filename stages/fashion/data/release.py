@@ -1,4 +1,4 @@
-"""The Fashion Synthesis benchmark in its released layout and formats: writers and readers.
+"""The Fashion Synthesis benchmark in its released layout and formats: the readers.
 
     <root>/Img/G2.zip                     encrypted zip (ZipCrypto or WinZip-AES) holding G2.h5
     <root>/Anno/language_original.mat     MATLAB v5 captions, image names, word ids, codes
@@ -9,34 +9,25 @@
 stored as integers or integer-valued floats (MATLAB writes doubles). The RGB
 image in [0, 1], HWC, is `clip(ih[i].transpose(2, 1, 0) + ih_mean.transpose(2, 1, 0), 0, 1)`.
 
-Writers build demo copies (and test fixtures) in exactly that format; readers validate the
-real or demo files and raise `PipelineError` naming the file and the problem.
+Readers validate the real or demo files and raise `PipelineError` naming the file and the
+problem. The writers of the same format are in `fashion.demo.release_writer`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import struct
-import subprocess
-import tempfile
-import zipfile
-import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
-import pyzipper
 import scipy.io
 from tqdm import tqdm
 
-from fashion.config import PipelineError
-from fashion.labels import SEGMENTATION
+from fashion.core.stage import PipelineError
+from fashion.data.attributes import SEGMENTATION
 
 ZIP_REL = Path("Img/G2.zip")
 ANNOTATIONS_REL = Path("Anno/language_original.mat")
@@ -53,9 +44,6 @@ MAT_CODE_FIELDS: dict[str, str] = {
     "sleeve": "sleeve_",
 }
 SPLIT_FIELDS = ("train_ind", "test_ind", "test_set_pair_ind")
-
-_CHUNK_BYTES = 1 << 20  # read/decrypt granularity when extracting the zip member
-_MAX_INFLATE = 32 << 20  # most bytes inflated at once (memory bound)
 
 # The layout check on the first images of G2.h5 (`check_g2_layout`), measured on 128 demo
 # images (share of ih + ih_mean values clipped / mean gap to ih_mean): right layout 0% / 0.013;
@@ -74,132 +62,6 @@ _MAX_CLIPPED_SHARE = 0.03
 # few items (the file is ordered by item) and is far below a missing subtraction (the mean
 # image itself: 0.84 on average on the real ih_mean) or a 0..255 scale.
 _MAX_MEAN_GAP = 0.25
-
-
-# --------------------------------------------------------------------------- writers
-
-
-def write_g2_h5(
-    path: Path,
-    n: int,
-    batches: Iterable[tuple[np.ndarray, np.ndarray]],
-    ih_mean_hwc: np.ndarray,
-    *,
-    ih_dtype: np.dtype | type = np.float32,
-    seg_dtype: np.dtype | type = np.uint8,
-) -> None:
-    """Stream `n` images into a G2.h5 in the released layout (one HDF5 chunk per image).
-
-    `batches` yields (images float in [0, 1], (b, H, W, 3) HWC RGB; segmentation (b, H, W)).
-    `ih_mean_hwc` is the (H, W, 3) mean image subtracted from every image, as in `ih_mean.mat`.
-    """
-    mean = np.asarray(ih_mean_hwc, dtype=np.float32).transpose(2, 1, 0)  # (3, W, H)
-    size = mean.shape[1:]
-    with h5py.File(path, "w") as f:
-        f.create_dataset("ih_mean", data=mean)
-        ih = f.create_dataset("ih", (n, 3, *size), dtype=ih_dtype, chunks=(1, 3, *size))
-        seg = f.create_dataset("b_", (n, 1, *size), dtype=seg_dtype, chunks=(1, 1, *size))
-        done = 0
-        for images, masks in batches:
-            b = len(images)
-            if done + b > n:
-                raise ValueError(f"{path}: batches hold more than n={n} images")
-            chw = np.asarray(images, dtype=np.float32).transpose(0, 3, 2, 1)  # (b, 3, W, H)
-            ih[done : done + b] = (chw - mean).astype(ih_dtype)
-            seg[done : done + b] = np.asarray(masks).transpose(0, 2, 1)[:, None].astype(seg_dtype)
-            done += b
-        if done != n:
-            raise ValueError(f"{path}: batches held {done} images, expected n={n}")
-
-
-def _cell_column(items: Sequence[object]) -> np.ndarray:
-    """A MATLAB (N, 1) cell array."""
-    cell = np.empty((len(items), 1), dtype=object)
-    for i, item in enumerate(items):
-        cell[i, 0] = item
-    return cell
-
-
-def _word_id_column(ids: np.ndarray) -> np.ndarray:
-    ids = np.asarray(ids).reshape(-1, 1)
-    # MATLAB stores the doubles in the smallest integer type that holds them (as the real file).
-    return ids.astype(np.uint8 if ids.size == 0 or ids.max() < 256 else np.uint16)
-
-
-def write_annotations(
-    path: Path,
-    captions: Sequence[str],
-    names: Sequence[str],
-    word_ids: Sequence[np.ndarray],
-    codes: Mapping[str, np.ndarray],
-    img_root: str = IMG_ROOT,
-) -> None:
-    """Write `language_original.mat` (MATLAB v5, compressed) with every field of the real file.
-
-    `codes` maps "gender" (0-based), "color", "sleeve", "category" (1-based) to (N,) arrays.
-    Loaded with `scipy.io.loadmat` it gives what the real file gives: `engJ`, `nameList`,
-    `codeJ` (N, 1) cells (strings; uint8/uint16 (k, 1) word ids); uint8 (N, 1) codes; `img_root`.
-    """
-    n = len(captions)
-    if len(names) != n or len(word_ids) != n:
-        raise ValueError(f"{path}: {n} captions, {len(names)} names, {len(word_ids)} word id rows")
-    fields: dict[str, object] = {"engJ": _cell_column(list(captions))}
-    for ours, mat in MAT_CODE_FIELDS.items():
-        values = np.asarray(codes[ours]).reshape(-1, 1)
-        if len(values) != n:
-            raise ValueError(f"{path}: {len(values)} '{ours}' codes for {n} captions")
-        fields[mat] = values.astype(np.uint8)
-    fields["img_root"] = img_root
-    fields["nameList"] = _cell_column(list(names))
-    fields["codeJ"] = _cell_column([_word_id_column(ids) for ids in word_ids])
-    scipy.io.savemat(path, fields, format="5", do_compression=True, oned_as="column")
-
-
-def write_split(
-    path: Path, train_ind: np.ndarray, test_ind: np.ndarray, test_pair_ind: np.ndarray
-) -> None:
-    """Write `ind.mat`. The indices are given as stored: 1-BASED rows of the benchmark.
-
-    Stored as int32 (k, 1) columns `train_ind`, `test_ind`, `test_set_pair_ind`.
-    """
-    fields = {}
-    for name, values in zip(SPLIT_FIELDS, (train_ind, test_ind, test_pair_ind), strict=True):
-        values = np.asarray(values).reshape(-1, 1)
-        if values.size and values.min() < 1:
-            raise ValueError(f"{path}: {name} must be 1-based (found {values.min()})")
-        fields[name] = values.astype(np.int32)
-    scipy.io.savemat(path, fields, format="5", do_compression=True, oned_as="column")
-
-
-def write_encrypted_zip(
-    zip_path: Path, member: Path, arcname: str, password: str, encryption: str
-) -> None:
-    """Write a zip holding `member` as `arcname`, deflated and encrypted with `password`.
-
-    `encryption` is "zipcrypto" (the Info-ZIP `zip` tool; the stdlib cannot encrypt) or "aes"
-    (pyzipper, WinZip-AES 256, compress_type 99). Both stream the member: big files are fine.
-    """
-    zip_path, member = Path(zip_path).absolute(), Path(member).absolute()
-    zip_path.unlink(missing_ok=True)
-    if encryption == "aes":
-        with pyzipper.AESZipFile(
-            zip_path, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES
-        ) as zf:
-            zf.setpassword(password.encode())
-            zf.write(member, arcname)
-    elif encryption == "zipcrypto":
-        if shutil.which("zip") is None:
-            raise PipelineError("ZipCrypto needs the `zip` tool (apt install zip), or use 'aes'")
-        # `zip` names members by their path: link the member under `arcname` in a scratch dir.
-        with tempfile.TemporaryDirectory(dir=zip_path.parent) as scratch:
-            link = Path(scratch) / arcname
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(member)
-            subprocess.run(
-                ["zip", "-q", "-P", password, str(zip_path), arcname], cwd=scratch, check=True
-            )
-    else:
-        raise PipelineError(f"unknown encryption '{encryption}' (expected one of {ENCRYPTIONS})")
 
 
 # --------------------------------------------------------------------------- paths
@@ -343,131 +205,6 @@ def read_split(path: str | Path, n_images: int) -> Split:
     return Split(parts["train_ind"], parts["test_ind"], parts["test_set_pair_ind"])
 
 
-# --------------------------------------------------------------------------- the zip
-
-
-def find_member(zip_path: Path, name: str = MEMBER) -> zipfile.ZipInfo:
-    """The zip entry called `name`, in any folder of the archive."""
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise PipelineError(f"{zip_path}: unreadable zip, truncated or corrupt ({err})") from err
-    for info in infos:
-        if not info.is_dir() and info.filename.rsplit("/", 1)[-1] == name:
-            return info
-    listed = [i.filename for i in infos[:5]]
-    raise PipelineError(f"{zip_path}: no {name} in the archive (members: {listed})")
-
-
-def _dos_time(info: zipfile.ZipInfo) -> int:
-    _, _, _, hour, minute, second = info.date_time
-    return hour << 11 | minute << 5 | second // 2
-
-
-def _zipcrypto_chunks(zip_path: Path, info: zipfile.ZipInfo, password: bytes) -> Iterator[bytes]:
-    """Decrypted, inflated chunks of a ZipCrypto member; the password is checked up front.
-
-    The decrypter is fast-zip-decryption's C implementation, used directly instead of its
-    global monkeypatch of `zipfile` (which would change the stdlib for every other user).
-    """
-    from _zipdecrypter import StandardZipDecrypter  # the C core of fast-zip-decryption
-
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise PipelineError(f"{zip_path}: unsupported compression {info.compress_type}")
-    with open(zip_path, "rb") as raw:
-        raw.seek(info.header_offset)
-        header = raw.read(30)
-        if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise PipelineError(f"{zip_path}: corrupt local header of {info.filename}")
-        name_len, extra_len = struct.unpack("<HH", header[26:30])
-        raw.seek(name_len + extra_len, os.SEEK_CUR)
-        decrypter = StandardZipDecrypter(password)
-        check = decrypter(raw.read(12))[11]
-        # The last header byte is the CRC's high byte, or the time's with a data descriptor.
-        expected = _dos_time(info) >> 8 if info.flag_bits & 0x8 else info.CRC >> 24
-        if check != expected:
-            raise PipelineError(f"wrong password for {zip_path}")
-        inflate = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
-        left = info.compress_size - 12
-
-        def read_decrypted() -> bytes:
-            nonlocal left
-            data = raw.read(min(_CHUNK_BYTES, left))
-            if left > 0 and not data:
-                raise PipelineError(f"{zip_path}: truncated in {info.filename}")
-            left -= len(data)
-            return decrypter.decrypt_bytes(data)
-
-        # The decrypter holds the GIL but zlib and file writes release it: decrypting the next
-        # block in a worker thread while this one inflates roughly hides the inflate time.
-        with ThreadPoolExecutor(1) as worker:
-            pending = worker.submit(read_decrypted)
-            while data := pending.result():
-                pending = worker.submit(read_decrypted)
-                if not inflate:
-                    yield data
-                    continue
-                # bounded output: flat images can inflate a thousandfold
-                while data:
-                    yield inflate.decompress(data, _MAX_INFLATE)
-                    data = inflate.unconsumed_tail
-        if inflate:
-            yield inflate.flush()
-
-
-def _pyzipper_chunks(zip_path: Path, info: zipfile.ZipInfo, password: bytes) -> Iterator[bytes]:
-    """Chunks of a WinZip-AES (or unencrypted) member; pyzipper checks the password verifier."""
-    with pyzipper.AESZipFile(zip_path) as zf:
-        try:
-            member = zf.open(info.filename, pwd=password)
-        except RuntimeError as err:  # pyzipper: "Bad password for file ..."
-            raise PipelineError(f"wrong password for {zip_path}") from err
-        with member:
-            while data := member.read(_CHUNK_BYTES):
-                yield data
-
-
-@contextmanager
-def extracted_member(
-    zip_path: Path, password: str, directory: Path, name: str = MEMBER, *, progress: bool = True
-) -> Iterator[Path]:
-    """Decrypt member `name` to a temporary file in `directory`; yield its path; remove it after.
-
-    Streams in chunks (never the whole member in memory). ZipCrypto goes through
-    fast-zip-decryption's C decrypter, WinZip-AES (compress_type 99) through pyzipper.
-    A wrong password fails before any data is written; a CRC or size mismatch fails after.
-    """
-    info = find_member(zip_path, name)
-    pwd = password.encode()
-    zipcrypto = info.flag_bits & 0x1 and info.compress_type != 99
-    chunks = (_zipcrypto_chunks if zipcrypto else _pyzipper_chunks)(zip_path, info, pwd)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    tmp = Path(tmp_name)
-    try:
-        crc = size = 0
-        bar = tqdm(
-            total=info.file_size, desc=f"decrypting {name}", unit="B", unit_scale=True,
-            disable=not progress,
-        )  # fmt: skip
-        with os.fdopen(fd, "wb") as out, bar:
-            try:
-                for data in chunks:
-                    out.write(data)
-                    if zipcrypto:  # pyzipper checks the CRC / HMAC itself
-                        crc = zlib.crc32(data, crc)
-                    size += len(data)
-                    bar.update(len(data))
-            except (zlib.error, zipfile.BadZipFile, EOFError) as err:
-                raise PipelineError(f"{zip_path}: corrupt or truncated {name} ({err})") from err
-        if size != info.file_size or (zipcrypto and crc != info.CRC):
-            raise PipelineError(f"{zip_path}: corrupt {name} (size or CRC mismatch)")
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # --------------------------------------------------------------------------- G2.h5
 
 
@@ -587,3 +324,4 @@ def read_g2_rows(
             yield restore_images(pixels, mean), classes.transpose(0, 2, 1)
     except OSError as err:
         raise PipelineError(f"{label}: unreadable data, truncated or corrupt ({err})") from err
+

@@ -1,58 +1,45 @@
-"""Code -> name maps of the Fashion Synthesis annotations (`Anno/language_original.mat`).
+"""The benchmark's caption sentences: composed from attribute codes, and parsed back.
 
-Derived from the real file, not guessed: the category code agrees with the item
-folder name in `nameList` in every row (its last word), and the colour and sleeve
-codes agree with the caption's words wherever the caption names them.
-`tests/test_labels.py` pins every map against the real annotations.
-Gender is 0-based; every other code is 1-based.
-
-Also here: caption parsing (`caption_color` & co.: which value a caption names, if any),
-keyword flags for descriptive caption terms (`caption_keywords`), and the labels stage's
-per-image table (`label_table`) with its code/caption agreement metrics (`agreement`).
+Real captions are templates over gender, colour, sleeve and category, e.g.
+"the lady was wearing a blue long-sleeved blouse." `TEMPLATES` are the most frequent
+patterns of `language_original.mat`; `compose_caption` fills one. The parsers
+(`caption_color` & co.) read which value a caption names, if any, and `caption_keywords`
+flags descriptive terms beyond the four coded labels.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 
-import pandas as pd
+from fashion.data.attributes import CATEGORY, COLOR, GENDER_NOUN, SLEEVE
 
-from fashion.config import PipelineError
+TEMPLATES: tuple[str, ...] = (
+    "the {gender} is wearing a {color} {sleeve} {category}.",
+    "the {gender} wore a {color} {sleeve} {category}.",
+    "the {gender} was wearing a {color} {sleeve} {category}.",
+)
 
-CATEGORY: dict[int, str] = {
-    1: "blazer", 2: "blouse", 3: "bomber", 4: "cardigan", 5: "henley", 6: "hoodie",
-    7: "jacket", 8: "jersey", 9: "parka", 10: "poncho", 11: "sweater", 12: "tank",
-    13: "tee", 14: "top", 15: "coat", 16: "dress", 17: "jumpsuit", 18: "kimono",
-    19: "romper",
-}  # fmt: skip
 
-COLOR: dict[int, str] = {
-    1: "red", 2: "blue", 3: "white", 4: "pink", 5: "orange", 6: "black", 7: "brown",
-    8: "green", 9: "purple", 10: "yellow", 11: "khaki", 12: "gray", 13: "beige",
-    14: "blonde", 15: "silver", 16: "olive", 17: "multicolor",
-}  # fmt: skip
+def compose_caption(
+    gender: int, color: int, sleeve: int, category: int, template: str = TEMPLATES[0]
+) -> str:
+    """A caption naming the given codes (gender 0-based, others 1-based), as the benchmark does.
 
-SLEEVE: dict[int, str] = {1: "long-sleeved", 2: "short-sleeved", 3: "sleeveless", 4: "unspecified"}
+    An unspecified sleeve (code 4) is left out of the sentence; "a" becomes "an" before a vowel.
+    """
+    sleeve_word = "" if SLEEVE[sleeve] == "unspecified" else SLEEVE[sleeve]
+    text = template.format(
+        gender=GENDER_NOUN[gender],
+        color=COLOR[color],
+        sleeve=sleeve_word,
+        category=CATEGORY[category],
+    )
+    text = " ".join(text.split())
+    for vowel in "aeiou":
+        text = text.replace(f" a {vowel}", f" an {vowel}")
+    return text
 
-GENDER: dict[int, str] = {0: "female", 1: "male"}
-
-LABEL_MAPS: dict[str, dict[int, str]] = {
-    "category": CATEGORY,
-    "color": COLOR,
-    "sleeve": SLEEVE,
-    "gender": GENDER,
-}
-
-# Classes of the segmentation maps (`b_` in G2.h5, `segmentation` in the subset).
-SEGMENTATION: dict[int, str] = {
-    0: "background", 1: "hair", 2: "face", 3: "upper clothes", 4: "lower clothes", 5: "legs",
-    6: "arms",
-}  # fmt: skip
-
-# The word a caption uses for each gender ("the lady wore ...", "the man is wearing ...").
-GENDER_NOUN: dict[int, str] = {0: "lady", 1: "man"}
 
 # ---------------------------------------------------------------------------------------------
 # Caption parsing: which gender, colour, sleeve and category word a caption names, if any.
@@ -69,7 +56,7 @@ MULTICOLOR_WORDS: frozenset[str] = frozenset(
      "polychromatic"}
 )  # fmt: skip
 
-GENDER_WORDS: dict[str, int] = {"lady": 0, "woman": 0, "girl": 0, "ms": 0, "man": 1, "boy": 1}
+_GENDER_OF_WORD: dict[str, int] = {"lady": 0, "woman": 0, "girl": 0, "ms": 0, "man": 1, "boy": 1}
 
 # "long-sleeved", "long sleeve(s)", "long sleeved" and "long, sleeved" name the same sleeve.
 _SLEEVE_PATTERNS: tuple[tuple[int, re.Pattern[str]], ...] = (
@@ -118,7 +105,7 @@ def caption_tokens(caption: str) -> list[str]:
 
 def caption_gender(caption: str) -> int | None:
     """Gender code of the first person noun ("lady", "man", ...), None when there is none."""
-    return next((GENDER_WORDS[t] for t in caption_tokens(caption) if t in GENDER_WORDS), None)
+    return next((_GENDER_OF_WORD[t] for t in caption_tokens(caption) if t in _GENDER_OF_WORD), None)
 
 
 def caption_color(caption: str) -> int | None:
@@ -165,62 +152,9 @@ def folder_category(name: str) -> int | None:
     return _CATEGORY_CODE.get(parts[-2].split("_")[-1].lower())
 
 
-# ---------------------------------------------------------------------------------------------
-# The label table of the labels stage and its agreement metrics.
-# ---------------------------------------------------------------------------------------------
-
 CAPTION_PARSERS: dict[str, Callable[[str], int | None]] = {
     "gender": caption_gender,
     "color": caption_color,
     "sleeve": caption_sleeve,
     "category": caption_category,
 }
-
-
-def label_table(table: pd.DataFrame, split: str, source: str | Path) -> pd.DataFrame:
-    """One row per image: index, split, name, caption, each code with its name, keyword flags.
-
-    `table` is a subset's `read_table`; a code outside its map raises a `PipelineError`
-    naming `source`.
-    """
-    out = pd.DataFrame(
-        {"index": table["index"].astype("int64"), "split": split, "name": table["name"],
-         "caption": table["caption"]}
-    )  # fmt: skip
-    for attr, names in LABEL_MAPS.items():
-        codes = table[attr].astype("int64")
-        unknown = sorted(int(c) for c in set(codes) - set(names))
-        if unknown:
-            raise PipelineError(
-                f"{source}: unknown {attr} codes {unknown} (known: {sorted(names)})"
-            )
-        out[attr] = codes
-        out[f"{attr}_name"] = codes.map(names)
-    flags = pd.DataFrame([caption_keywords(c) for c in table["caption"]], columns=list(KEYWORDS))
-    return pd.concat([out, flags.add_prefix("kw_").set_index(out.index)], axis=1)
-
-
-def _rate(named: int, agree: int) -> dict[str, float | int | None]:
-    return {"named": named, "agree": agree, "rate": agree / named if named else None}
-
-
-def agreement(labels: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:
-    """Per attribute: how many captions name a value, how many of those agree with the code.
-
-    `category_folder` compares the category code with the last word of the item folder name.
-    """
-    result = {}
-    for attr, parse in CAPTION_PARSERS.items():
-        parsed = labels["caption"].map(parse)
-        named = parsed.notna()
-        result[attr] = _rate(int(named.sum()), int((parsed[named] == labels[attr][named]).sum()))
-    folder = labels["name"].map(folder_category)
-    result["category_folder"] = _rate(
-        int(folder.notna().sum()), int((folder == labels["category"]).sum())
-    )
-    return result
-
-
-def label_maps_json() -> dict[str, dict[str, str]]:
-    """`LABEL_MAPS` with string keys, as written to `label_maps.json`."""
-    return {attr: {str(code): name for code, name in m.items()} for attr, m in LABEL_MAPS.items()}

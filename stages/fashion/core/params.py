@@ -1,19 +1,15 @@
-"""Reading `params.yaml` and running a stage script with clear errors."""
+"""Reading `params.yaml`: the whole file, or one section with an error that names it."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fashion.core.stage import PipelineError
+
 PARAMS_FILE = Path("params.yaml")
-
-
-class PipelineError(Exception):
-    """A problem with the user's input (file, password, parameter): printed without traceback."""
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -33,11 +29,3 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
         raise PipelineError(f"{PARAMS_FILE}: missing section '{name}'")
     return params[name]
 
-
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's `main`; a `PipelineError` becomes a one-line message and exit code 1."""
-    try:
-        main()
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from transformers import CLIPModel, CLIPProcessor, get_cosine_schedule_with_warmup
 
-from fashion.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
-from fashion.clip_data import Pairs
-from fashion.clip_models import embed_images, embed_texts
-from fashion.retrieval import chunked_ranks
+from fashion.clip.data import Pairs
+from fashion.clip.models import embed_images, embed_texts
+from fashion.metrics.retrieval import chunked_ranks
+from fashion.train.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 
 LOGIT_SCALE_MAX = math.log(100.0)
 CONFIG_FILE = "config.json"

@@ -19,11 +19,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from fashion.config import PipelineError
+from fashion.core.stage import PipelineError
+from fashion.data.attributes import ATTRIBUTES
 
 SPLITS = ("train", "test")
-CODE_FIELDS = ("gender", "color", "sleeve", "category")
-TABLE_FIELDS = ("index", "name", "caption", *CODE_FIELDS)
+TABLE_FIELDS = ("index", "name", "caption", *ATTRIBUTES)
 REQUIRED = ("images", "segmentation", *TABLE_FIELDS, "word_ids")
 STR_DTYPE = h5py.string_dtype("utf-8")
 SUBSET_DIR = Path("data/subset")
@@ -53,7 +53,7 @@ def create_subset(
     f.create_dataset("index", data=np.asarray(table["index"], dtype=np.int64))
     for key in ("name", "caption"):
         f.create_dataset(key, data=list(table[key]), dtype=STR_DTYPE)
-    for key in CODE_FIELDS:
+    for key in ATTRIBUTES:
         f.create_dataset(key, data=np.asarray(table[key], dtype=np.int16))
     words = np.empty(n, dtype=object)
     for i, ids in enumerate(table["word_ids"]):  # one by one: equal lengths must not broadcast

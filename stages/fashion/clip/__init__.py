@@ -1,0 +1,1 @@
+"""CLIP: pair data, models (tiny or pretrained) and the contrastive training loop."""

@@ -1,0 +1,1 @@
+"""The benchmark data: release readers, decryption, subsets, attributes, captions, labels."""

@@ -1,0 +1,1 @@
+"""The drawn demo benchmark: images, codes, captions and writers of the release format."""

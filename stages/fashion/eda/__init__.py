@@ -1,0 +1,1 @@
+"""Exploratory data analysis: tables and figures of the eda stage."""

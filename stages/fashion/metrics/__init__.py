@@ -1,0 +1,1 @@
+"""Metrics: retrieval, zero-shot attributes, image metrics and the demo's colour judge."""

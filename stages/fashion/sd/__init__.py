@@ -1,0 +1,1 @@
+"""Stable Diffusion: models (tiny or pretrained), the text-to-image training recipe, prompts."""

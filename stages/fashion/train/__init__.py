@@ -1,0 +1,1 @@
+"""What the CLIP and SD training stages share."""
