@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from fashion.core.params import merged
+
 WARMUP_STEPS = 3  # the first steps compile kernels and fill caches
 # Settings a measured rate holds for: a run measured at others says nothing of the profile.
 RATE_SETTINGS = {
@@ -34,15 +36,6 @@ WORK = {
     "finetune_clip": lambda p: int(p["steps"]) * int(p["batch_size"]) * int(p["grad_accum"]),
     "finetune_sd": lambda p: int(p["max_steps"]) * int(p["batch_size"]) * int(p["grad_accum"]),
 }
-
-
-def overlay(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            overlay(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 def measured_rate(run: Path, stage: str) -> float | None:
@@ -67,7 +60,7 @@ def main() -> None:
 
     params = yaml.safe_load(args.params.read_text())
     for profile in args.profiles:
-        overlay(params, yaml.safe_load(profile.read_text()) or {})
+        params = merged(params, yaml.safe_load(profile.read_text()) or {})
     rates: dict[str, float | None] = {}
     if args.run:
         run_params = yaml.safe_load((args.run / "params.yaml").read_text())

@@ -11,24 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
 
-
-def merge(base: Any, overlay: Mapping[str, Any], where: str = "") -> None:
-    """Set every leaf of `overlay` in `base`; keys must already exist (catches typos)."""
-    for key, value in overlay.items():
-        path = f"{where}.{key}" if where else key
-        if key not in base:
-            raise KeyError(f"unknown parameter '{path}'")
-        if isinstance(value, Mapping) and isinstance(base[key], Mapping) and value:
-            merge(base[key], value, path)
-        else:
-            base[key] = value
+from fashion.core.params import merged
 
 
 def setting(text: str) -> dict[str, Any]:
@@ -70,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 overlay = yaml.safe_load(Path(item).read_text()) or {}
             else:
                 overlay = setting(item)
-            merge(params, overlay)
+            params = merged(params, overlay, known_keys_only=True)
         except (OSError, KeyError, argparse.ArgumentTypeError, yaml.YAMLError) as err:
             print(f"error: {item}: {err}", file=sys.stderr)
             return 1

@@ -66,12 +66,10 @@ SMALL_PARAMS: dict[str, Any] = {
 
 
 def deep_update(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
+    """`base` with `overrides` merged in, as the profiles are (`fashion.core.params.merged`)."""
+    from fashion.core.params import merged
+
+    return merged(base, overrides)
 
 
 def run(

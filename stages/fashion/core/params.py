@@ -1,15 +1,19 @@
-"""Reading `params.yaml`: the whole file, or one section with an error that names it."""
+"""Reading `params.yaml`: the whole file, or one section with an error that names it; and
+`merged`, the one way a profile or an override is laid onto params."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from fashion.core.stage import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
+Tree = TypeVar("Tree", bound=dict[str, Any])
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -29,3 +33,31 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
         raise PipelineError(f"{PARAMS_FILE}: missing section '{name}'")
     return params[name]
 
+
+def merged(base: Tree, override: Mapping[str, Any], *, known_keys_only: bool = False) -> Tree:
+    """`base` with every leaf of `override` set in it, as a new tree (neither input changes).
+
+    A mapping in `override` over a mapping in `base` is merged key by key, recursively.
+    Anything else replaces the value whole: a list (never appended to or merged item by
+    item), a scalar, None (the key is kept, its value becomes None), an empty mapping (the
+    value becomes `{}`), or a mapping over a non-mapping. Keys that `base` lacks are added,
+    or with `known_keys_only` refused with a KeyError naming the dotted path (a typo in a
+    profile). The result is a deep copy of `base`, of its type (a ruamel.yaml round-trip
+    map keeps its comments and key order).
+    """
+    out = copy.deepcopy(base)
+    _merge_into(out, override, known_keys_only, "")
+    return out
+
+
+def _merge_into(
+    base: dict[str, Any], override: Mapping[str, Any], known_only: bool, where: str
+) -> None:
+    for key, value in override.items():
+        path = f"{where}.{key}" if where else str(key)
+        if known_only and key not in base:
+            raise KeyError(f"unknown parameter '{path}'")
+        if isinstance(value, Mapping) and value and isinstance(base.get(key), Mapping):
+            _merge_into(base[key], value, known_only, path)
+        else:
+            base[key] = copy.deepcopy(value)
