@@ -13,48 +13,22 @@ import argparse
 import datetime
 import json
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
-# stable-diffusion-v1-5/stable-diffusion-v1-5, unet/config.json (architecture fields)
-SD15_UNET_CONFIG = {
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": [
-        "UpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-    ],
-}
+from fashion.sd.architecture import sd15_unet_config
+
+UNET = sd15_unet_config()
 
 
 def run_mode(mode: str, steps: int, batch: int, rank: int, checkpointing: bool) -> dict:
     torch.manual_seed(0)
     device = torch.device("cuda")
-    unet = UNet2DConditionModel(**SD15_UNET_CONFIG)
+    unet = UNet2DConditionModel(**UNET)
     n_params = sum(p.numel() for p in unet.parameters())
     if mode == "lora":
         from peft import LoraConfig
@@ -84,8 +58,9 @@ def run_mode(mode: str, steps: int, batch: int, rank: int, checkpointing: bool) 
     torch.cuda.reset_peak_memory_stats()
     times = []
     for step in range(steps + 3):
-        latents = torch.randn(batch, 4, 64, 64, device=device)
-        text = torch.randn(batch, 77, 768, device=device)
+        size = UNET["sample_size"]
+        latents = torch.randn(batch, UNET["in_channels"], size, size, device=device)
+        text = torch.randn(batch, 77, UNET["cross_attention_dim"], device=device)
         noise = torch.randn_like(latents)
         t = torch.randint(0, 1000, (batch,), device=device)
         noisy = sched.add_noise(latents, noise, t)
@@ -115,11 +90,13 @@ def run_mode(mode: str, steps: int, batch: int, rank: int, checkpointing: bool) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rank", type=int, default=4)
     args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("error: bench/sd_gpu.py measures on a CUDA GPU; none is visible")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     out = {

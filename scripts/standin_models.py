@@ -53,6 +53,7 @@ from fashion.core.stage import PipelineError
 from fashion.data.attributes import CATEGORY, COLOR, GENDER_NOUN, SLEEVE
 from fashion.data.captions import TEMPLATES, compose_caption
 from fashion.data.subset import read_table
+from fashion.sd.architecture import sd15_unet_config
 from fashion.sd.models import SD15_SCHEDULER
 
 CLIP_DIR = "clip-vit-base-patch32"
@@ -144,26 +145,10 @@ def text_encoder_config(ids: TokenIds, vocab_size: int, reduced: bool = False) -
 
 
 def unet_config(reduced: bool = False) -> dict[str, Any]:
-    """stable-diffusion-v1-5 unet/config.json (architecture fields)."""
-    return {
-        "sample_size": 64,
-        "in_channels": 4,
-        "out_channels": 4,
-        "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        "block_out_channels": tuple(_width(c, reduced) for c in (320, 640, 1280, 1280)),
-        "layers_per_block": 2,
-        "attention_head_dim": 8,  # diffusers' name for SD v1's 8 heads per attention
-        "cross_attention_dim": _width(768, reduced),
-        "norm_num_groups": REDUCED_GROUPS if reduced else 32,
-        "act_fn": "silu",
-        "flip_sin_to_cos": True,
-        "freq_shift": 0,
-        "downsample_padding": 1,
-        "mid_block_scale_factor": 1,
-        "norm_eps": 1e-5,
-        "center_input_sample": False,
-    }
+    """stable-diffusion-v1-5 unet/config.json (architecture fields; fashion.sd.architecture)."""
+    if reduced:
+        return sd15_unet_config(WIDTH_DIVISOR, REDUCED_GROUPS)
+    return sd15_unet_config()
 
 
 def vae_config(reduced: bool = False) -> dict[str, Any]:

@@ -6,9 +6,11 @@ written to disk and loaded through the stages' own loaders.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -22,10 +24,20 @@ from fashion.clip.models import load_clip
 from fashion.core.stage import PipelineError
 from fashion.sd.models import load_sd
 
-sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "bench")]
-import run_stages  # noqa: E402
-import standin_models as standin  # noqa: E402
-import use_profile  # noqa: E402
+
+def load_script(path: Path) -> ModuleType:
+    """A script (not a package module) imported from its file, the import path unchanged."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+run_stages = load_script(ROOT / "bench" / "run_stages.py")
+standin = load_script(ROOT / "scripts" / "standin_models.py")
+use_profile = load_script(ROOT / "scripts" / "use_profile.py")
 
 
 def test_full_size_configs_have_the_published_parameter_counts() -> None:
