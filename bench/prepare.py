@@ -31,9 +31,10 @@ DISK_FULL_SIZE_GB = 50
 
 
 def run_stage(project: Path, stage: str) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of `python stages/<stage>.py` run in `project`."""
+    """(seconds, peak RSS in MB) of `python stages/<stage>.py` run in `project`; the stage's
+    output goes to stderr (stdout is this bench's JSON line)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, f"stages/{stage}.py"], cwd=project)
+    proc = subprocess.Popen([sys.executable, f"stages/{stage}.py"], cwd=project, stdout=sys.stderr)
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -8,8 +8,9 @@ as DVC would. `auto` takes dvc when it is importable. Per stage it records the w
 the peak resident memory of the stage's processes (wait4's ru_maxrss: the largest process)
 and, where `nvidia-smi` exists, the peak GPU memory in use (polled every 100 ms: the CUDA
 context and PyTorch's cached blocks included, i.e. what the GPU must hold, above
-`torch.cuda.max_memory_allocated`). Writes a markdown table and one JSON line to stdout and
-to the report file; stops at the first failing stage and shows the end of its output.
+`torch.cuda.max_memory_allocated`). Writes a markdown table and one JSON line to the report
+file; prints the JSON line on stdout, the stages' output and the table on stderr. Stops at the
+first failing stage and shows the end of its output.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def python_on_path() -> dict[str, str]:
 
 
 def run_stage(name: str, argv: list[str], env: dict[str, str], log: IO[str]) -> StageRun:
-    """Run one stage, echoing its output to stdout and the log; measure time and memory."""
+    """Run one stage, echoing its output to stderr and the log; measure time and memory."""
     gpu = GpuMemoryPoller()
     gpu.start()
     start = time.perf_counter()
@@ -138,7 +139,7 @@ def run_stage(name: str, argv: list[str], env: dict[str, str], log: IO[str]) -> 
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     assert proc.stdout is not None
     for line in proc.stdout:
-        sys.stdout.write(line)
+        sys.stderr.write(line)
         log.write(line)
         tail.append(line)
     _, status, usage = os.wait4(proc.pid, 0)  # rusage of this stage's processes only
@@ -146,7 +147,11 @@ def run_stage(name: str, argv: list[str], env: dict[str, str], log: IO[str]) -> 
     seconds = time.perf_counter() - start
     run = StageRun(name, round(seconds, 1), gpu.stop(), usage.ru_maxrss // 1024, proc.returncode)
     if proc.returncode != 0:
-        print(f"\n--- {name} failed (exit {proc.returncode}); its last lines:\n" + "".join(tail))
+        tail_text = "".join(tail)
+        print(
+            f"\n--- {name} failed (exit {proc.returncode}); its last lines:\n{tail_text}",
+            file=sys.stderr,
+        )
     return run
 
 
@@ -194,9 +199,9 @@ def report(runs: list[StageRun], runner: str, path: Path) -> None:
         }
     )
     text = f"{markdown(runs, title)}\n\n{line}\n"
-    print(f"\n{text}")
     path.write_text(text)
-    print(f"report written to {path}")
+    print(f"\n{text}\nreport written to {path}", file=sys.stderr)
+    print(line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[StageRun] = []
     with args.log.open("w") as log:
         for name, cmd in commands.items():
-            print(f"\n=== {name}: {cmd}", flush=True)
+            print(f"\n=== {name}: {cmd}", file=sys.stderr, flush=True)
             argv_ = (
                 [sys.executable, "-m", "dvc", "repro", "--single-item", name]
                 if runner == "dvc"

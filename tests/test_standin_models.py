@@ -163,7 +163,9 @@ def test_stage_commands_follow_dvc_yaml_with_params_substituted(tmp_path: Path) 
     assert "${" not in "".join(commands.values())
 
 
-def test_direct_runner_times_each_stage_and_stops_at_a_failure(tmp_path: Path, monkeypatch) -> None:
+def test_direct_runner_times_each_stage_and_stops_at_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "params.yaml").write_text("greet: {word: hello}\n")
     stages = {
         "first": {"cmd": "python -c 'print(\"${greet.word}\")' > first.txt"},
@@ -179,3 +181,4 @@ def test_direct_runner_times_each_stage_and_stops_at_a_failure(tmp_path: Path, m
     ran = [(stage["stage"], stage["returncode"]) for stage in record["stages"]]
     assert ran == [("first", 0), ("second", 3)]
     assert record["ok"] is False and all(s["seconds"] >= 0 for s in record["stages"])
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [record]
