@@ -14,6 +14,8 @@
 #
 # The box is expected to have Python 3.12 with torch, transformers, accelerate, peft, h5py and
 # torchmetrics; what else the stages import is installed from WHEELS_DIR (pip --no-index).
+# The project's `fashion` package is imported from stages/ (PYTHONPATH), not installed: an
+# editable install would need a build backend the offline box may lack.
 # Environment: PYTHON (default python3), SMOKE_REPORT (default smoke_report.md),
 # SMOKE_RUNNER (auto | dvc | direct), SMOKE_REBUILD (1: build the stand-ins again),
 # PIP_INSTALL_ARGS (e.g. --user on a system Python), TORCH_VERSION (download: adds the
@@ -112,6 +114,8 @@ main() {
     shift
   done
   cd "$ROOT"
+  # scripts/ and bench/ import fashion from stages/ (stage scripts find it beside them)
+  export PYTHONPATH="$ROOT/stages${PYTHONPATH:+:$PYTHONPATH}"
   # offline box: no hub look-ups or telemetry that would wait for a network timeout
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DVC_NO_ANALYTICS=1 DO_NOT_TRACK=1
   install_missing "$wheels"
