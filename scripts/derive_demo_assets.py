@@ -1,8 +1,9 @@
 """Derive the demo benchmark's statistics from the real `language_original.mat`.
 
-Usage: python scripts/derive_demo_assets.py ANNOTATION_DIR
+Usage: python scripts/derive_demo_assets.py ANNOTATION_DIR [--out DIR]
 
-Writes aggregate statistics (no rows, no caption list) into `stages/fashion/demo/assets/`:
+Writes aggregate statistics (no rows, no caption list) into `stages/fashion/demo/assets/`
+(or `--out`):
   joint_counts.csv      gender,color,sleeve,category,count: the joint distribution of the codes
   caption_patterns.csv  sleeve,pattern,count: sentence patterns over {gender} {color} {sleeve}
                         {category}, per sleeve code, the most frequent ones covering the bulk
@@ -15,9 +16,9 @@ Writes aggregate statistics (no rows, no caption list) into `stages/fashion/demo
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def caption_pattern(caption: str, gender: int, color: int, sleeve: int, category
     return pattern, used
 
 
-def main(annotation_dir: Path) -> None:
+def derive(annotation_dir: Path, out: Path = ASSETS) -> None:
+    """Write the five asset files of `language_original.mat` in `annotation_dir` into `out`."""
     mat = scipy.io.loadmat(annotation_dir / "language_original.mat")
     captions = [str(c[0]) for c in mat["engJ"][:, 0]]
     names = [str(c[0]) for c in mat["nameList"][:, 0]]
@@ -78,10 +80,10 @@ def main(annotation_dir: Path) -> None:
         [mat[k][:, 0].astype(int) for k in ("gender_", "color_", "sleeve_", "cate_new")]
     )
     n = len(captions)
-    ASSETS.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
 
     joint = Counter(map(tuple, codes.T.tolist()))
-    with open(ASSETS / "joint_counts.csv", "w", newline="") as f:
+    with open(out / "joint_counts.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["gender", "color", "sleeve", "category", "count"])
         w.writerows([*key, count] for key, count in sorted(joint.items()))
@@ -111,11 +113,11 @@ def main(annotation_dir: Path) -> None:
             kept.append((s, pattern, count))
             share += count
         covered += share
-    with open(ASSETS / "caption_patterns.csv", "w", newline="") as f:
+    with open(out / "caption_patterns.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["sleeve", "pattern", "count"])
         w.writerows(sorted(kept, key=lambda r: (r[0], -r[2], r[1])))
-    with open(ASSETS / "caption_words.csv", "w", newline="") as f:
+    with open(out / "caption_words.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["field", "code", "word", "count"])
         w.writerows([*key, count] for key, count in sorted(words.items()))
@@ -131,7 +133,7 @@ def main(annotation_dir: Path) -> None:
             for token, i in zip(tokens, ids.tolist(), strict=True):
                 votes[token][i] += 1
     vocab = sorted((v.most_common(1)[0][0], word) for word, v in votes.items())
-    with open(ASSETS / "vocabulary.csv", "w", newline="") as f:
+    with open(out / "vocabulary.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "word"])
         w.writerows(vocab)
@@ -157,11 +159,19 @@ def main(annotation_dir: Path) -> None:
         "number_steps": {str(k): v for k, v in sorted(steps.items()) if k > 0},
         "descriptor_words": dict(descriptor.most_common(MAX_FOLDER_WORDS)),
     }
-    (ASSETS / "folder_names.json").write_text(json.dumps(stats, indent=1) + "\n")
+    (out / "folder_names.json").write_text(json.dumps(stats, indent=1) + "\n")
     print(f"folder names: {sum(sizes.values())} folders")
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("annotation_dir", type=Path, help="the folder of language_original.mat")
+    parser.add_argument("--out", type=Path, default=ASSETS, help="default: the demo's assets/")
+    args = parser.parse_args()
+    if not (args.annotation_dir / "language_original.mat").is_file():
+        parser.error(f"{args.annotation_dir}: no language_original.mat")
+    derive(args.annotation_dir, args.out)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(Path(sys.argv[1]))
+    main()
