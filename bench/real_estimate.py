@@ -31,11 +31,13 @@ RATE_SETTINGS = {
     "finetune_clip": ("batch_size",),
     "finetune_sd": ("resolution", "batch_size", "mode", "gradient_checkpointing", "lora_rank"),
 }
-# The work of a training stage, in images, from its params.
-WORK = {
-    "finetune_clip": lambda p: int(p["steps"]) * int(p["batch_size"]) * int(p["grad_accum"]),
-    "finetune_sd": lambda p: int(p["max_steps"]) * int(p["batch_size"]) * int(p["grad_accum"]),
-}
+TRAINING_STAGES = ("finetune_clip", "finetune_sd")
+
+
+def work(params: dict[str, Any]) -> int:
+    """Images a training stage processes: steps x batch x accumulation."""
+    steps = params["steps"] if "steps" in params else params["max_steps"]  # SD's former name
+    return int(steps) * int(params["batch_size"]) * int(params["grad_accum"])
 
 
 def measured_rate(run: Path, stage: str) -> float | None:
@@ -72,7 +74,7 @@ def main() -> None:
     out: dict[str, Any] = {"profiles": [str(p) for p in args.profiles], "device": args.device}
     if name:
         out["scaled_to"] = {"device": name, "ratio": float(ratio), "note": "scaled, not measured"}
-    for stage, work in WORK.items():
+    for stage in TRAINING_STAGES:
         images, rate = work(params[stage]), rates.get(stage)
         row: dict[str, Any] = {"images": images, "images_per_s": rate}
         if rate is None:
