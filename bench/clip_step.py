@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
-    p = {**params["finetune_clip"], "steps": args.steps + 1}
+    p = params["finetune_clip"]
     towers = {
         f"{t}_{k}": v
         for t in ("vision", "text")
@@ -60,7 +60,7 @@ def main() -> None:
 
     accelerator = Accelerator()
     optimizer = make_optimizer(model, p)
-    scheduler = make_scheduler(optimizer, p)
+    scheduler = make_scheduler(optimizer, p, args.steps + 3)  # spans every step run
     model, optimizer = accelerator.prepare(model, optimizer)
     plain_optimizer = torch.optim.AdamW(plain.parameters(), lr=float(p["lr"]))
 

@@ -7,7 +7,8 @@
    among in-domain prompts: how often the nearest other prompt names the same colour.
    Prompts differ in gender, sleeve, category and sentence pattern too, so a high score
    means colour dominates the embedding.
-Reads models/base_sd (and models/sd when present) and data/subset/train.h5.
+Reads models/base_sd, models/sd when present (a full or a LoRA fine-tune) and
+data/subset/train.h5.
 Prints one JSON line.  Usage: python bench/sd_diagnose.py [--n 512]
 """
 
@@ -24,9 +25,9 @@ import torch.nn.functional as F
 from fashion.data.attributes import CATEGORY, COLOR, SLEEVE
 from fashion.data.subset import read_images, read_table
 from fashion.metrics.garment_color import SOLID_CODES, garment_color
-from fashion.sd.models import load_base_sd, load_finetuned_sd, to_vae_pixels
+from fashion.sd.diffusion import padded_token_ids
+from fashion.sd.models import LORA_WEIGHTS, load_base_sd, load_finetuned_sd, to_vae_pixels
 from fashion.sd.prompts import in_domain_prompts
-from fashion.sd.training import padded_token_ids
 
 
 @torch.no_grad()
@@ -69,7 +70,8 @@ def main() -> None:
     images, colours = read_images("data/subset/train.h5")[rows], table["color"].to_numpy()[rows]
     out = {"bench": "sd_diagnose", "n_images": len(rows), "chance": round(1 / len(SOLID_CODES), 4)}
     models = {"base": lambda: load_base_sd("models/base_sd")}
-    if Path("models/sd/model_index.json").is_file():
+    tuned = Path("models/sd")
+    if (tuned / "model_index.json").is_file() or (tuned / LORA_WEIGHTS).is_file():  # full | LoRA
         models["finetuned"] = lambda: load_finetuned_sd("models/sd", "models/base_sd")
     for name, load in models.items():
         pipe = load()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,19 +24,21 @@ import torch.nn.functional as F
 import yaml
 from accelerate import Accelerator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fashion.sd.models import build_tiny_sd, load_sd, noise_scheduler, to_vae_pixels  # noqa: E402
-from fashion.sd.training import FineTuner, TrainConfig, TrainData, padded_token_ids  # noqa: E402
-from sd_testdata import random_codes  # noqa: E402
+from fashion.data.attributes import ATTRIBUTES
+from fashion.data.captions import compose_caption
+from fashion.demo.codes import sample_codes
+from fashion.demo.drawing import draw_garments
+from fashion.sd.config import TrainConfig
+from fashion.sd.diffusion import padded_token_ids
+from fashion.sd.models import build_tiny_sd, load_sd, noise_scheduler, to_vae_pixels
+from fashion.sd.training import FineTuner, TrainData
 
 
 def drawn_data(n: int, seed: int = 0) -> TrainData:
-    from fashion.data.captions import compose_caption
-    from fashion.demo.drawing import draw_garments
-
+    """`n` demo drawings with codes drawn as the real annotations' and their captions."""
     rng = np.random.default_rng(seed)
-    codes = random_codes(n, rng)
+    sampled = sample_codes(n, rng)
+    codes = np.stack([sampled[k].astype(np.int64) for k in ATTRIBUTES], axis=1)
     images, _ = draw_garments(*codes.T, rng=rng)
     return TrainData(
         (images * 255).round().astype(np.uint8), [compose_caption(*map(int, c)) for c in codes]

@@ -3,36 +3,35 @@
 Run as `accelerate launch stages/finetune_clip.py` (the `accelerate.launch` param) on one CPU,
 one GPU or many. Every process contrasts its pairs against the whole global batch (features
 gathered across processes), so more processes mean more negatives. Checkpoints every
-`checkpoint_every` steps; a re-run resumes from the latest one trained with the same params,
-base model, data and process count.
+`checkpoint_every` steps and at the end; a re-run resumes from the latest one of the same
+fingerprint (base model, data, process count and the params that change the weights; see
+`fashion.train.settings` for the `steps` / `schedule_steps` rule).
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from dvclive import Live
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fashion.clip.data import StepBatchDataset, StepBatches, holdout_split, presize, read_pairs
+from fashion.clip.data import holdout_split, make_batch, presize, read_pairs
 from fashion.clip.models import load_clip, lock_towers
-from fashion.clip.training import (
-    Checkpoints,
-    caption_r1,
-    make_optimizer,
-    make_scheduler,
-    train_step,
-)
+from fashion.clip.training import caption_r1, make_optimizer, make_scheduler, train_step
 from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
 from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import run_stage
 from fashion.data.subset import subset_path
+from fashion.train.batches import StepBatches, StepDataset
+from fashion.train.checkpoints import Checkpoints
+from fashion.train.live import log_step, open_live
+from fashion.train.settings import check_names, fingerprint, schedule_steps
 
 BASE = Path("models/base_clip")
 OUT = Path("models/clip")
@@ -42,7 +41,9 @@ LIVE = "dvclive/finetune_clip"
 
 def main() -> None:
     p = section(load_params(), "finetune_clip")
+    check_names("finetune_clip", p)
     steps, accum, seed = int(p["steps"]), int(p["grad_accum"]), int(p["seed"])
+    schedule = schedule_steps("finetune_clip", steps, p.get("schedule_steps"))
     pairs = read_pairs(subset_path("data/subset", "train"))
     train_rows, val_rows = holdout_split(len(pairs), int(p["val_size"]), seed)
     pretrained, revision = read_source(BASE)
@@ -53,43 +54,38 @@ def main() -> None:
 
     train, val = pairs.take(train_rows), pairs.take(val_rows)
     train.images = presize(processor, train.images)  # resized once, not in every step
+    world = accelerator.num_processes
     batches = StepBatches(
-        len(train), int(p["batch_size"]), accelerator.num_processes, accelerator.process_index, seed
+        len(train), int(p["batch_size"]), world, accelerator.process_index, seed, accum
     )
 
     optimizer = make_optimizer(model, p)
-    scheduler = make_scheduler(optimizer, p)
+    scheduler = make_scheduler(optimizer, p, schedule)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    config = {  # what a checkpoint must agree on to be resumed
-        "params": {k: v for k, v in p.items() if k != "checkpoint_mirror"},
-        "source": training_fingerprint(pretrained, revision, pairs.captions, pairs.images),
-        "num_processes": accelerator.num_processes,
-    }
+    source = training_fingerprint(pretrained, revision, pairs.captions, pairs.images)
     checkpoints = Checkpoints(
-        CHECKPOINTS, config, int(p["keep_checkpoints"]), p.get("checkpoint_mirror")
+        CHECKPOINTS,
+        fingerprint(p, schedule, source, world),
+        int(p["keep_checkpoints"]),
+        p.get("checkpoint_mirror"),
     )
-    checkpoints.reset_if_stale(accelerator)
-    start = checkpoints.resume(accelerator)
+    start = checkpoints.resume(accelerator, steps)
     accelerator.print(
-        f"finetune_clip: {accelerator.num_processes} process(es), {len(train)} train and "
+        f"finetune_clip: {world} process(es), {len(train)} train and "
         f"{len(val)} validation images, steps {start + 1}..{steps}"
         + (f" (resumed from the step {start} checkpoint)" if start else "")
     )
 
     loader = DataLoader(
-        StepBatchDataset(processor, train, batches),
+        StepDataset(batches, partial(make_batch, processor, train)),
         batch_size=None,
         sampler=range(start * accum, steps * accum),
         num_workers=int(p["num_workers"]),
     )
-    live = (
-        Live(LIVE, resume=start > 0, dvcyaml=False, save_dvc_exp=False)
-        if (accelerator.is_main_process)
-        else None
-    )
+    live = open_live(LIVE, resume=start > 0, main_process=accelerator.is_main_process)
     step, running, count = start, torch.zeros((), device=accelerator.device), 0
-    global_batch = int(p["batch_size"]) * accelerator.num_processes * accum
+    global_batch = batches.global_batch * accum
     window_began, window_steps = time.perf_counter(), 0  # training throughput since the last log
     bar = tqdm(total=steps, initial=start, desc="finetune_clip", disable=live is None)
     for batch in loader:
@@ -111,13 +107,11 @@ def main() -> None:
         if live and len(val) and (step % int(p["eval_every"]) == 0 or step == steps):
             model_ = accelerator.unwrap_model(model)
             metrics["val/caption_r1"] = caption_r1(model_, processor, val, accelerator.device)
+        log_step(live, step, metrics)
         if live and metrics:
-            live.step = step
-            for name, value in metrics.items():
-                live.log_metric(name, value)
-            live.next_step()
             bar.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in metrics.items()})
-        checkpointed = step % int(p["checkpoint_every"]) == 0 and step < steps
+        # the last step too: a later run with more `steps` goes on from there
+        checkpointed = step % int(p["checkpoint_every"]) == 0 or step == steps
         if checkpointed:
             checkpoints.save(accelerator, step)
         if metrics or checkpointed:  # logging, validation and checkpoints are not training time

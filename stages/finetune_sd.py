@@ -2,8 +2,9 @@
 
 Reads models/base_sd (source.json) and data/subset/train.h5; writes models/sd/ (a full
 pipeline or LoRA weights), checkpoints/finetune_sd/ (kept across runs: a re-run resumes
-from the latest checkpoint written with the same settings) and dvclive/finetune_sd/
-(loss and images/s per step, mean loss per epoch, validation images).
+from the latest checkpoint of the same fingerprint, see `fashion.train.settings` for the
+`steps` / `schedule_steps` rule) and dvclive/finetune_sd/ (loss and images/s per step, mean
+loss per epoch, validation images every `eval_every` steps).
 Run: accelerate launch stages/finetune_sd.py  (the dvc.yaml command takes its prefix from params)
 """
 
@@ -16,7 +17,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from dvclive import Live
 from torchmetrics.aggregation import MeanMetric
 from tqdm import tqdm
 
@@ -25,8 +25,11 @@ from fashion.core.params import load_params, section
 from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import run_stage
 from fashion.data.subset import read_images, read_table, subset_path
+from fashion.sd.config import TrainConfig
 from fashion.sd.models import load_sd, noise_scheduler
-from fashion.sd.training import FineTuner, TrainConfig, TrainData
+from fashion.sd.training import FineTuner, TrainData
+from fashion.train.checkpoints import Checkpoints
+from fashion.train.live import log_step, open_live
 
 BASE_DIR = Path("models/base_sd")
 OUT_DIR = Path("models/sd")
@@ -40,8 +43,10 @@ def validation_grid(tuner: FineTuner, cfg: TrainConfig) -> np.ndarray:
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(cfg.seed)
     # under mixed precision the VAE and (LoRA) UNet hold fp16/bf16 weights while the
-    # pipeline's latents are fp32: autocast runs each op in the precision training uses
-    with torch.no_grad(), tuner.accelerator.autocast():
+    # pipeline's latents are fp32: autocast runs each op in the precision training uses.
+    # The forked RNG: validating (or not) leaves training's random draws as they were.
+    devices = [tuner.accelerator.device] if tuner.accelerator.device.type == "cuda" else []
+    with torch.no_grad(), tuner.accelerator.autocast(), torch.random.fork_rng(devices):
         images = pipe(
             cfg.validation_prompts,
             num_inference_steps=cfg.validation_steps,
@@ -70,23 +75,27 @@ def main() -> None:
         accelerator,
         training_fingerprint(pretrained, revision, data.captions, data.images),
     )
-    start = tuner.resume(CKPT_DIR)
-    main_process = accelerator.is_main_process
-    live = (
-        Live(str(LIVE_DIR), resume=start > 0, save_dvc_exp=False, dvcyaml=False)
-        if main_process
-        else None
+    checkpoints = Checkpoints(
+        CKPT_DIR, tuner.fingerprint(), cfg.keep_checkpoints, cfg.checkpoint_mirror
     )
+    start = checkpoints.resume(accelerator, cfg.steps)
+    accelerator.print(
+        f"finetune_sd: {accelerator.num_processes} process(es), steps {start + 1}..{cfg.steps}"
+        + (f" (resumed from the step {start} checkpoint)" if start else "")
+    )
+    main_process = accelerator.is_main_process
+    live = open_live(LIVE_DIR, resume=start > 0, main_process=main_process)
     if live is not None:
-        live.step = start
         live.log_params({"world_size": accelerator.num_processes, "resumed_from": start})
+        # declared as DVC plots: present (empty) without validation prompts too
+        (LIVE_DIR / "plots/images").mkdir(parents=True, exist_ok=True)
     epoch_loss = MeanMetric(sync_on_compute=False)  # step losses are already process means
     for step in tqdm(
-        range(start, cfg.max_steps),
+        range(start, cfg.steps),
         desc="finetune_sd",
         disable=not main_process,
         initial=start,
-        total=cfg.max_steps,
+        total=cfg.steps,
         mininterval=5,
     ):
         began = time.perf_counter()
@@ -94,23 +103,22 @@ def main() -> None:
         seconds = time.perf_counter() - began
         epoch_loss.update(loss)
         done = step + 1
-        if live is not None:
-            live.log_metric("train/loss", loss)
-            # training throughput (all processes), the measured rate behind time estimates
-            live.log_metric("perf/images_per_s", tuner.global_batch / seconds)
-            if tuner.epoch_of(done) != tuner.epoch_of(step) or done == cfg.max_steps:
-                # the mean over the epoch's steps, not its last batch
-                live.log_metric("train/epoch_loss", float(epoch_loss.compute()))
-        if tuner.epoch_of(done) != tuner.epoch_of(step):
+        # training throughput (all processes), the measured rate behind time estimates
+        metrics = {"train/loss": loss, "perf/images_per_s": tuner.global_batch / seconds}
+        epoch_ends = tuner.epoch_of(done) != tuner.epoch_of(step)
+        if epoch_ends or done == cfg.steps:  # the mean over the epoch's steps, not its last batch
+            metrics["train/epoch_loss"] = float(epoch_loss.compute())
+        if epoch_ends:
             epoch_loss.reset()
-        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps:
-            tuner.save_checkpoint(CKPT_DIR, done)
-        if cfg.validation_prompts and (done % cfg.validation_every == 0 or done == cfg.max_steps):
+        if cfg.validation_prompts and (done % cfg.eval_every == 0 or done == cfg.steps):
+            grid = validation_grid(tuner, cfg)
             if live is not None:
-                live.log_image(f"validation/step-{done:06d}.png", validation_grid(tuner, cfg))
+                live.log_image(f"validation/step-{done:06d}.png", grid)
             accelerator.wait_for_everyone()
-        if live is not None:
-            live.next_step()
+        log_step(live, done, metrics)
+        # the last step too: a later run with more `steps` goes on from there
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            checkpoints.save(accelerator, done)
     accelerator.wait_for_everyone()
     if main_process:
         with atomic_path(OUT_DIR, is_dir=True) as tmp:

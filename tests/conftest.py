@@ -44,10 +44,10 @@ SMALL_PARAMS: dict[str, Any] = {
     },
     "base_sd": {"vae_pretraining": {"steps": 6, "batch_size": 8}},
     "finetune_sd": {
-        "max_steps": 6,
+        "steps": 6,
         "batch_size": 8,
         "checkpoint_every": 3,
-        "validation_every": 3,
+        "eval_every": 3,
         "validation_steps": 2,
     },
     "generate": {

@@ -67,11 +67,11 @@ TINY_SD_PARAMS = {
     "finetune_sd": {
         "resolution": 32,
         "batch_size": 8,
-        "max_steps": 4,
+        "steps": 4,
         "checkpoint_every": 2,
-        "validation_every": 2,
+        "eval_every": 2,
         "validation_steps": 2,
-        "lr_warmup_steps": 0,
+        "warmup_steps": 0,
         "validation_prompts": ["the lady is wearing a red dress."],
     },
     "generate": {

@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 
 from fashion.train.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
-
-
-def is_step(path: Path) -> bool:
-    return path.is_dir() and path.name.startswith("step_")
+from fashion.train.checkpoints import FINGERPRINT_FILE
+from fashion.train.checkpoints import is_checkpoint as is_step
 
 
 def checkpoint(root: Path, name: str, payload: str) -> Path:
     (root / name).mkdir(parents=True)
     (root / name / "state.bin").write_text(payload)
-    (root / "config.json").write_text("{}")
+    (root / FINGERPRINT_FILE).write_text("{}")
     return root / name
 
 
@@ -25,7 +23,7 @@ def test_mirror_keeps_the_latest_checkpoint_and_the_root_files(tmp_path: Path) -
     root, mirror = tmp_path / "local", tmp_path / "drive" / "stage"
     mirror_checkpoint(root, checkpoint(root, "step_1", "one"), mirror)
     mirror_checkpoint(root, checkpoint(root, "step_2", "two"), mirror)
-    assert sorted(p.name for p in mirror.iterdir()) == ["config.json", "step_2"]
+    assert sorted(p.name for p in mirror.iterdir()) == [FINGERPRINT_FILE, "step_2"]
     assert sorted(p.name for p in mirror.parent.iterdir()) == ["stage"]  # no leftovers
 
 
@@ -52,4 +50,4 @@ def test_restore_only_where_no_local_checkpoint_is(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     assert restore_checkpoint(fresh, mirror, is_step)
     assert (fresh / "step_2" / "state.bin").read_text() == "two"
-    assert (fresh / "config.json").is_file()
+    assert (fresh / FINGERPRINT_FILE).is_file()

@@ -1,8 +1,10 @@
 """base_clip -> finetune_clip -> eval_clip in a temporary project (tiny CLIP).
 
 Covers resume (a re-run from the step-3 checkpoint ends on the weights of the uninterrupted
-run), two CPU processes under `accelerate launch` (which must not resume the one-process
-checkpoints), the metrics file's shape and bad inputs. The stages' `main()` run in this
+run, also with other num_workers and cadences; more steps with a fixed schedule end on the
+weights of a fresh run), restarts (another lr; more steps with schedule_steps null; two CPU
+processes under `accelerate launch` must not resume the one-process checkpoints), the
+metrics file's shape and bad inputs. The stages' `main()` run in this
 process (each stage process pays seconds of imports); only the two-process launch, which
 needs real processes, runs as a subprocess. One trained project is shared by the module.
 """
@@ -73,6 +75,18 @@ def make_project(path: Path, **overrides: dict) -> Path:
     return path
 
 
+def set_params(project: Path, **finetune: object) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune_clip"].update(finetune)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def copy_trained(trained: Path, dest: Path, *ignore: str) -> Path:
+    """A copy of the trained project without `ignore` (folder names), its outputs removed."""
+    shutil.copytree(trained, dest, ignore=shutil.ignore_patterns("clip", "dvclive", *ignore))
+    return dest
+
+
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(model_dir / "model.safetensors")
 
@@ -81,8 +95,12 @@ def assert_same_weights(
     resumed: dict[str, torch.Tensor], straight: dict[str, torch.Tensor]
 ) -> None:
     """A resumed run ends on the uninterrupted run's weights."""
-    for key, value in straight.items():
-        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)
+    assert max_abs_diff(resumed, straight) <= 1e-6
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
 @pytest.fixture(scope="module")
@@ -108,25 +126,72 @@ def test_finetune_logs_curves_and_keeps_checkpoints(trained):
     assert (live / "plots/metrics/train/lr.tsv").is_file()
     rates = pd.read_csv(live / "plots/metrics/perf/images_per_s.tsv", sep="\t")
     assert rates.step.tolist() == list(range(1, 7)) and (rates.images_per_s > 0).all()
-    assert [p.name for p in (trained / "checkpoints/finetune_clip").glob("step_*")] == [
-        "step_0000003"
-    ]
+    found = sorted(p.name for p in (trained / "checkpoints/finetune_clip").glob("step_*"))
+    assert found == ["step_0000003", "step_0000006"]  # every checkpoint_every and the last
     base, tuned = weights(trained / "models/base_clip"), weights(trained / "models/clip")
     assert any(not torch.equal(base[k], tuned[k]) for k in base)
     assert tuned["logit_scale"].item() <= math.log(100) + 1e-6
 
 
-def test_resume_from_checkpoint_matches_uninterrupted_run(trained, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "changed",
+    [{}, {"num_workers": 1, "eval_every": 2, "log_every": 2, "checkpoint_every": 2}],
+    ids=["same", "workers-and-cadence"],
+)
+def test_resume_from_checkpoint_matches_uninterrupted_run(trained, tmp_path, capsys, changed):
+    """An interrupted run (its last checkpoint at step 3) resumes, whatever the settings that
+    are not in the fingerprint, and ends on the uninterrupted run's weights."""
     uninterrupted = weights(trained / "models/clip")
-    project = tmp_path / "resumed"
-    shutil.copytree(trained, project)
-    shutil.rmtree(project / "models/clip")
-    shutil.rmtree(project / "dvclive")
+    project = copy_trained(trained, tmp_path / "resumed", "step_0000006")
+    set_params(project, **changed)
     capsys.readouterr()
     stage(project, finetune_clip)
     assert "resumed from the step 3 checkpoint" in capsys.readouterr().out
-    resumed = weights(project / "models/clip")
-    assert_same_weights(resumed, uninterrupted)
+    assert_same_weights(weights(project / "models/clip"), uninterrupted)
+
+
+def test_more_steps_with_a_fixed_schedule_match_a_fresh_run(trained, tmp_path, capsys):
+    """The steps rule: schedule_steps 8, trained to 4 steps then to 8 = 8 steps straight."""
+    straight = copy_trained(trained, tmp_path / "straight", "checkpoints")
+    set_params(straight, steps=8, schedule_steps=8, checkpoint_every=4)
+    stage(straight, finetune_clip)
+    resumed = copy_trained(trained, tmp_path / "resumed", "checkpoints")
+    set_params(resumed, steps=4, schedule_steps=8, checkpoint_every=4)
+    stage(resumed, finetune_clip)
+    set_params(resumed, steps=8)
+    capsys.readouterr()
+    stage(resumed, finetune_clip)
+    assert "resumed from the step 4 checkpoint" in capsys.readouterr().out
+    diff = max_abs_diff(weights(resumed / "models/clip"), weights(straight / "models/clip"))
+    print(f"finetune_clip resumed vs fresh: max abs weight difference {diff:.3g}")
+    assert diff <= 1e-6
+    steps = pd.read_csv(resumed / "dvclive/finetune_clip/plots/metrics/train/loss.tsv", sep="\t")
+    assert steps.step.tolist() == list(range(1, 9))  # the curve goes on
+
+
+@pytest.mark.parametrize(
+    ("changed", "why"),
+    [({"steps": 8}, "params.schedule_steps"), ({"lr": 5e-4}, "params.lr")],
+    ids=["more-steps-schedule-null", "lr"],
+)
+def test_a_changed_result_param_restarts(trained, tmp_path, capsys, changed, why):
+    project = copy_trained(trained, tmp_path / "changed")
+    set_params(project, **changed)
+    capsys.readouterr()
+    stage(project, finetune_clip)
+    out = capsys.readouterr().out
+    assert f"trained with another {why}: starting afresh" in out and "resumed" not in out
+
+
+def test_an_old_param_name_is_a_clear_error(trained, tmp_path, monkeypatch):
+    project = copy_trained(trained, tmp_path / "old")
+    set_params(project, validation_every=5)
+    monkeypatch.chdir(project)
+    with pytest.raises(
+        PipelineError,
+        match="^params.yaml: finetune_clip.validation_every is now finetune_clip.eval_every$",
+    ):
+        finetune_clip.main()
 
 
 def test_two_cpu_processes(trained, tmp_path):
@@ -139,9 +204,10 @@ def test_two_cpu_processes(trained, tmp_path):
               "2", "--main_process_port", port, "stages/finetune_clip.py"]  # fmt: skip
     done = run(project, *launch, env={"ACCELERATE_USE_CPU": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "finetune_clip: 2 process(es)" in done.stdout and "another config" in done.stdout
+    assert "finetune_clip: 2 process(es)" in done.stdout
+    assert "another num_processes: starting afresh" in done.stdout
     assert "resumed" not in done.stdout
-    config = json.loads((project / "checkpoints/finetune_clip/config.json").read_text())
+    config = json.loads((project / "checkpoints/finetune_clip/fingerprint.json").read_text())
     assert config["num_processes"] == 2
     metrics = json.loads((project / "dvclive/finetune_clip/metrics.json").read_text())
     assert math.isfinite(metrics["train"]["loss"])
@@ -206,8 +272,8 @@ def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(trained, tmp_path, c
     (mirrored / "params.yaml").write_text(yaml.safe_dump(params))
     stage(mirrored, finetune_clip)
     assert sorted(p.name for p in (tmp_path / "drive/finetune_clip").iterdir()) == [
-        "config.json",
-        "step_0000003",
+        "fingerprint.json",
+        "step_0000006",
     ]
     fresh = tmp_path / "fresh"  # the local disk is gone: no checkpoints, no model
     shutil.copytree(
@@ -215,6 +281,6 @@ def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(trained, tmp_path, c
     )
     capsys.readouterr()
     stage(fresh, finetune_clip)
-    assert "resumed from the step 3 checkpoint" in capsys.readouterr().out
+    assert "resumed from the step 6 checkpoint" in capsys.readouterr().out
     resumed = weights(fresh / "models/clip")
     assert_same_weights(resumed, uninterrupted)

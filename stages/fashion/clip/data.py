@@ -1,7 +1,7 @@
 """Image-caption pairs of a subset file, batched for CLIP training and evaluation.
 
-Batches are a pure function of (seed, step): a resumed run sees exactly the batches an
-uninterrupted run would, and every process takes its own slice of the global batch.
+Training batches are chosen by `fashion.train.batches.StepBatches` (a pure function of seed
+and step); `make_batch` turns a batch's rows into model inputs.
 """
 
 from __future__ import annotations
@@ -75,34 +75,6 @@ def holdout_split(n: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-class StepBatches:
-    """Global batches by micro-step: epoch e is a permutation seeded by (seed, e), cut into
-    batches of `batch_size * world_size` (the incomplete tail is dropped); process `rank`
-    takes its contiguous slice."""
-
-    def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int) -> None:
-        self.n, self.batch_size, self.world_size, self.rank, self.seed = (
-            n, batch_size, world_size, rank, seed,
-        )  # fmt: skip
-        self.global_batch = batch_size * world_size
-        self.per_epoch = n // self.global_batch
-        if self.per_epoch == 0:
-            raise PipelineError(
-                f"batch size {batch_size} x {world_size} processes exceeds the {n} training images"
-            )
-        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
-
-    def rows(self, step: int) -> np.ndarray:
-        epoch, i = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._perm = (
-                epoch,
-                np.random.default_rng([self.seed, epoch]).permutation(self.n),
-            )
-        start = i * self.global_batch + self.rank * self.batch_size
-        return self._perm[start : start + self.batch_size]
-
-
 def pixel_values(
     processor: CLIPProcessor, images: np.ndarray, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
@@ -149,14 +121,3 @@ def make_batch(processor: CLIPProcessor, pairs: Pairs, rows: np.ndarray) -> dict
         **text_inputs(processor, [pairs.captions[i] for i in rows]),
         "caption_ids": torch.from_numpy(pairs.caption_ids[rows]),
     }
-
-
-class StepBatchDataset(torch.utils.data.Dataset):
-    """Item `step` is this process's batch of micro-step `step` (for a `DataLoader` with
-    `batch_size=None`, whose workers then prepare batches ahead of the training loop)."""
-
-    def __init__(self, processor: CLIPProcessor, pairs: Pairs, batches: StepBatches) -> None:
-        self.processor, self.pairs, self.batches = processor, pairs, batches
-
-    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        return make_batch(self.processor, self.pairs, self.batches.rows(step))

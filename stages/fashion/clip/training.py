@@ -1,4 +1,4 @@
-"""CLIP fine-tuning pieces: contrastive loss, optimiser, one training step, checkpoints, validation.
+"""CLIP fine-tuning pieces: contrastive loss, optimiser, one training step, validation.
 
 Under several processes every process contrasts the whole global batch: image and text
 features and caption ids are gathered from all processes (as open_clip's `gather_features`
@@ -10,10 +10,7 @@ The stage script `finetune_clip.py` wires them together; `bench/clip_step.py` ti
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,10 +22,8 @@ from transformers import CLIPModel, CLIPProcessor, get_cosine_schedule_with_warm
 from fashion.clip.data import Pairs
 from fashion.clip.models import embed_images, embed_texts
 from fashion.metrics.retrieval import chunked_ranks
-from fashion.train.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 
 LOGIT_SCALE_MAX = math.log(100.0)
-CONFIG_FILE = "config.json"
 
 
 def caption_targets(caption_ids: torch.Tensor) -> torch.Tensor:
@@ -101,11 +96,9 @@ def make_optimizer(model: torch.nn.Module, params: dict[str, Any]) -> torch.opti
     )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, params: dict[str, Any]):
-    """Linear warmup then cosine decay to 0 over `steps` optimiser steps."""
-    return get_cosine_schedule_with_warmup(
-        optimizer, int(params["warmup_steps"]), int(params["steps"])
-    )
+def make_scheduler(optimizer: torch.optim.Optimizer, params: dict[str, Any], schedule: int):
+    """Linear warmup then cosine decay to 0 over `schedule` optimiser steps (`schedule_steps`)."""
+    return get_cosine_schedule_with_warmup(optimizer, int(params["warmup_steps"]), schedule)
 
 
 def train_step(
@@ -148,62 +141,3 @@ def caption_r1(
     model.train(was_training)
     keys = torch.from_numpy(pairs.caption_ids)
     return float((chunked_ranks(images, texts, keys, keys) == 1).float().mean())
-
-
-class Checkpoints:
-    """`step_NNNNNNN` folders of `accelerator.save_state`, written atomically, oldest pruned.
-
-    `config.json` holds what the checkpoints were trained with; a run with another config
-    starts afresh instead of resuming someone else's training.
-    """
-
-    def __init__(
-        self, root: str | Path, config: dict[str, Any], keep: int, mirror: str | None = None
-    ) -> None:
-        """`mirror`: a folder that keeps a copy of the latest checkpoint (`checkpoint_mirror`)."""
-        self.root, self.config, self.keep, self.mirror = Path(root), config, keep, mirror
-
-    @staticmethod
-    def _is_step(path: Path) -> bool:
-        return path.is_dir() and path.name.startswith("step_") and path.name[5:].isdigit()
-
-    def _steps(self) -> list[Path]:
-        return sorted(p for p in self.root.glob("step_*") if self._is_step(p))
-
-    def reset_if_stale(self, accelerator: Accelerator) -> None:
-        """(main process) Restore the mirrored checkpoint on a fresh machine; delete checkpoints
-        trained with another config; record this one."""
-        if accelerator.is_main_process:
-            restore_checkpoint(self.root, self.mirror, self._is_step)
-            config_file = self.root / CONFIG_FILE
-            stale = not config_file.is_file() or json.loads(config_file.read_text()) != self.config
-            if stale and self.root.exists():
-                if self._steps():
-                    print(f"{self.root}: checkpoints come from another config, starting afresh")
-                shutil.rmtree(self.root)
-            self.root.mkdir(parents=True, exist_ok=True)
-            config_file.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
-        accelerator.wait_for_everyone()
-
-    def resume(self, accelerator: Accelerator) -> int:
-        """Load the latest checkpoint into the prepared objects; the step it was saved at (or 0)."""
-        steps = self._steps()
-        if not steps:
-            return 0
-        accelerator.load_state(str(steps[-1]))
-        return int(steps[-1].name[5:])
-
-    def save(self, accelerator: Accelerator, step: int) -> None:
-        final = self.root / f"step_{step:07d}"
-        tmp = self.root / f".step_{step:07d}.tmp"
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-            for old in self._steps()[: -self.keep]:
-                shutil.rmtree(old)
-            if self.mirror:
-                mirror_checkpoint(self.root, final, Path(self.mirror))
-        accelerator.wait_for_everyone()

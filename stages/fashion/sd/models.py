@@ -8,7 +8,7 @@ fine-tuning and generation stages load tiny and real models through `from_pretra
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,7 @@ def pretrain_vae(
     seed: int = 0,
     crop: int | None = None,
     loss: str = "mse",
+    on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Train the VAE to reconstruct `images` (uint8 HWC), then set its `scaling_factor`.
 
@@ -153,7 +154,8 @@ def pretrain_vae(
     `loss` is the reconstruction term: "l1" (as SD's VAE) pulls flat garment colours to
     their value harder than "mse", which leaves them regressed towards the mean colour.
     The scaling factor makes the latents unit-variance (SD v1's 0.18215 was found the
-    same way), so the UNet sees noise and latents of one scale. Returns the losses.
+    same way), so the UNet sees noise and latents of one scale. Returns the losses;
+    `on_step(step, loss)` (steps counted from 1) sees each as it comes, e.g. to log a curve.
     """
     reconstruction = {"mse": F.mse_loss, "l1": F.l1_loss}[loss]
     rng = np.random.default_rng(seed)
@@ -162,7 +164,7 @@ def pretrain_vae(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)  # ends with fine steps
     losses = []
     vae.train()
-    for _ in tqdm(range(steps), desc="pretrain VAE", mininterval=5):
+    for step in tqdm(range(1, steps + 1), desc="pretrain VAE", mininterval=5):
         x = to_vae_pixels(images[np.sort(rng.choice(len(images), batch_size))], resolution)
         if crop is not None and crop < resolution:
             x = random_crops(x, crop, rng)
@@ -174,6 +176,8 @@ def pretrain_vae(
         opt.step()
         schedule.step()
         losses.append(total.item())
+        if on_step is not None:
+            on_step(step, losses[-1])
     vae.eval()
     with torch.no_grad():
         sample = images[rng.choice(len(images), min(len(images), 256), replace=False)]

@@ -1,0 +1,87 @@
+"""The `finetune_sd` params as a typed, checked config (see params.yaml for each one)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from fashion.core.params import PARAMS_FILE
+from fashion.core.stage import PipelineError
+from fashion.train.settings import check_names, schedule_steps
+
+POSITIVE = (
+    "resolution",
+    "batch_size",
+    "grad_accum",
+    "steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval_every",
+    "lora_rank",
+)
+
+
+@dataclass
+class TrainConfig:
+    """The `finetune_sd` params; the shared names as in `fashion.train.settings`."""
+
+    mode: str = "full"  # full | lora
+    resolution: int = 64
+    random_flip: bool = True
+    caption_dropout: float = 0.1
+    prediction_type: str | None = None  # epsilon | v_prediction | None: the scheduler's
+    snr_gamma: float | None = None
+    noise_offset: float = 0.0
+    train_text_encoder: bool = True
+    lora_rank: int = 4
+    lr: float = 1e-4
+    text_encoder_lr: float = 1e-4
+    lr_scheduler: str = "constant"
+    warmup_steps: int = 0
+    batch_size: int = 32
+    grad_accum: int = 1
+    steps: int = 100
+    schedule_steps: int | None = None  # the LR schedule's length; None: `steps`
+    max_grad_norm: float = 1.0
+    ema: bool = False
+    ema_decay: float = 0.999
+    gradient_checkpointing: bool = False
+    cache_latents: bool = True
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    checkpoint_mirror: str | None = None  # a folder that survives the machine (Colab: Drive)
+    eval_every: int = 100  # validation images
+    validation_prompts: list[str] = field(default_factory=list)
+    validation_steps: int = 20
+    seed: int = 0
+
+    @property
+    def schedule(self) -> int:
+        """The number of optimiser steps the LR schedule spans."""
+        return schedule_steps("finetune_sd", self.steps, self.schedule_steps)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> TrainConfig:
+        check_names("finetune_sd", params)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise PipelineError(f"{PARAMS_FILE}: unknown finetune_sd params {unknown}")
+        cfg = cls(**params)
+        problems = []
+        if cfg.mode not in ("full", "lora"):
+            problems.append(f"mode must be full or lora, got {cfg.mode!r}")
+        if cfg.prediction_type not in (None, "epsilon", "v_prediction"):
+            problems.append(
+                f"prediction_type must be epsilon, v_prediction or null: {cfg.prediction_type!r}"
+            )
+        if not 0.0 <= cfg.caption_dropout < 1.0:
+            problems.append(f"caption_dropout must be in [0, 1), got {cfg.caption_dropout}")
+        for key in POSITIVE:
+            if int(getattr(cfg, key)) < 1:
+                problems.append(f"{key} must be a positive integer, got {getattr(cfg, key)}")
+        if problems:
+            raise PipelineError(f"{PARAMS_FILE}: finetune_sd: " + "; ".join(problems))
+        cfg.schedule  # noqa: B018 (raises when schedule_steps < steps)
+        return cfg

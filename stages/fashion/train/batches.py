@@ -1,0 +1,67 @@
+"""Training batches indexed by micro-step: batch k is a pure function of (seed, k).
+
+A resumed run therefore sees exactly the batches an uninterrupted run would, whatever
+step it resumes from, and every process takes its own slice of each global batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import numpy as np
+import torch
+
+from fashion.core.stage import PipelineError
+
+T = TypeVar("T")
+
+
+class StepBatches:
+    """Global batches by micro-step: epoch e is a permutation of the rows seeded by (seed, e),
+    cut into batches of `batch_size * world_size`; process `rank` takes its contiguous slice.
+
+    An epoch holds a whole number of optimiser steps (`grad_accum` micro-batches each); the
+    rows left over are dropped, a different set in every epoch.
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, world_size: int, rank: int, seed: int, grad_accum: int = 1
+    ) -> None:
+        self.n, self.batch_size, self.world_size, self.rank, self.seed = (
+            n, batch_size, world_size, rank, seed,
+        )  # fmt: skip
+        self.global_batch = batch_size * world_size
+        self.steps_per_epoch = n // (self.global_batch * grad_accum)
+        if self.steps_per_epoch == 0:
+            raise PipelineError(
+                f"{n} training images, fewer than one global batch ({batch_size} x "
+                f"{world_size} processes x {grad_accum} accumulated)"
+            )
+        self.per_epoch = self.steps_per_epoch * grad_accum  # micro-batches
+        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+
+    def rows(self, micro_step: int) -> np.ndarray:
+        """This process's rows of global micro-batch `micro_step` (counted from 0)."""
+        epoch, i = divmod(micro_step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        start = i * self.global_batch + self.rank * self.batch_size
+        return self._perm[start : start + self.batch_size]
+
+    def epoch_of(self, step: int) -> int:
+        """The epoch optimiser step `step` (counted from 0) belongs to."""
+        return step // self.steps_per_epoch
+
+
+class StepDataset(torch.utils.data.Dataset, Generic[T]):
+    """Item k is `build(rows of micro-batch k)`: for a `DataLoader` with `batch_size=None`
+    and a `sampler` over the micro-steps to run, whose workers build batches ahead of the
+    training loop. `build` must be picklable (a module-level function or a `partial`)."""
+
+    def __init__(self, batches: StepBatches, build: Callable[[np.ndarray], T]) -> None:
+        self.batches, self.build = batches, build
+
+    def __getitem__(self, micro_step: int) -> T:
+        return self.build(self.batches.rows(micro_step))

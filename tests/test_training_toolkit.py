@@ -1,0 +1,105 @@
+"""fashion.train: step-indexed batches, checkpoints (atomic, rotated, keyed by a fingerprint)
+and the shared params rules, on a one-layer model (the stages' own runs: test_clip_stages.py,
+test_sd_training.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+
+from fashion.core.stage import PipelineError
+from fashion.train.batches import StepBatches, StepDataset
+from fashion.train.checkpoints import FINGERPRINT_FILE, Checkpoints
+from fashion.train.settings import check_names, fingerprint, schedule_steps
+
+
+def test_batch_k_is_a_function_of_seed_and_k() -> None:
+    ordered = StepBatches(50, 4, 2, 1, seed=3, grad_accum=2)
+    first = [ordered.rows(k) for k in range(40)]
+    jumping = StepBatches(50, 4, 2, 1, seed=3, grad_accum=2)
+    for k in [17, 3, 39, 0, 22]:  # any order, as a resumed run or a DataLoader worker asks
+        np.testing.assert_array_equal(jumping.rows(k), first[k])
+    assert not np.array_equal(StepBatches(50, 4, 2, 1, seed=4).rows(0), first[0])
+
+
+def test_processes_split_each_global_batch_and_epochs_hold_whole_steps() -> None:
+    ranks = [StepBatches(50, 4, 2, r, seed=0, grad_accum=2) for r in range(2)]
+    assert ranks[0].steps_per_epoch == 3 and ranks[0].per_epoch == 6  # 50 // (8 x 2) steps
+    epoch = np.concatenate([b.rows(k) for k in range(6) for b in ranks])
+    assert len(set(epoch.tolist())) == 48  # no row twice within an epoch
+    assert ranks[0].epoch_of(2) == 0 and ranks[0].epoch_of(3) == 1
+    with pytest.raises(PipelineError, match="fewer than one global batch"):
+        StepBatches(7, 4, 2, 0, seed=0)
+    dataset = StepDataset(ranks[1], lambda rows: rows.sum())
+    assert dataset[5] == ranks[1].rows(5).sum()
+
+
+def test_old_names_and_the_schedule_length() -> None:
+    with pytest.raises(PipelineError, match=r"^params.yaml: x.max_steps is now x.steps$"):
+        check_names("x", {"max_steps": 5})
+    check_names("x", {"steps": 5})
+    assert schedule_steps("x", 5, None) == 5 and schedule_steps("x", 5, 8) == 8
+    with pytest.raises(PipelineError, match="x.schedule_steps"):
+        schedule_steps("x", 5, 4)
+    params = {"steps": 5, "lr": 1e-3, "num_workers": 2, "eval_every": 1, "keep_checkpoints": 1}
+    key = fingerprint(params, 8, "data", 1)
+    assert key == {
+        "params": {"lr": 1e-3, "schedule_steps": 8},
+        "source": "data",
+        "num_processes": 1,
+    }
+
+
+class Run:
+    """A one-layer model, its optimiser and scheduler prepared by an `Accelerator`."""
+
+    def __init__(self, seed: int = 0) -> None:
+        AcceleratorState._reset_state(True)
+        self.accelerator = Accelerator()
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+
+    def step(self) -> None:
+        loss = self.model(torch.randn(4, 3)).square().mean()  # draws from the RNG, as training
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+
+def test_checkpoints_rotate_resume_and_restart_on_another_fingerprint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "ckpt"
+    run = Run()
+    checkpoints = Checkpoints(root, {"params": {"lr": 0.1}}, keep=2)
+    assert checkpoints.resume(run.accelerator, 10) == 0
+    for step in range(1, 4):
+        run.step()
+        checkpoints.save(run.accelerator, step)
+    assert [p.name for p in checkpoints.list()] == ["step_0000002", "step_0000003"]
+    (root / ".step_0000004.tmp").mkdir()  # a save cut short: never resumed, removed
+    run.step()
+    expected = run.model.weight.detach().clone()
+
+    again = Run(seed=1)
+    resumed = Checkpoints(root, {"params": {"lr": 0.1}}, keep=2)
+    assert resumed.resume(again.accelerator, 10) == 3
+    assert not (root / ".step_0000004.tmp").exists()
+    again.step()  # the RNG state came back with the checkpoint: the same draw as `run`'s
+    torch.testing.assert_close(again.model.weight, expected, rtol=0, atol=0)
+    assert Checkpoints(root, {"params": {"lr": 0.1}}, keep=2).resume(Run().accelerator, 2) == 2
+
+    capsys.readouterr()
+    other = Checkpoints(root, {"params": {"lr": 0.2}}, keep=2)
+    assert other.resume(Run().accelerator, 10) == 0
+    assert "2 checkpoint(s) trained with another params.lr: starting afresh" in (
+        capsys.readouterr().out
+    )
+    assert other.list() == [] and (root / FINGERPRINT_FILE).is_file()
