@@ -134,18 +134,18 @@ def test_full_model_saves_the_trained_weights(
 def test_more_steps_resume_and_match_a_fresh_run(
     sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The steps rule: with schedule_steps set, 2 steps then 4 equal 4 steps straight."""
-    fixed = {"schedule_steps": 4, "validation_prompts": [], "lr_scheduler": "cosine"}
-    straight = project_with_base(sd_base_project, tmp_path / "straight", steps=4, **fixed)
+    """The steps rule: with schedule_steps set, 1 step then 2 equal 2 steps straight."""
+    fixed = {"schedule_steps": 2, "validation_prompts": [], "lr_scheduler": "cosine"}
+    straight = project_with_base(sd_base_project, tmp_path / "straight", steps=2, **fixed)
     run_finetune(straight, monkeypatch)
-    resumed = project_with_base(sd_base_project, tmp_path / "resumed", steps=2, **fixed)
+    resumed = project_with_base(sd_base_project, tmp_path / "resumed", steps=1, **fixed)
     run_finetune(resumed, monkeypatch)
-    assert checkpoint_names() == ["step_0000002"]
-    set_params(steps=4)
+    assert checkpoint_names() == ["step_0000001"]  # the last step's
+    set_params(steps=2)
     run_finetune(resumed, monkeypatch)
-    assert resumed_from() == 2
-    assert pd.read_csv(METRICS / "loss.tsv", sep="\t").step.tolist() == [1, 2, 3, 4]  # appended
-    assert checkpoint_names() == ["step_0000002", "step_0000004"]
+    assert resumed_from() == 1
+    assert pd.read_csv(METRICS / "loss.tsv", sep="\t").step.tolist() == [1, 2]  # appended
+    assert checkpoint_names() == ["step_0000001", "step_0000002"]
     a = load_finetuned_sd(straight / "models/sd", straight / "models/base_sd").unet.state_dict()
     b = load_finetuned_sd("models/sd", "models/base_sd").unet.state_dict()
     diff = max_abs_diff(a, b)  # same schedule, batches, noise and optimiser state
@@ -156,7 +156,7 @@ def test_more_steps_resume_and_match_a_fresh_run(
 def test_changed_settings_do_not_resume(
     sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    project = project_with_base(sd_base_project, tmp_path / "p", steps=2, validation_prompts=[])
+    project = project_with_base(sd_base_project, tmp_path / "p", steps=1, validation_prompts=[])
     run_finetune(project, monkeypatch)
     set_params(lr=5e-4)
     capsys.readouterr()
@@ -170,17 +170,17 @@ def test_changed_settings_do_not_resume(
 def test_a_new_cadence_resumes_and_more_steps_without_a_fixed_schedule_restart(
     sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    project = project_with_base(sd_base_project, tmp_path / "p", steps=2, validation_prompts=[])
+    project = project_with_base(sd_base_project, tmp_path / "p", steps=1, validation_prompts=[])
     run_finetune(project, monkeypatch)
     set_params(eval_every=1, checkpoint_every=1, keep_checkpoints=3)  # not in the fingerprint
     run_finetune(project, monkeypatch)
-    assert resumed_from() == 2
-    set_params(steps=3)  # schedule_steps null: the schedule now spans 3 steps
+    assert resumed_from() == 1
+    set_params(steps=2)  # schedule_steps null: the schedule now spans 2 steps
     capsys.readouterr()
     run_finetune(project, monkeypatch)
     assert "another params.schedule_steps: starting afresh" in capsys.readouterr().out
     assert resumed_from() == 0
-    assert checkpoint_names() == ["step_0000001", "step_0000002", "step_0000003"]
+    assert checkpoint_names() == ["step_0000001", "step_0000002"]
 
 
 def test_an_old_param_name_is_a_clear_error() -> None:
@@ -198,14 +198,14 @@ def test_changed_base_model_does_not_resume(
     """A re-trained base (here: its VAE) must not continue the old UNet's training."""
     from diffusers import AutoencoderKL
 
-    fixed = {"schedule_steps": 4, "validation_prompts": []}
-    project = project_with_base(sd_base_project, tmp_path / "p", steps=2, **fixed)
+    fixed = {"schedule_steps": 2, "validation_prompts": []}
+    project = project_with_base(sd_base_project, tmp_path / "p", steps=1, **fixed)
     run_finetune(project, monkeypatch)
     vae = AutoencoderKL.from_pretrained("models/base_sd/pipeline", subfolder="vae")
     with torch.no_grad():
         next(vae.parameters()).add_(0.01)
     vae.save_pretrained("models/base_sd/pipeline/vae")
-    set_params(steps=4)
+    set_params(steps=2)
     run_finetune(project, monkeypatch)
     assert resumed_from() == 0
 
@@ -238,13 +238,13 @@ def test_lora_checkpoints_hold_the_adapters_only_and_resume(
         "train_text_encoder": False,
         "validation_prompts": [],
         "lr": 1e-2,
-        "schedule_steps": 4,
+        "schedule_steps": 2,
     }
-    straight = project_with_base(sd_base_project, tmp_path / "straight", steps=4, **lora)
+    straight = project_with_base(sd_base_project, tmp_path / "straight", steps=2, **lora)
     run_finetune(straight, monkeypatch)
-    resumed = project_with_base(sd_base_project, tmp_path / "resumed", steps=2, **lora)
+    resumed = project_with_base(sd_base_project, tmp_path / "resumed", steps=1, **lora)
     run_finetune(resumed, monkeypatch)
-    checkpoint = CHECKPOINTS / "step_0000002"
+    checkpoint = CHECKPOINTS / "step_0000001"
     saved = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
     unet_bytes = sum(
         f.stat().st_size for f in Path("models/base_sd/pipeline/unet").glob("*.safetensors")
@@ -252,9 +252,9 @@ def test_lora_checkpoints_hold_the_adapters_only_and_resume(
     assert saved < unet_bytes / 4  # adapters and optimiser state, not the frozen UNet
     assert not list(checkpoint.glob("model*.safetensors"))
 
-    set_params(steps=4)
+    set_params(steps=2)
     run_finetune(resumed, monkeypatch)
-    assert resumed_from() == 2
+    assert resumed_from() == 1
     a = load_file(straight / "models/sd/pytorch_lora_weights.safetensors")
     b = load_file("models/sd/pytorch_lora_weights.safetensors")
     # the adapters, their optimiser state and the batches were all restored
@@ -289,17 +289,17 @@ def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(
     project = project_with_base(
         sd_base_project,
         tmp_path / "p",
-        steps=4,
-        schedule_steps=5,
+        steps=2,
+        schedule_steps=3,
         checkpoint_every=1,
         validation_prompts=[],
         checkpoint_mirror=str(mirror),
     )
     run_finetune(project, monkeypatch)
     # the latest checkpoint only, and what it was trained with
-    assert sorted(p.name for p in mirror.iterdir()) == ["fingerprint.json", "step_0000004"]
+    assert sorted(p.name for p in mirror.iterdir()) == ["fingerprint.json", "step_0000002"]
     shutil.rmtree("checkpoints")  # a new machine: the local disk is gone
-    set_params(steps=5)
+    set_params(steps=3)
     run_finetune(project, monkeypatch)
-    assert resumed_from() == 4
-    assert sorted(p.name for p in mirror.iterdir()) == ["fingerprint.json", "step_0000005"]
+    assert resumed_from() == 2
+    assert sorted(p.name for p in mirror.iterdir()) == ["fingerprint.json", "step_0000003"]
