@@ -1,6 +1,8 @@
 """finetune_sd: the VAE's input range, per-epoch mean loss, full weights, checkpoint + resume.
 
-The resume rule itself (what resumes, what restarts) is in tests/test_training_resume.py."""
+The resume rule: more steps with a fixed schedule_steps resume and match a fresh run; a new
+cadence resumes; more steps with schedule_steps null, another lr or base model restart.
+The checkpoint and batch machinery on its own: tests/test_training_toolkit.py."""
 
 from __future__ import annotations
 
