@@ -36,7 +36,7 @@ TRAINING_STAGES = ("finetune_clip", "finetune_sd")
 
 def work(params: dict[str, Any]) -> int:
     """Images a training stage processes: steps x batch x accumulation."""
-    steps = params["steps"] if "steps" in params else params["max_steps"]  # SD's former name
+    steps = params["steps"]
     return int(steps) * int(params["batch_size"]) * int(params["grad_accum"])
 
 

@@ -67,8 +67,11 @@ def substitute(cmd: str, params: dict[str, Any]) -> str:
 
 def stage_commands(dvc_yaml: Path, params_yaml: Path) -> dict[str, str]:
     """{stage: shell command} in dvc.yaml's order (its stages are listed in run order)."""
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    params = yaml.safe_load(params_yaml.read_text())
+    pipeline = yaml.safe_load(dvc_yaml.read_text())
+    stages, params = pipeline["stages"], yaml.safe_load(params_yaml.read_text())
+    for entry in pipeline.get("vars", []):  # dvc.yaml's own vars (dicts; files are not used)
+        if isinstance(entry, dict):
+            params = {**params, **entry}
     commands = {}
     for name, stage in stages.items():
         cmd = stage["cmd"]

@@ -17,22 +17,20 @@ from fashion.core.provenance import resolve_revision, write_source
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.subset import read_table, subset_path
 
-OUT = Path("models/base_clip")
 
-
-def main() -> None:
+def main(subset: Path = Path("data/subset"), out: Path = Path("models/base_clip")) -> None:
     params = load_params()
     p = section(params, "base_clip")
     pretrained, revision = str(p["pretrained"]), p.get("revision")
-    with atomic_path(OUT, is_dir=True) as tmp:
+    with atomic_path(out, is_dir=True) as tmp:
         if pretrained == TINY:
-            captions = read_table(subset_path("data/subset", "train"))["caption"].tolist()
+            captions = read_table(subset_path(subset, "train"))["caption"].tolist()
             model, processor = build_tiny_clip(captions, p["tiny"], seed=int(p["seed"]))
             model.save_pretrained(tmp)
             processor.save_pretrained(tmp)
             n = sum(t.numel() for t in model.parameters())
             print(f"tiny CLIP: {n:,} parameters, vocabulary {len(processor.tokenizer)}")
-            write_source(tmp, str(OUT), None)
+            write_source(tmp, str(out), None)
         else:
             revision = resolve_revision(pretrained, revision, "base_clip.pretrained")
             try:  # fail here, not three stages later, on a wrong id or folder

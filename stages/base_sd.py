@@ -19,16 +19,17 @@ from fashion.data.subset import read_images, read_table, subset_path
 from fashion.sd.models import TINY, VAE_LOSSES, build_tiny_sd, pretrain_vae
 from fashion.train.live import log_step, open_live
 
-OUT_DIR = Path("models/base_sd")
-LIVE_DIR = Path("dvclive/base_sd")
 
-
-def main() -> None:
+def main(
+    subset: Path = Path("data/subset"),
+    out: Path = Path("models/base_sd"),
+    live_dir: Path = Path("dvclive/base_sd"),
+) -> None:
     params = section(load_params(), "base_sd")
-    live = open_live(LIVE_DIR, resume=False)
+    live = open_live(live_dir, resume=False)
     # declared as DVC plots: present (empty) when no VAE is pretrained
-    (LIVE_DIR / "plots/metrics").mkdir(parents=True, exist_ok=True)
-    with atomic_path(OUT_DIR, is_dir=True) as tmp:
+    (live_dir / "plots/metrics").mkdir(parents=True, exist_ok=True)
+    with atomic_path(out, is_dir=True) as tmp:
         if params["pretrained"] != TINY:
             pretrained = str(params["pretrained"])
             revision = resolve_revision(pretrained, params.get("revision"), "base_sd.pretrained")
@@ -37,7 +38,7 @@ def main() -> None:
             live.end()
             return
         tiny, seed = params["tiny"], int(params["seed"])
-        train_file = subset_path("data/subset", "train")
+        train_file = subset_path(subset, "train")
         vae = params["vae_pretraining"]
         if vae.get("loss", "mse") not in VAE_LOSSES:
             raise PipelineError(
@@ -58,7 +59,7 @@ def main() -> None:
             on_step=lambda step, loss: log_step(live, step, {"vae/loss": loss}),
         )
         pipe.save_pretrained(tmp / "pipeline")
-        write_source(tmp, str(OUT_DIR / "pipeline"))
+        write_source(tmp, str(out / "pipeline"))
         live.summary["vae_pretraining_steps"] = int(vae["steps"])
         live.summary["vae_scaling_factor"] = pipe.vae.config.scaling_factor
         live.end()

@@ -37,7 +37,6 @@ from fashion.demo.release_writer import (
     write_split,
 )
 
-OUT = Path("data/demo_benchmark")
 BATCH = 128
 MEAN_SAMPLE = 256  # images drawn to estimate ih_mean
 MIN_IMAGES = 20
@@ -72,7 +71,7 @@ def image_batches(
         yield draw_garments(*(codes[k][start : start + BATCH] for k in ATTRIBUTES), rng)
 
 
-def main() -> None:
+def main(out: Path = Path("data/demo_benchmark")) -> None:
     n, seed, password, encryption, attributes, phrasing = check_params(
         section(load_params(), "demo")
     )
@@ -92,17 +91,17 @@ def main() -> None:
     sample = sample_codes(MEAN_SAMPLE, mean_rng, attributes)
     ih_mean = draw_garments(*(sample[k] for k in ATTRIBUTES), mean_rng)[0].mean(0)
 
-    with atomic_path(OUT, is_dir=True) as out:
+    with atomic_path(out, is_dir=True) as tmp:
         for rel in (ZIP_REL, ANNOTATIONS_REL, SPLIT_REL):
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        h5 = out / ZIP_REL.parent / MEMBER
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        h5 = tmp / ZIP_REL.parent / MEMBER
         write_g2_h5(h5, n, image_batches(codes, draw_rng), ih_mean)
         print(f"encrypting {h5.stat().st_size / 2**20:.0f} MB ({encryption})")
-        write_encrypted_zip(out / ZIP_REL, h5, MEMBER, password, encryption)
+        write_encrypted_zip(tmp / ZIP_REL, h5, MEMBER, password, encryption)
         h5.unlink()
-        write_annotations(out / ANNOTATIONS_REL, captions, names, word_ids, codes)
-        write_split(out / SPLIT_REL, train + 1, test + 1, pairs + 1)
-    print(f"{OUT}: {n} images ({len(train)} train, {len(test)} test)")
+        write_annotations(tmp / ANNOTATIONS_REL, captions, names, word_ids, codes)
+        write_split(tmp / SPLIT_REL, train + 1, test + 1, pairs + 1)
+    print(f"{out}: {n} images ({len(train)} train, {len(test)} test)")
 
 
 if __name__ == "__main__":

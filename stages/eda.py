@@ -34,9 +34,6 @@ from fashion.eda.figures import (
     value_counts,
 )
 
-SUBSET_DIR = Path("data/subset")
-LABELS_CSV = Path("data/labels/labels.csv")
-OUT_DIR = Path("plots/eda")
 LABEL_COLUMNS = ("index", "split", "caption", *LABEL_MAPS, "category_name", "color_name")
 
 
@@ -55,10 +52,10 @@ def read_labels(path: Path) -> pd.DataFrame:
     return labels
 
 
-def check_matches_subset(labels: pd.DataFrame, source: Path) -> None:
+def check_matches_subset(labels: pd.DataFrame, source: Path, subset: Path) -> None:
     """The table must list each split's images in the subset's order."""
     for split in SPLITS:
-        path = subset_path(SUBSET_DIR, split)
+        path = subset_path(subset, split)
         with open_subset(path) as f:
             index = f["index"][()]
         if not np.array_equal(labels.loc[labels["split"] == split, "index"].to_numpy(), index):
@@ -72,14 +69,16 @@ def read_rows(path: Path, dataset: str, rows: np.ndarray) -> np.ndarray:
         return f[dataset][unique][inverse]
 
 
-def write_samples(labels: pd.DataFrame, grid_size: int, seed: int, out: Path) -> None:
+def write_samples(
+    labels: pd.DataFrame, subset: Path, grid_size: int, seed: int, out: Path
+) -> None:
     """The sample grid and the segmentation samples, from a seeded draw over both splits."""
     picked = labels.sample(n=min(grid_size**2, len(labels)), random_state=seed)
     parts = [picked[picked["split"] == split] for split in SPLITS]
     images, masks = [], []
     for split, part in zip(SPLITS, parts, strict=True):
         if len(part):
-            path = subset_path(SUBSET_DIR, split)
+            path = subset_path(subset, split)
             images.append(read_rows(path, "images", part["row"].to_numpy()))
             masks.append(read_rows(path, "segmentation", part["row"].to_numpy()))
     picked = pd.concat(parts)
@@ -98,16 +97,21 @@ def positive_int(params: dict, key: str) -> int:
     return value
 
 
-def main() -> None:
+def main(
+    subset: Path = Path("data/subset"),
+    labels_csv: Path = Path("data/labels/labels.csv"),
+    out: Path = Path("plots/eda"),
+) -> None:
     params = section(load_params(), "eda")
     sizes = {key: positive_int(params, key) for key in ("grid_size", "top_words", "top_bigrams")}
-    labels = read_labels(LABELS_CSV)
-    check_matches_subset(labels, LABELS_CSV)
+    labels = read_labels(labels_csv)
+    check_matches_subset(labels, labels_csv, subset)
     if labels.empty:
-        raise PipelineError(f"{LABELS_CSV}: no images to explore")
+        raise PipelineError(f"{labels_csv}: no images to explore")
     stop_words = params.get("stop_words", [])
 
-    with atomic_path(OUT_DIR, is_dir=True) as out:
+    plots_dir = out
+    with atomic_path(plots_dir, is_dir=True) as out:
         for split in SPLITS:
             rows = labels[labels["split"] == split]
             (out / split).mkdir()
@@ -125,15 +129,15 @@ def main() -> None:
         plot_heatmap(heat, out / "category_color.png", "images per category and colour")
 
         shares = pd.DataFrame(
-            {split: segmentation_shares(subset_path(SUBSET_DIR, split)) for split in SPLITS},
+            {split: segmentation_shares(subset_path(subset, split)) for split in SPLITS},
             index=pd.Index(list(SEGMENTATION.values()), name="class"),
         )
         shares.to_csv(out / "segmentation_shares.csv")
         plot_grouped_bars(
             shares, out / "segmentation_shares.png", "segmentation classes", "share of pixels"
         )
-        write_samples(labels, sizes["grid_size"], int(params.get("seed", 0)), out)
-    print(f"wrote {sum(1 for p in OUT_DIR.rglob('*') if p.is_file())} files to {OUT_DIR}")
+        write_samples(labels, subset, sizes["grid_size"], int(params.get("seed", 0)), out)
+    print(f"wrote {sum(1 for p in plots_dir.rglob('*') if p.is_file())} files to {plots_dir}")
 
 
 if __name__ == "__main__":

@@ -19,12 +19,10 @@ from transformers import CLIPModel, CLIPProcessor
 from fashion.clip.models import embed_images, load_clip
 from fashion.core.params import load_params, section
 from fashion.core.stage import run_stage
-from fashion.data.subset import read_images
+from fashion.data.subset import read_images, subset_path
 from fashion.metrics.image import resize_images, save_arrays
-from reference import TEST, TRAIN, device, evaluation_size, sample
+from fashion.metrics.reference import compute_device, evaluation_size, reference_rows
 
-CLIP = Path("models/clip")
-CLIP_REFERENCE = Path("data/reference/clip.npz")
 CHUNK = 2048  # images read, resized and embedded at a time
 
 
@@ -37,36 +35,42 @@ def embed_rows(
     return torch.cat(
         [
             embed_images(
-                model, processor, resize_images(read_images(path, c), size), batch, device()
+                model, processor, resize_images(read_images(path, c), size), batch,
+                compute_device(),
             )
             for c in tqdm(chunks, desc=f"embed {path.stem}")
         ]
     ).numpy()
 
 
-def clip_reference(params: dict[str, Any]) -> None:
+def clip_reference(params: dict[str, Any], subset: Path, clip_dir: Path, out: Path) -> None:
     p = section(params, "reference")
     seed, batch = int(p["seed"]), int(p["batch_size"])
-    size, _ = evaluation_size(params)
-    test_rows = sample(TEST, p["n_real"], seed, "n_real")
-    train_rows = sample(TRAIN, p["n_train"], seed, "n_train")
-    model, processor = load_clip(CLIP)
-    clip = (model.to(device()), processor)
+    test, train = subset_path(subset, "test"), subset_path(subset, "train")
+    size, _ = evaluation_size(params, test)
+    test_rows = reference_rows(test, p["n_real"], seed, "n_real")
+    train_rows = reference_rows(train, p["n_train"], seed, "n_train")
+    model, processor = load_clip(clip_dir)
+    clip = (model.to(compute_device()), processor)
     save_arrays(
-        CLIP_REFERENCE,
+        out,
         {
             "test_rows": test_rows,
             "train_rows": train_rows,
             "size": np.array(size),
-            "test": embed_rows(clip, TEST, test_rows, size, batch),
-            "train": embed_rows(clip, TRAIN, train_rows, size, batch),
+            "test": embed_rows(clip, test, test_rows, size, batch),
+            "train": embed_rows(clip, train, train_rows, size, batch),
         },
     )
     print(f"CLIP reference: {len(test_rows)} test, {len(train_rows)} train images at {size} px")
 
 
-def main() -> None:
-    clip_reference(load_params())
+def main(
+    subset: Path = Path("data/subset"),
+    clip: Path = Path("models/clip"),
+    out: Path = Path("data/reference/clip.npz"),
+) -> None:
+    clip_reference(load_params(), subset, clip, out)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,9 @@ from fashion.core.params import load_params, section
 from fashion.core.stage import run_stage
 from fashion.data.attributes import ATTRIBUTES
 from fashion.data.subset import read_table, subset_path
+from fashion.metrics.reference import compute_device
 from fashion.metrics.retrieval import chunked_ranks, recall_summary, similarity_histograms
 from fashion.metrics.zero_shot import ZeroShotClassifier, accuracy, balanced_accuracy
-
-METRICS = Path("metrics/clip.json")
-PLOTS = Path("plots/clip")
 
 
 def evaluate(
@@ -55,25 +53,31 @@ def evaluate(
     return metrics, hist
 
 
-def main() -> None:
+def main(
+    subset: Path = Path("data/subset"),
+    base_clip: Path = Path("models/base_clip"),
+    clip: Path = Path("models/clip"),
+    metrics_file: Path = Path("metrics/clip.json"),
+    plots: Path = Path("plots/clip"),
+) -> None:
     p = section(load_params(), "eval_clip")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    test = subset_path("data/subset", "test")
+    device = compute_device()
+    test = subset_path(subset, "test")
     rows = sample_rows(len(read_table(test)), p["n"], int(p["seed"]))
     pairs = read_pairs(test, rows)
     print(f"eval_clip: {len(pairs)} test pairs, {len(set(pairs.captions))} distinct captions")
 
     results, columns = {"n": len(pairs)}, {}
-    models = {"base": load_base_clip("models/base_clip"), "finetuned": load_clip("models/clip")}
+    models = {"base": load_base_clip(base_clip), "finetuned": load_clip(clip)}
     for name, (model, processor) in models.items():
         results[name], (edges, matched, unmatched) = evaluate(model, processor, pairs, p, device)
         columns["similarity"] = (edges[:-1] + edges[1:]) / 2
         columns[f"{name}_matched"], columns[f"{name}_unmatched"] = matched, unmatched
         print(f"{name}: {json.dumps(results[name]['i2t'])}")
 
-    with atomic_path(METRICS) as tmp:
+    with atomic_path(metrics_file) as tmp:
         tmp.write_text(json.dumps(results, indent=2) + "\n")
-    with atomic_path(PLOTS, is_dir=True) as tmp:
+    with atomic_path(plots, is_dir=True) as tmp:
         pd.DataFrame(columns).to_csv(tmp / "similarity.csv", index=False, float_format="%.6g")
 
 

@@ -44,23 +44,18 @@ from fashion.metrics.image import (
     nearest_distances,
     resize_images,
 )
+from fashion.metrics.reference import compute_device
 from fashion.metrics.zero_shot import ZeroShotClassifier, accuracy
 
-GENERATED = Path("data/generated")
-MANIFEST = GENERATED / "manifest.csv"
 MANIFEST_COLUMNS = ("file", "model", "prompt", "seed", *ATTRIBUTES)
 MODELS = ("base", "finetuned")
 SETS = (*MODELS, "real")
-BASE_CLIP, CLIP = Path("models/base_clip"), Path("models/clip")
-TEST = subset_path("data/subset", "test")
-INCEPTION_REFERENCE = Path("data/reference/inception.npz")  # written by stages/reference.py
-CLIP_REFERENCE = Path("data/reference/clip.npz")
-METRICS = Path("metrics/generation.json")
-PLOTS = Path("plots/evaluate")
+# written by stages/reference.py and stages/embed_reference.py
+REFERENCES = (Path("data/reference/inception.npz"), Path("data/reference/clip.npz"))
 UNSPECIFIED_SLEEVE = 4  # the caption names no sleeve: nothing to judge in the image
 
 
-def read_generated(manifest: Path = MANIFEST) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+def read_generated(manifest: Path) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """Per SD model: its manifest rows and uint8 (n, h, w, 3) images, in manifest order.
 
     `file` is relative to the manifest's folder (or to the project root).
@@ -92,23 +87,30 @@ def read_generated(manifest: Path = MANIFEST) -> dict[str, tuple[pd.DataFrame, n
     return out
 
 
-def read_references() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def read_references(
+    paths: tuple[Path, Path] = REFERENCES,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(Inception, CLIP) reference of the real images, checked to hold one test sample."""
-    inception = load_arrays(INCEPTION_REFERENCE, ("test_rows", "size", "real_size"), "reference")
-    clip = load_arrays(CLIP_REFERENCE, ("test_rows", "size", "test", "train"), "embed_reference")
+    inception_path, clip_path = paths
+    inception = load_arrays(inception_path, ("test_rows", "size", "real_size"), "reference")
+    clip = load_arrays(clip_path, ("test_rows", "size", "test", "train"), "embed_reference")
     if not np.array_equal(inception["test_rows"], clip["test_rows"]):
         raise PipelineError(
-            f"{CLIP_REFERENCE}: another sample of test images than {INCEPTION_REFERENCE} "
+            f"{clip_path}: another sample of test images than {inception_path} "
             "(re-run the reference stages: dvc repro)"
         )
     return inception, clip
 
 
-def evaluation_size(generated: dict[str, np.ndarray], references: tuple[dict, dict]) -> int:
+def evaluation_size(
+    generated: dict[str, np.ndarray],
+    references: tuple[dict, dict],
+    paths: tuple[Path, Path] = REFERENCES,
+) -> int:
     """The smaller of the generated and real sizes, which the references must have used."""
     generated_size = min(im.shape[1] for im in generated.values())
     size = min(generated_size, int(references[0]["real_size"]))
-    for path, reference in zip((INCEPTION_REFERENCE, CLIP_REFERENCE), references, strict=True):
+    for path, reference in zip(paths, references, strict=True):
         if int(reference["size"]) != size:
             raise PipelineError(
                 f"{path}: real images at {int(reference['size'])} px, but {generated_size} px "
@@ -133,7 +135,7 @@ def inception_metrics(
     model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
     if "pool" not in reference:
         raise PipelineError(
-            f"{INCEPTION_REFERENCE}: no Inception features (written with "
+            f"{REFERENCES[0]}: no Inception features (written with "
             "evaluate.skip_inception true): re-run the reference stage"
         )
     seed, batch = int(p["seed"]), int(p["batch_size"])
@@ -241,37 +243,50 @@ def judge_in_clip_space(
     return metrics, distances
 
 
-def main() -> None:
+def main(
+    subset: Path = Path("data/subset"),
+    generated_images: Path = Path("data/generated"),
+    inception_reference: Path = REFERENCES[0],
+    clip_reference: Path = REFERENCES[1],
+    base_clip: Path = Path("models/base_clip"),
+    clip: Path = Path("models/clip"),
+    metrics_file: Path = Path("metrics/generation.json"),
+    plots: Path = Path("plots/evaluate"),
+) -> None:
     p = section(load_params(), "evaluate")
     batch = int(p["batch_size"])
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    generated = read_generated()
-    inception_reference, clip_reference = references = read_references()
-    size = evaluation_size({name: im for name, (_, im) in generated.items()}, references)
+    device = compute_device()
+    generated = read_generated(generated_images / "manifest.csv")
+    reference_paths = (inception_reference, clip_reference)
+    references = read_references(reference_paths)
+    size = evaluation_size(
+        {name: im for name, (_, im) in generated.items()}, references, reference_paths
+    )
     images = {name: resize_images(im, size) for name, (_, im) in generated.items()}
     prompts = {name: rows["prompt"].astype(str).tolist() for name, (rows, _) in generated.items()}
     codes = {name: rows[list(ATTRIBUTES)] for name, (rows, _) in generated.items()}
-    real_rows = inception_reference["test_rows"]
-    codes["real"] = read_table(TEST).iloc[real_rows][list(ATTRIBUTES)].reset_index(drop=True)
+    real_rows = references[0]["test_rows"]
+    test_table = read_table(subset_path(subset, "test"))
+    codes["real"] = test_table.iloc[real_rows][list(ATTRIBUTES)].reset_index(drop=True)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in images.items())
     print(f"evaluating at {size} px on {device}: {sizes}, real {len(real_rows)}")
 
-    metrics = inception_metrics(p, images, inception_reference, device)
-    clips = {"clip_score": load_base_clip(BASE_CLIP), "clip_score_finetuned_clip": load_clip(CLIP)}
+    metrics = inception_metrics(p, images, references[0], device)
+    clips = {"clip_score": load_base_clip(base_clip), "clip_score_finetuned_clip": load_clip(clip)}
     for key, (model, processor) in clips.items():
         model.to(device)
         for name, score in clip_scores((model, processor), images, prompts, batch, device).items():
             metrics[name][key] = score
         metrics["real"][key] = None
     judged, distances = judge_in_clip_space(
-        clips["clip_score_finetuned_clip"], images, codes, clip_reference, batch, device
+        clips["clip_score_finetuned_clip"], images, codes, references[1], batch, device
     )
     for name in SETS:
         metrics[name] |= judged[name]
 
-    with atomic_path(PLOTS, is_dir=True) as tmp:
+    with atomic_path(plots, is_dir=True) as tmp:
         plot_memorisation(distances, int(p["histogram_bins"]), tmp)
-    with atomic_path(METRICS) as tmp:
+    with atomic_path(metrics_file) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     print(json.dumps(metrics, sort_keys=True))
 

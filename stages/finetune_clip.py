@@ -33,20 +33,21 @@ from fashion.train.checkpoints import Checkpoints
 from fashion.train.live import log_step, open_live
 from fashion.train.settings import check_names, fingerprint, schedule_steps
 
-BASE = Path("models/base_clip")
-OUT = Path("models/clip")
-CHECKPOINTS = Path("checkpoints/finetune_clip")
-LIVE = "dvclive/finetune_clip"
 
-
-def main() -> None:
+def main(
+    subset: Path = Path("data/subset"),
+    base_clip: Path = Path("models/base_clip"),
+    out: Path = Path("models/clip"),
+    checkpoints: Path = Path("checkpoints/finetune_clip"),
+    live_dir: Path = Path("dvclive/finetune_clip"),
+) -> None:
     p = section(load_params(), "finetune_clip")
     check_names("finetune_clip", p)
     steps, accum, seed = int(p["steps"]), int(p["grad_accum"]), int(p["seed"])
     schedule = schedule_steps("finetune_clip", steps, p.get("schedule_steps"))
-    pairs = read_pairs(subset_path("data/subset", "train"))
+    pairs = read_pairs(subset_path(subset, "train"))
     train_rows, val_rows = holdout_split(len(pairs), int(p["val_size"]), seed)
-    pretrained, revision = read_source(BASE)
+    pretrained, revision = read_source(base_clip)
     accelerator = Accelerator(gradient_accumulation_steps=accum)
     set_seed(seed)
     model, processor = load_clip(pretrained, revision)
@@ -65,7 +66,7 @@ def main() -> None:
     accelerator.register_for_checkpointing(scheduler)
     source = training_fingerprint(pretrained, revision, pairs.captions, pairs.images)
     checkpoints = Checkpoints(
-        CHECKPOINTS,
+        checkpoints,
         fingerprint(p, schedule, source, world),
         int(p["keep_checkpoints"]),
         p.get("checkpoint_mirror"),
@@ -83,7 +84,7 @@ def main() -> None:
         sampler=range(start * accum, steps * accum),
         num_workers=int(p["num_workers"]),
     )
-    live = open_live(LIVE, resume=start > 0, main_process=accelerator.is_main_process)
+    live = open_live(live_dir, resume=start > 0, main_process=accelerator.is_main_process)
     step, running, count = start, torch.zeros((), device=accelerator.device), 0
     global_batch = batches.global_batch * accum
     window_began, window_steps = time.perf_counter(), 0  # training throughput since the last log
@@ -120,7 +121,7 @@ def main() -> None:
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        with atomic_path(OUT, is_dir=True) as tmp:
+        with atomic_path(out, is_dir=True) as tmp:
             accelerator.unwrap_model(model).save_pretrained(tmp)
             processor.save_pretrained(tmp)
         live.end()

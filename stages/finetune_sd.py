@@ -31,11 +31,6 @@ from fashion.sd.training import FineTuner, TrainData
 from fashion.train.checkpoints import Checkpoints
 from fashion.train.live import log_step, open_live
 
-BASE_DIR = Path("models/base_sd")
-OUT_DIR = Path("models/sd")
-CKPT_DIR = Path("checkpoints/finetune_sd")
-LIVE_DIR = Path("dvclive/finetune_sd")
-
 
 def validation_grid(tuner: FineTuner, cfg: TrainConfig) -> np.ndarray:
     """One row of validation images (fixed seed), as uint8 HWC."""
@@ -60,12 +55,18 @@ def validation_grid(tuner: FineTuner, cfg: TrainConfig) -> np.ndarray:
     return (np.concatenate(list(images), axis=1) * 255).round().astype(np.uint8)
 
 
-def main() -> None:
+def main(
+    subset: Path = Path("data/subset"),
+    base_sd: Path = Path("models/base_sd"),
+    out: Path = Path("models/sd"),
+    checkpoints: Path = Path("checkpoints/finetune_sd"),
+    live_dir: Path = Path("dvclive/finetune_sd"),
+) -> None:
     cfg = TrainConfig.from_params(section(load_params(), "finetune_sd"))
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
     set_seed(cfg.seed)
-    pretrained, revision = read_source(BASE_DIR)
-    train_file = subset_path("data/subset", "train")
+    pretrained, revision = read_source(base_sd)
+    train_file = subset_path(subset, "train")
     data = TrainData(read_images(train_file), read_table(train_file)["caption"].tolist())
     tuner = FineTuner(
         load_sd(pretrained, revision),
@@ -76,7 +77,7 @@ def main() -> None:
         training_fingerprint(pretrained, revision, data.captions, data.images),
     )
     checkpoints = Checkpoints(
-        CKPT_DIR, tuner.fingerprint(), cfg.keep_checkpoints, cfg.checkpoint_mirror
+        checkpoints, tuner.fingerprint(), cfg.keep_checkpoints, cfg.checkpoint_mirror
     )
     start = checkpoints.resume(accelerator, cfg.steps)
     accelerator.print(
@@ -84,11 +85,11 @@ def main() -> None:
         + (f" (resumed from the step {start} checkpoint)" if start else "")
     )
     main_process = accelerator.is_main_process
-    live = open_live(LIVE_DIR, resume=start > 0, main_process=main_process)
+    live = open_live(live_dir, resume=start > 0, main_process=main_process)
     if live is not None:
         live.log_params({"world_size": accelerator.num_processes, "resumed_from": start})
         # declared as DVC plots: present (empty) without validation prompts too
-        (LIVE_DIR / "plots/images").mkdir(parents=True, exist_ok=True)
+        (live_dir / "plots/images").mkdir(parents=True, exist_ok=True)
     epoch_loss = MeanMetric(sync_on_compute=False)  # step losses are already process means
     for step in tqdm(
         range(start, cfg.steps),
@@ -121,7 +122,7 @@ def main() -> None:
             checkpoints.save(accelerator, done)
     accelerator.wait_for_everyone()
     if main_process:
-        with atomic_path(OUT_DIR, is_dir=True) as tmp:
+        with atomic_path(out, is_dir=True) as tmp:
             tuner.save(tmp)
         live.end()
     accelerator.end_training()

@@ -24,12 +24,11 @@ from tqdm import tqdm
 from fashion.core.atomic import atomic_path
 from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.stage import PipelineError, run_stage
+from fashion.data.attributes import ATTRIBUTES
 from fashion.data.subset import read_table, subset_path
 from fashion.sd.models import load_base_sd, load_finetuned_sd
 from fashion.sd.prompts import Prompt, build_prompts
 
-BASE_DIR, SD_DIR = Path("models/base_sd"), Path("models/sd")
-OUT_DIR, PLOTS_DIR = Path("data/generated"), Path("plots/generate")
 PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 SCHEDULERS = {
     "pndm": PNDMScheduler,
@@ -78,7 +77,13 @@ def device_and_dtype(precision: str) -> tuple[str, torch.dtype]:
     return "cpu", torch.float32 if precision == "fp16" else PRECISIONS[precision]
 
 
-def main() -> None:
+def main(
+    subset: Path = Path("data/subset"),
+    base_sd: Path = Path("models/base_sd"),
+    sd: Path = Path("models/sd"),
+    out: Path = Path("data/generated"),
+    plots: Path = Path("plots/generate"),
+) -> None:
     params = section(load_params(), "generate")
     if params.get("scheduler") not in SCHEDULERS:
         raise PipelineError(
@@ -86,7 +91,7 @@ def main() -> None:
         )
     device, dtype = device_and_dtype(params["precision"])
     prompts: list[Prompt] = build_prompts(
-        params["prompts"], read_table(subset_path("data/subset", "test"))
+        params["prompts"], read_table(subset_path(subset, "test"))
     )
     per_prompt, seed = int(params["images_per_prompt"]), int(params["seed"])
     jobs = [
@@ -95,12 +100,13 @@ def main() -> None:
     texts, seeds = [p.text for p, _ in jobs], [s for _, s in jobs]
     columns = int(params["grid_columns"])
     rows = []
-    with atomic_path(OUT_DIR, is_dir=True) as out, atomic_path(PLOTS_DIR, is_dir=True) as plots:
+    out_dir, plots_dir = out, plots
+    with atomic_path(out_dir, is_dir=True) as out, atomic_path(plots_dir, is_dir=True) as plots:
         for model in ("base", "finetuned"):
             pipe = (
-                load_base_sd(BASE_DIR, torch_dtype=dtype)
+                load_base_sd(base_sd, torch_dtype=dtype)
                 if model == "base"
-                else load_finetuned_sd(SD_DIR, BASE_DIR, torch_dtype=dtype)
+                else load_finetuned_sd(sd, base_sd, torch_dtype=dtype)
             )
             pipe.scheduler = SCHEDULERS[params["scheduler"]].from_config(pipe.scheduler.config)
             pipe.set_progress_bar_config(disable=True)
@@ -116,15 +122,13 @@ def main() -> None:
                         "model": model,
                         "seed": s,
                         "prompt": prompt.text,
-                        **{
-                            a: getattr(prompt, a)
-                            for a in ("source", "gender", "color", "sleeve", "category")
-                        },
+                        "source": prompt.source,
+                        **{a: getattr(prompt, a) for a in ATTRIBUTES},
                     }
                 )
             grid(images[: columns * columns], columns).save(plots / f"{model}_grid.png")
         manifest = pd.DataFrame(rows)
-        for a in ("gender", "color", "sleeve", "category"):
+        for a in ATTRIBUTES:
             manifest[a] = manifest[a].astype("Int64")  # codes, empty where the prompt names none
         manifest.to_csv(out / "manifest.csv", index=False)
     print(f"generated {len(images)} images per model from {len(prompts)} prompts")

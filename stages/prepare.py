@@ -32,7 +32,7 @@ from fashion.data.release import (
     read_split,
     verify_sha256,
 )
-from fashion.data.subset import SUBSET_DIR, create_subset, subset_path
+from fashion.data.subset import create_subset, subset_path
 
 
 def zip_password(params: dict[str, Any]) -> str:
@@ -60,7 +60,7 @@ def choose_rows(
     return np.sort(np.random.default_rng(seed).choice(split_rows, size=n, replace=False))
 
 
-def main() -> None:
+def main(out: Path = Path("data/subset")) -> None:
     params = load_params()
     cfg, root = section(params, "prepare"), section(params, "benchmark").get("root")
     seed = cfg.get("seed", 0)
@@ -80,8 +80,8 @@ def main() -> None:
     }
     label = f"{paths.zip}:{MEMBER}"
     with (
-        atomic_path(SUBSET_DIR, is_dir=True) as out,
-        extracted_member(paths.zip, password, out.parent) as g2_file,
+        atomic_path(out, is_dir=True) as tmp,
+        extracted_member(paths.zip, password, tmp.parent) as g2_file,
         open_g2(g2_file, label, len(ann), paths.annotations) as g2,
     ):
         check_g2_layout(g2, label)  # a wrong layout stops here, not after the full pass
@@ -93,7 +93,7 @@ def main() -> None:
                 "word_ids": [ann.word_ids[i] for i in rows],
                 **{k: v[rows] for k, v in ann.codes.items()},
             }
-            with h5py.File(subset_path(out, name), "w") as f:
+            with h5py.File(subset_path(tmp, name), "w") as f:
                 size = g2["ih"].shape[:1:-1]  # stored (W, H) -> (H, W)
                 images, segmentation = create_subset(f, len(rows), table, size)
                 done = 0
@@ -103,7 +103,7 @@ def main() -> None:
                         segmentation[done : done + len(pixels)] = masks
                         done += len(pixels)
                         bar.update(len(pixels))
-    print(f"wrote {SUBSET_DIR}: {len(chosen['train'])} train, {len(chosen['test'])} test images")
+    print(f"wrote {out}: {len(chosen['train'])} train, {len(chosen['test'])} test images")
 
 
 if __name__ == "__main__":

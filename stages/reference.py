@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from fashion.clip.data import sample_rows
-from fashion.core.params import PARAMS_FILE, load_params, section
-from fashion.core.stage import PipelineError, run_stage
-from fashion.data.subset import open_subset, read_images, subset_path
+from fashion.core.params import load_params, section
+from fashion.core.stage import run_stage
+from fashion.data.subset import read_images, subset_path
 from fashion.metrics.image import (
     extract_features,
     fetch_inception_weights,
@@ -32,50 +30,32 @@ from fashion.metrics.image import (
     resize_images,
     save_arrays,
 )
-
-TEST, TRAIN = subset_path("data/subset", "test"), subset_path("data/subset", "train")
-INCEPTION_REFERENCE = Path("data/reference/inception.npz")
+from fashion.metrics.reference import compute_device, evaluation_size, reference_rows
 
 
-def device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def sample(path: Path, n: int | str, seed: int, param: str) -> np.ndarray:
-    """Rows of a fixed-seed sample of a subset split (all rows, in order, for "all")."""
-    with open_subset(path) as f:
-        n_rows = len(f["images"])
-    try:
-        return sample_rows(n_rows, n, seed)
-    except PipelineError as err:
-        raise PipelineError(f"{PARAMS_FILE}: reference.{param}: {err}") from err
-
-
-def evaluation_size(params: dict[str, Any]) -> tuple[int, int]:
-    """(evaluation size, real image size): the smaller of the generated and real sizes."""
-    real_size = read_images(TEST, slice(0, 1)).shape[1]
-    return min(int(section(params, "generate")["resolution"]), real_size), real_size
-
-
-def inception_reference(params: dict[str, Any]) -> None:
+def inception_reference(params: dict[str, Any], subset: Path, out: Path) -> None:
     p, evaluate = section(params, "reference"), section(params, "evaluate")
-    size, real_size = evaluation_size(params)
-    rows = sample(TEST, p["n_real"], int(p["seed"]), "n_real")
+    test = subset_path(subset, "test")
+    size, real_size = evaluation_size(params, test)
+    rows = reference_rows(test, p["n_real"], int(p["seed"]), "n_real")
     arrays = {"test_rows": rows, "size": np.array(size), "real_size": np.array(real_size)}
     if evaluate["skip_inception"]:
         print("no Inception reference (evaluate.skip_inception is true)")
     else:
         weights = fetch_inception_weights(evaluate["inception_weights"])
-        model = load_inception(weights, device())
-        images = resize_images(read_images(TEST, rows), size)
-        logits, pool = extract_features(images, model, int(p["batch_size"]), device())
+        device = compute_device()
+        model = load_inception(weights, device)
+        images = resize_images(read_images(test, rows), size)
+        logits, pool = extract_features(images, model, int(p["batch_size"]), device)
         arrays |= {"logits": logits.numpy(), "pool": pool.numpy()}
         print(f"Inception reference: {len(rows)} test images at {size} px")
-    save_arrays(INCEPTION_REFERENCE, arrays)
+    save_arrays(out, arrays)
 
 
-def main() -> None:
-    inception_reference(load_params())
+def main(
+    subset: Path = Path("data/subset"), out: Path = Path("data/reference/inception.npz")
+) -> None:
+    inception_reference(load_params(), subset, out)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_sd_project(
         tmp_path_factory.mktemp("gen") / "p",
         ROOT,
-        overrides={"finetune_sd": {"max_steps": 3, "lr": 1e-2, "validation_prompts": []}},
+        overrides={"finetune_sd": {"steps": 3, "lr": 1e-2, "validation_prompts": []}},
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)

@@ -17,7 +17,7 @@ import yaml
 
 from benchmark_builder import PASSWORD, WRONG_LAYOUTS, Source, build_benchmark, edit_g2
 from fashion.data.release import ANNOTATIONS_REL, SPLIT_REL, ZIP_REL
-from fashion.data.subset import SUBSET_DIR, read_images, read_table
+from fashion.data.subset import read_images, read_table
 from fashion.demo.release_writer import write_split
 
 STAGES = Path(__file__).resolve().parents[1] / "stages"
@@ -52,7 +52,7 @@ def run_prepare(project: Path, password: str | None = None) -> subprocess.Comple
 
 def assert_subset_matches(project: Path, source: Source) -> None:
     for split, rows in (("train", source.train), ("test", source.test)):
-        path = project / SUBSET_DIR / f"{split}.h5"
+        path = project / "data/subset" / f"{split}.h5"
         table = read_table(path)
         assert table["index"].tolist() == rows.tolist()
         np.testing.assert_array_equal(read_images(path), source.images[rows])
@@ -70,7 +70,7 @@ def assert_subset_matches(project: Path, source: Source) -> None:
 
 def assert_nothing_left(project: Path) -> None:
     data = project / "data"
-    assert not (project / SUBSET_DIR).exists()
+    assert not (project / "data/subset").exists()
     assert not data.exists() or list(data.iterdir()) == []  # no temp extraction or subset
 
 
@@ -117,7 +117,7 @@ def test_seeded_subsets_are_deterministic_and_disjoint(project: Path) -> None:
         result = run_prepare(project)
         assert result.returncode == 0, result.stderr
         return tuple(
-            read_table(project / SUBSET_DIR / f"{s}.h5")["index"].tolist()
+            read_table(project / "data/subset" / f"{s}.h5")["index"].tolist()
             for s in ("train", "test")
         )
 
@@ -235,7 +235,7 @@ def test_zip_checksum_is_checked_when_given(project: Path) -> None:
     write_params(project, benchmark={"zip_sha256": digest})
     assert run_prepare(project).returncode == 0
     write_params(project, benchmark={"zip_sha256": "0" * 64})
-    shutil.rmtree(project / SUBSET_DIR)
+    shutil.rmtree(project / "data/subset")
     result = run_prepare(project)
     assert result.returncode == 1
     assert "bench/Img/G2.zip: SHA-256" in result.stderr and "corrupt or incomplete" in result.stderr
@@ -245,7 +245,7 @@ def test_zip_checksum_is_checked_when_given(project: Path) -> None:
 def test_a_failed_run_keeps_the_previous_subset(project: Path) -> None:
     build_benchmark(project / "bench", n=8)
     assert run_prepare(project).returncode == 0
-    before = (project / SUBSET_DIR / "train.h5").read_bytes()
+    before = (project / "data/subset" / "train.h5").read_bytes()
     assert run_prepare(project, password="wrong").returncode == 1
-    assert (project / SUBSET_DIR / "train.h5").read_bytes() == before
+    assert (project / "data/subset" / "train.h5").read_bytes() == before
     assert sorted(p.name for p in (project / "data").iterdir()) == ["subset"]

@@ -28,7 +28,7 @@ def test_hours_follow_the_measured_median_after_warmup(tmp_path: Path) -> None:
         "step\timages_per_s\n" + "".join(f"{i}\t{r}\n" for i, r in enumerate(rates))
     )
     sd = params["finetune_sd"]
-    steps = sd["steps"] if "steps" in sd else sd["max_steps"]  # the key before its rename
+    steps = sd["steps"]
     images = steps * sd["batch_size"] * sd["grad_accum"]
     out = estimate("--run", run, "--device", "GPU", "--scale", "slow=4")
     assert out["finetune_sd"]["images"] == images

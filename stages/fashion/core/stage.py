@@ -1,20 +1,44 @@
-"""The stage runner: a user error (`PipelineError`) becomes a one-line message and exit code 1."""
+"""The stage runner: input and output paths from the command line, and user errors
+(`PipelineError`) as a one-line message with exit code 1.
+
+A stage's `main` takes its paths as keyword arguments with `Path` defaults, e.g.
+`def main(subset: Path = Path("data/subset"), out: Path = Path("data/labels"))`;
+`run_stage(main)` turns each into an option (`--subset`, `--out`), so dvc.yaml's `cmd` shows
+the data flow while tests call `main()` with the defaults.
+"""
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 class PipelineError(Exception):
     """A problem with the user's input (file, password, parameter): printed without traceback."""
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's `main`; a `PipelineError` becomes a one-line message and exit code 1."""
+def path_options(main: Callable[..., None], argv: Sequence[str] | None = None) -> dict[str, Path]:
+    """The keyword arguments of `main` that default to a `Path`, read from `--name` options."""
+    doc = inspect.getmodule(main).__doc__ if inspect.getmodule(main) else None
+    parser = argparse.ArgumentParser(description=(doc or "").strip().split("\n")[0] or None)
+    for name, param in inspect.signature(main).parameters.items():
+        if isinstance(param.default, Path):
+            parser.add_argument(
+                f"--{name.replace('_', '-')}", dest=name, type=Path, default=param.default,
+                metavar="PATH", help=f"default: {param.default}",
+            )  # fmt: skip
+    return vars(parser.parse_args(argv))
+
+
+def run_stage(main: Callable[..., None], argv: Sequence[str] | None = None) -> None:
+    """Run a stage's `main` with its paths from the command line (`argv`, default sys.argv);
+    a `PipelineError` becomes a one-line message and exit code 1."""
+    paths = path_options(main, argv)
     try:
-        main()
+        main(**paths)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-

@@ -26,7 +26,6 @@ SPLITS = ("train", "test")
 TABLE_FIELDS = ("index", "name", "caption", *ATTRIBUTES)
 REQUIRED = ("images", "segmentation", *TABLE_FIELDS, "word_ids")
 STR_DTYPE = h5py.string_dtype("utf-8")
-SUBSET_DIR = Path("data/subset")
 
 
 def subset_path(root: str | Path, split: str) -> Path:
