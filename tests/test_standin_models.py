@@ -159,7 +159,8 @@ def test_stage_commands_follow_dvc_yaml_with_params_substituted(tmp_path: Path) 
     commands = run_stages.stage_commands(ROOT / "dvc.yaml", params)
     assert list(commands) == list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
     launch = yaml.safe_load(params.read_text())["accelerate"]["launch"]
-    assert commands["finetune_sd"].startswith(f"{launch} stages/finetune_sd.py --subset data/subset")
+    finetune_sd = f"{launch} stages/finetune_sd.py --subset data/subset"
+    assert commands["finetune_sd"].startswith(finetune_sd)
     assert commands["finetune_sd"].endswith("--live-dir dvclive/finetune_sd")  # dvc.yaml's vars
     assert "${" not in "".join(commands.values())
 
