@@ -47,12 +47,12 @@ from transformers import (
     CLIPTokenizer,
 )
 
-from fashion.clip.models import train_caption_tokenizer
 from fashion.core.atomic import atomic_path
 from fashion.core.stage import PipelineError
 from fashion.data.attributes import CATEGORY, COLOR, GENDER_NOUN, SLEEVE
 from fashion.data.captions import TEMPLATES, compose_caption
 from fashion.data.subset import read_table
+from fashion.data.tokenizer import train_caption_tokenizer
 from fashion.sd.architecture import sd15_unet_config
 from fashion.sd.models import SD15_SCHEDULER
 

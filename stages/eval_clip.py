@@ -15,13 +15,13 @@ import pandas as pd
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
-from fashion.clip.data import Pairs, read_pairs, sample_rows
+from fashion.clip.data import Pairs, read_pairs
 from fashion.clip.models import embed_images, embed_texts, load_base_clip, load_clip
 from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
 from fashion.core.stage import run_stage
 from fashion.data.attributes import ATTRIBUTES
-from fashion.data.subset import read_table, subset_path
+from fashion.data.subset import read_table, sample_rows, subset_path
 from fashion.metrics.reference import compute_device
 from fashion.metrics.retrieval import chunked_ranks, recall_summary, similarity_histograms
 from fashion.metrics.zero_shot import ZeroShotClassifier, accuracy, balanced_accuracy

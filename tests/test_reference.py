@@ -9,10 +9,9 @@ import torch
 import yaml
 
 from conftest import ROOT, run
-from fashion.clip.data import sample_rows
 from fashion.clip.models import build_tiny_clip, embed_images, load_clip
 from fashion.core.stage import PipelineError
-from fashion.data.subset import read_images
+from fashion.data.subset import read_images, sample_rows
 from fashion.metrics.image import (
     INCEPTION_FETCH_COMMAND,
     URL_INCEPTION_V3,

@@ -57,14 +57,6 @@ def read_pairs(path: str | Path, rows: np.ndarray | None = None) -> Pairs:
     return Pairs(images, captions, caption_ids.astype(np.int64), codes)
 
 
-def sample_rows(n: int, size: int | str, seed: int) -> np.ndarray:
-    """A fixed-seed sample of `size` rows out of `n` (all rows, in order, for "all")."""
-    if size == "all":
-        return np.arange(n)
-    size = int(size)
-    if not 0 < size <= n:
-        raise PipelineError(f"sample size {size}: must be in 1..{n} or 'all'")
-    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
 def holdout_split(n: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

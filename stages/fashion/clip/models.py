@@ -13,19 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 from transformers.utils import ModelOutput
 
 from fashion.clip.data import pixel_values, text_inputs
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
+from fashion.data.tokenizer import train_caption_tokenizer
 
 TINY = "tiny"
-
-
-def train_caption_tokenizer(captions: Iterable[str], vocab_size: int) -> CLIPTokenizer:
-    """CLIP's byte-level BPE tokenizer (normaliser, splitting, specials) trained on captions."""
-    return CLIPTokenizer().train_new_from_iterator(captions, vocab_size=vocab_size)
 
 
 def build_tiny_clip(

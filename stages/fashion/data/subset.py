@@ -101,3 +101,13 @@ def read_images(path: str | Path, rows: np.ndarray | slice | None = None) -> np.
         # h5py fancy indexing wants increasing, unique indices
         unique, inverse = np.unique(np.asarray(rows), return_inverse=True)
         return images[unique][inverse]
+
+
+def sample_rows(n: int, size: int | str, seed: int) -> np.ndarray:
+    """A fixed-seed sample of `size` rows out of `n` (all rows, in order, for "all")."""
+    if size == "all":
+        return np.arange(n)
+    size = int(size)
+    if not 0 < size <= n:
+        raise PipelineError(f"sample size {size}: must be in 1..{n} or 'all'")
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))

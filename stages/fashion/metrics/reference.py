@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fashion.clip.data import sample_rows
 from fashion.core.params import PARAMS_FILE, section
 from fashion.core.stage import PipelineError
-from fashion.data.subset import open_subset, read_images
+from fashion.data.subset import open_subset, read_images, sample_rows
 
 
 def compute_device() -> str:

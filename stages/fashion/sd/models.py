@@ -25,9 +25,9 @@ from diffusers import (
 from tqdm import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from fashion.clip.models import train_caption_tokenizer
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
+from fashion.data.tokenizer import train_caption_tokenizer
 
 TINY = "tiny"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
