@@ -1,5 +1,6 @@
 # `make demo` sets up a virtual environment and runs the pipeline on the demo default;
-# `make test` sets up the same environment and runs the test suite;
+# `make test` sets up the same environment and runs the test suite (under 10 minutes on 2 cores);
+# `make test-slow` runs the tests marked slow: whole-pipeline runs of minutes each;
 # `make test-min` runs the fast tests on the lowest supported versions (the floors);
 # `make constraints` records the versions of the `make test` environment in constraints.txt.
 VENV ?= .venv
@@ -18,7 +19,7 @@ MIN_PINS := { echo '\# The floors of requirements.txt and requirements-dev.txt a
 # nvidia-* runtime libraries; nvidia-ml-py stays: dvclive's, not torch's).
 TORCH_BUILD := ^(torch|torchvision|triton|cuda-[^=]+|nvidia-[^=]+)==
 
-.PHONY: demo test test-min check-min-pins lint constraints
+.PHONY: demo test test-slow test-min check-min-pins lint constraints
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -31,6 +32,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	python -m pytest -q
+
+test-slow: $(VENV)/.installed
+	python -m pytest -q -m slow
 
 lint: $(VENV)/.installed
 	ruff check .

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import run
 
 
@@ -45,6 +47,7 @@ def test_push_then_pull_into_fresh_clone_restores_outputs(pipeline: Path, tmp_pa
     assert "Running stage" not in out, out
 
 
+@pytest.mark.slow
 def test_experiments_with_other_generation_params_show_in_metrics_diff(
     pipeline: Path, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import make_project_copy, run
@@ -47,6 +48,7 @@ FIT_TO_TEST = [
 ]
 
 
+@pytest.mark.slow
 def test_real_profile_runs_offline_with_stand_in_models(pipeline: Path, tmp_path: Path) -> None:
     hub = tmp_path / "hub"
     shutil.copytree(pipeline / "models" / "base_clip", hub / "clip-vit-base-patch32")
