@@ -14,6 +14,7 @@ import torch
 from transformers import CLIPProcessor
 
 from fashion.core.stage import PipelineError
+from fashion.data.attributes import ATTRIBUTES
 from fashion.data.subset import read_images, read_table
 
 
@@ -53,7 +54,7 @@ def read_pairs(path: str | Path, rows: np.ndarray | None = None) -> Pairs:
         )
     captions = table["caption"].tolist()
     _, caption_ids = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
-    codes = {k: table[k].to_numpy() for k in ("gender", "color", "sleeve", "category")}
+    codes = {k: table[k].to_numpy() for k in ATTRIBUTES}
     return Pairs(images, captions, caption_ids.astype(np.int64), codes)
 
 
