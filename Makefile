@@ -62,5 +62,5 @@ constraints: $(VENV)/.installed
 	echo '#   pip install -r requirements.txt -c constraints.txt'; \
 	echo '# Torch'"'"'s own build (torch, torchvision, triton, the CUDA libraries) is left out, so'; \
 	echo '# a GPU box or Colab keeps its CUDA torch. Regenerate with `make constraints`.'; \
-	$(VENV)/bin/python -m pip freeze | awk '!/$(TORCH_BUILD)/ || /^nvidia-ml-py==/'; \
+	$(VENV)/bin/python -m pip freeze --exclude-editable | awk '!/$(TORCH_BUILD)/ || /^nvidia-ml-py==/'; \
 	} > constraints.txt.tmp && mv constraints.txt.tmp constraints.txt
