@@ -27,5 +27,5 @@ def train_caption_tokenizer(captions: Iterable[str], vocab_size: int) -> CLIPTok
     vocab: dict[str, int] = dict(model["vocab"])
     ends = sorted(t for t in vocab if _END_OF_WORD_CHARACTER.fullmatch(t))
     vocab.update(zip(ends, sorted(vocab[t] for t in ends), strict=True))
-    merges = [" ".join(m) if isinstance(m, list) else m for m in model["merges"]]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     return CLIPTokenizer(vocab=vocab, merges=merges)
