@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from fashion.core.params import merged
 from fashion.data.attributes import COLOR
 from fashion.data.captions import TEMPLATES, compose_caption
 from fashion.data.subset import STR_DTYPE
@@ -99,18 +100,9 @@ def make_sd_project(
     import yaml
 
     params = yaml.safe_load((root / "params.yaml").read_text())
-    for name, values in [*TINY_SD_PARAMS.items(), *(overrides or {}).items()]:
-        _merge(params[name], values)
+    params = merged(merged(params, TINY_SD_PARAMS), overrides or {})
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     write_subset(dest / "data/subset/train.h5", n_train, seed=0)
     write_subset(dest / "data/subset/test.h5", 8, seed=1)
     return dest
-
-
-def _merge(base: dict, values: dict) -> None:
-    for k, v in values.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
