@@ -1,4 +1,7 @@
-"""Fine-tune the base CLIP on the train split (minus a held-out validation slice), under accelerate.
+"""Fine-tune the base CLIP on the train split less the validation split, under accelerate.
+
+The validation split (`split` params: whole product folders carved from train) gives the
+validation R@1 curve; nothing of it is trained on.
 
 Run as `accelerate launch stages/finetune_clip.py` (the `accelerate.launch` param) on one CPU,
 one GPU or many. Every process contrasts its pairs against the whole global batch (features
@@ -20,14 +23,15 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fashion.clip.data import holdout_split, make_batch, presize, read_pairs
+from fashion.clip.data import make_batch, presize, read_pairs
 from fashion.clip.models import load_clip, lock_towers
 from fashion.clip.training import caption_r1, make_optimizer, make_scheduler, train_step
 from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
 from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import run_stage
-from fashion.data.subset import subset_path
+from fashion.data.splits import train_validation_rows
+from fashion.data.subset import read_table, subset_path
 from fashion.train.batches import StepBatches, StepDataset
 from fashion.train.checkpoints import Checkpoints
 from fashion.train.live import log_step, open_live
@@ -41,12 +45,14 @@ def main(
     checkpoints: Path = Path("checkpoints/finetune_clip"),
     live_dir: Path = Path("dvclive/finetune_clip"),
 ) -> None:
-    p = section(load_params(), "finetune_clip")
+    params = load_params()
+    p = section(params, "finetune_clip")
     check_names("finetune_clip", p)
     steps, accum, seed = int(p["steps"]), int(p["grad_accum"]), int(p["seed"])
     schedule = schedule_steps("finetune_clip", steps, p.get("schedule_steps"))
-    pairs = read_pairs(subset_path(subset, "train"))
-    train_rows, val_rows = holdout_split(len(pairs), int(p["val_size"]), seed)
+    train_file = subset_path(subset, "train")
+    pairs = read_pairs(train_file)
+    train_rows, val_rows = train_validation_rows(read_table(train_file), section(params, "split"))
     pretrained, revision = read_source(base_clip)
     accelerator = Accelerator(gradient_accumulation_steps=accum)
     set_seed(seed)
@@ -54,6 +60,7 @@ def main(
     lock_towers(model, p["lock_image"], p["lock_text"])
 
     train, val = pairs.take(train_rows), pairs.take(val_rows)
+    source = training_fingerprint(pretrained, revision, train.captions, train.images)
     train.images = presize(processor, train.images)  # resized once, not in every step
     world = accelerator.num_processes
     batches = StepBatches(
@@ -64,7 +71,6 @@ def main(
     scheduler = make_scheduler(optimizer, p, schedule)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    source = training_fingerprint(pretrained, revision, pairs.captions, pairs.images)
     checkpoints = Checkpoints(
         checkpoints,
         fingerprint(p, schedule, source, world),

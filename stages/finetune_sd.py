@@ -1,10 +1,11 @@
 """Fine-tune Stable Diffusion on the train subset (full UNet or LoRA), under `accelerate`.
 
-Reads models/base_sd (source.json) and data/subset/train.h5; writes models/sd/ (a full
-pipeline or LoRA weights), checkpoints/finetune_sd/ (kept across runs: a re-run resumes
-from the latest checkpoint of the same fingerprint, see `fashion.train.settings` for the
-`steps` / `schedule_steps` rule) and dvclive/finetune_sd/ (loss and images/s per step, mean
-loss per epoch, validation images every `eval_every` steps).
+Reads models/base_sd (source.json) and data/subset/train.h5 less the validation split
+(`split` params: whole product folders, left out so generation can be judged on them).
+Writes models/sd/ (a full pipeline or LoRA weights), checkpoints/finetune_sd/ (kept across
+runs: a re-run resumes from the latest checkpoint of the same fingerprint, see
+`fashion.train.settings` for the `steps` / `schedule_steps` rule) and dvclive/finetune_sd/
+(loss and images/s per step, mean loss per epoch, validation images every `eval_every`).
 Run: accelerate launch stages/finetune_sd.py  (the dvc.yaml command takes its prefix from params)
 """
 
@@ -24,6 +25,7 @@ from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
 from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import run_stage
+from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_table, subset_path
 from fashion.sd.config import TrainConfig
 from fashion.sd.models import load_sd, noise_scheduler
@@ -62,12 +64,15 @@ def main(
     checkpoints: Path = Path("checkpoints/finetune_sd"),
     live_dir: Path = Path("dvclive/finetune_sd"),
 ) -> None:
-    cfg = TrainConfig.from_params(section(load_params(), "finetune_sd"))
+    params = load_params()
+    cfg = TrainConfig.from_params(section(params, "finetune_sd"))
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
     set_seed(cfg.seed)
     pretrained, revision = read_source(base_sd)
     train_file = subset_path(subset, "train")
-    data = TrainData(read_images(train_file), read_table(train_file)["caption"].tolist())
+    table = read_table(train_file)
+    rows, _ = train_validation_rows(table, section(params, "split"))
+    data = TrainData(read_images(train_file, rows), table["caption"].iloc[rows].tolist())
     tuner = FineTuner(
         load_sd(pretrained, revision),
         noise_scheduler(pretrained, revision),

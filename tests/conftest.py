@@ -35,10 +35,10 @@ COPIED = (
 # Small sizes so the whole chain runs in a few minutes on 2 CPU cores.
 SMALL_PARAMS: dict[str, Any] = {
     "demo": {"n_images": 320},
+    "split": {"validation_images": 32},
     "finetune_clip": {
         "steps": 12,
         "batch_size": 32,
-        "val_size": 32,
         "eval_every": 6,
         "checkpoint_every": 6,
     },

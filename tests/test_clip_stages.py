@@ -45,10 +45,11 @@ PARAMS = {
     "finetune_clip": {
         "seed": 0, "steps": 6, "batch_size": 16, "grad_accum": 1, "lr": 1e-3,
         "weight_decay": 0.1, "betas": [0.9, 0.98], "eps": 1e-6, "warmup_steps": 2,
-        "max_grad_norm": 1.0, "lock_image": False, "lock_text": False, "val_size": 16,
+        "max_grad_norm": 1.0, "lock_image": False, "lock_text": False,
         "log_every": 1, "eval_every": 3, "checkpoint_every": 3, "keep_checkpoints": 2,
         "num_workers": 0,
     },
+    "split": {"validation_images": 16, "seed": 0, "evaluate": "test"},
     "eval_clip": {"n": "all", "seed": 0, "batch_size": 16, "chunk": 8, "histogram_bins": 10},
 }  # fmt: skip
 

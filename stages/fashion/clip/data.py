@@ -60,14 +60,6 @@ def read_pairs(path: str | Path, rows: np.ndarray | None = None) -> Pairs:
 
 
 
-def holdout_split(n: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows): a fixed-seed held-out slice of `n_val` rows of a split."""
-    if not 0 <= n_val < n:
-        raise PipelineError(f"validation size {n_val}: must be in 0..{n - 1} for {n} images")
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
 def pixel_values(
     processor: CLIPProcessor, images: np.ndarray, device: torch.device | str = "cpu"
 ) -> torch.Tensor:

@@ -32,6 +32,8 @@ RENAMED = {
     "validation_every": "eval_every",
     "checkpoints_total_limit": "keep_checkpoints",
 }
+# Params that moved out of the training stages -> where they are now.
+MOVED = {"val_size": "split.validation_images"}
 # Params that change when or how a run trains or logs, not the weights it reaches.
 NOT_IN_FINGERPRINT = frozenset(
     {
@@ -51,6 +53,9 @@ def check_names(stage: str, params: dict[str, Any]) -> None:
     for old, new in RENAMED.items():
         if old in params:
             raise PipelineError(f"{PARAMS_FILE}: {stage}.{old} is now {stage}.{new}")
+    for old, new in MOVED.items():
+        if old in params:
+            raise PipelineError(f"{PARAMS_FILE}: {stage}.{old} is now {new}")
 
 
 def schedule_steps(stage: str, steps: int, schedule: int | None) -> int:
