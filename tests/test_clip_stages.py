@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -31,7 +32,10 @@ import base_clip
 import eval_clip
 import finetune_clip
 from clip_subsets import write_subsets
+from fashion.clip.data import read_pairs
+from fashion.clip.models import embed_images, embed_texts, load_clip
 from fashion.core.stage import PipelineError
+from fashion.metrics.zero_shot import ZeroShotClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {
@@ -218,21 +222,54 @@ def test_two_cpu_processes(trained, tmp_path):
 
 def test_eval_clip_metrics_shape(trained):
     metrics = json.loads((trained / "metrics/clip.json").read_text())
-    assert set(metrics) == {"n", "base", "finetuned"} and metrics["n"] == 32
+    assert set(metrics) == {"split", "n", "n_distinct_captions", "base", "finetuned"}
+    assert metrics["split"] == "test" and metrics["n"] == 32
     recall = {"r1", "r5", "r10", "mean_rank", "median_rank"}
     for model in ("base", "finetuned"):
         m = metrics[model]
-        assert set(m) == {"i2t", "t2i", "i2t_exact", "t2i_exact", "attr_acc", "attr_balanced_acc"}
-        for key in ("i2t", "t2i", "i2t_exact", "t2i_exact"):
+        assert set(m) == {
+            "i2t", "t2i", "i2t_distinct", "similarity", "unseen_caption", "product_disjoint",
+            "attr_acc", "attr_balanced_acc",
+        }  # fmt: skip
+        for key in ("i2t", "t2i", "i2t_distinct"):
             assert set(m[key]) == recall
-            assert 0 <= m[key]["r1"] <= m[key]["r5"] <= m[key]["r10"] <= 1
-            assert 1 <= m[key]["median_rank"] <= 32 and 1 <= m[key]["mean_rank"] <= 32
-            # caption-level counts every identical sentence as a hit: never below index-exact
-        assert m["i2t"]["r1"] >= m["i2t_exact"]["r1"]
+        # the test file's 4 unseen outfits and 16 products of its own (tests/clip_subsets.py)
+        assert m["unseen_caption"]["n"] == 4 and m["product_disjoint"]["n"] == 16
         for key in ("attr_acc", "attr_balanced_acc"):
             assert set(m[key]) == {"color", "sleeve", "category", "gender"}
     header = (trained / "plots/clip/similarity.csv").read_text().splitlines()[0]
     assert header == "similarity,base_matched,base_unmatched,finetuned_matched,finetuned_unmatched"
+
+
+def test_eval_clip_agrees_with_a_direct_computation(trained):
+    """R@1, the subsets' R@1, mean similarities and attribute accuracy recomputed by brute
+    force from the fine-tuned model's embeddings."""
+    metrics = json.loads((trained / "metrics/clip.json").read_text())["finetuned"]
+    model, processor = load_clip(trained / "models/clip")
+    pairs = read_pairs(trained / "data/subset/test.h5")
+    images = embed_images(model, processor, pairs.images).double()
+    texts = embed_texts(model, processor, pairs.captions).double()
+    sim = images @ texts.T
+    captions = np.array(pairs.captions)
+    hit = captions[sim.argmax(1).numpy()] == captions  # argmax: the lowest index on ties
+    assert metrics["i2t"]["r1"] == pytest.approx(hit.mean())
+    t2i_hit = captions[sim.argmax(0).numpy()] == captions
+    assert metrics["t2i"]["r1"] == pytest.approx(t2i_hit.mean())
+    unseen = np.arange(28, 32)  # UNSEEN_COMBO rows
+    assert metrics["unseen_caption"]["i2t"]["r1"] == pytest.approx(hit[unseen].mean())
+    assert metrics["product_disjoint"]["i2t"]["r1"] == pytest.approx(hit[1::2].mean())
+    distinct = sorted(set(pairs.captions))
+    first = [pairs.captions.index(c) for c in distinct]
+    best = np.array(distinct)[(images @ texts[first].T).argmax(1).numpy()]
+    assert metrics["i2t_distinct"]["r1"] == pytest.approx((best == captions).mean())
+    same = captions[:, None] == captions[None, :]
+    assert metrics["similarity"]["matched_mean"] == pytest.approx(sim.diagonal().mean().item())
+    assert metrics["similarity"]["unmatched_mean"] == pytest.approx(sim[~same].mean().item())
+    classifier = ZeroShotClassifier(model, processor)
+    for attribute in ("color", "category"):
+        truth = pairs.codes[attribute]
+        predicted = classifier.predict(images.float(), attribute)
+        assert metrics["attr_acc"][attribute] == pytest.approx((predicted == truth).mean())
 
 
 def test_unknown_base_model_is_an_error(tmp_path, monkeypatch):

@@ -91,3 +91,40 @@ def similarity_histograms(
     width = 2.0 / bins
     density = [(h / max(h.sum().item(), 1) / width).numpy() for h in (matched, unmatched)]
     return edges.numpy(), density[0], density[1]
+
+
+def similarity_means(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    caption_ids: torch.Tensor,
+    chunk: int = 1024,
+) -> dict[str, float]:
+    """Mean cosine similarity of matched pairs (image i, caption i) and of unmatched ones
+    (pairs whose caption texts differ), as `similarity_histograms` counts them."""
+    matched, unmatched, n_unmatched = 0.0, 0.0, 0
+    for i, sim in similarity_chunks(image_embeds, text_embeds, chunk):
+        rows = torch.arange(i, i + len(sim))
+        matched += float(sim[torch.arange(len(sim)), rows].double().sum())
+        different = caption_ids[rows][:, None] != caption_ids[None, :]
+        unmatched += float(sim[different].double().sum())
+        n_unmatched += int(different.sum())
+    return {
+        "matched_mean": matched / len(image_embeds),
+        "unmatched_mean": unmatched / n_unmatched if n_unmatched else float("nan"),
+    }
+
+
+def distinct_caption_ranks(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    caption_ids: torch.Tensor,
+    chunk: int = 1024,
+) -> torch.Tensor:
+    """Image-to-text ranks against a gallery of distinct captions (one entry per caption text):
+    a hit is the query's own caption. Unlike an index-exact gallery with repeated sentences,
+    its ceiling is 1 whatever the duplicates."""
+    keys, first = np.unique(caption_ids.numpy(), return_index=True)
+    return chunked_ranks(
+        image_embeds, text_embeds[torch.from_numpy(first)], caption_ids,
+        torch.from_numpy(keys), chunk,
+    )  # fmt: skip

@@ -71,6 +71,19 @@ def zero_shot_predict(
     return classifier.predict(embed_images(model, processor, images, device=device), attribute)
 
 
+UNSPECIFIED_SLEEVE = 4  # the caption names no sleeve: nothing to judge in the image
+
+
+def judged(attribute: str, truth: np.ndarray) -> np.ndarray:
+    """Which images an attribute is judged on: a known value (not NaN), and for the sleeve
+    one the caption names (code 4, unspecified, is left out). One rule for every judge."""
+    truth = np.asarray(truth, dtype=float)
+    known = ~np.isnan(truth)
+    if attribute == "sleeve":
+        known &= truth != UNSPECIFIED_SLEEVE
+    return known
+
+
 def accuracy(true: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean(np.asarray(true) == np.asarray(pred)))
 
