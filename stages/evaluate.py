@@ -1,15 +1,20 @@
-"""Image metrics of the generated garments: base vs fine-tuned SD, beside real test images.
+"""Image metrics of the generated garments: base vs fine-tuned SD, beside the real images.
 
-Writes `metrics/generation.json` ({"base", "finetuned", "real"}: IS, FID, KID, CLIP score by
-the base and by the fine-tuned CLIP, zero-shot attribute accuracy, distance to the nearest
-training image) and `plots/evaluate/` (memorisation histograms). Every image set is first
-brought to one size (the smaller of the generated and the real sizes), so the sets differ
-only in content. The real images come as a cached reference (`stages/reference.py`: their
-Inception features and fine-tuned CLIP embeddings at that size, and those of the train
-images); the generated ones pass Inception once per set (IS logits and pool features) and
-each CLIP once. Models and batches run on the GPU when there is one. IS/FID/KID are null
-when `evaluate.skip_inception` is set (the offline default): never a number from random
-Inception weights.
+The matched set (`generate`): one generated image per real image of a fixed-seed sample of
+the evaluated split, from that image's caption. IS, FID, KID and CLIP score compare each
+model's matched images with those same real images: the same count, the same size, equal IS
+split sizes; the real images with their own captions are the ceiling. Attribute accuracy is
+given by several judges: the fine-tuned CLIP (trained on the same pairs as the generator),
+the base CLIP zero-shot and, on the demo, the pixel colour judge (neither trained on them).
+Memorisation is the distance to the nearest training image in pixels at
+`reference.memorisation_size` px, a space no model was trained in, with the real images' own
+distance as the reference. The prompt grid is judged too, split into attribute combinations
+seen in training (at least `evaluate.seen_min_count` training images) and unseen ones (none).
+
+Writes `metrics/generation.json` and `plots/evaluate/` (memorisation histograms). Every image
+set is first brought to one size, the smaller of the generated and real sizes. Models run
+on the GPU when there is one. IS/FID/KID are null when `evaluate.skip_inception` is set (the
+offline default): never a number from random Inception weights.
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 from tqdm import tqdm
-from transformers import CLIPModel, CLIPProcessor
 
 from fashion.clip.models import embed_images, embed_texts, load_base_clip, load_clip
 from fashion.core.atomic import atomic_path
-from fashion.core.params import load_params, section
+from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import ATTRIBUTES
-from fashion.data.subset import read_table, subset_path
+from fashion.data.splits import EvaluatedSplit, evaluated_split
+from fashion.data.subset import read_images
+from fashion.metrics.garment_color import color_accuracy
 from fashion.metrics.image import (
     clip_score,
     extract_features,
@@ -41,18 +47,18 @@ from fashion.metrics.image import (
     kernel_distance,
     load_arrays,
     load_inception,
-    nearest_distances,
+    nearest_pixel_distances,
     resize_images,
 )
 from fashion.metrics.reference import compute_device
-from fashion.metrics.zero_shot import ZeroShotClassifier, accuracy
+from fashion.metrics.zero_shot import ZeroShotClassifier, attribute_accuracy
 
-MANIFEST_COLUMNS = ("file", "model", "prompt", "seed", *ATTRIBUTES)
+MANIFEST_COLUMNS = ("file", "model", "prompt", "seed", "source", "row", *ATTRIBUTES)
 MODELS = ("base", "finetuned")
 SETS = (*MODELS, "real")
-# written by stages/reference.py and stages/embed_reference.py
-REFERENCES = (Path("data/reference/inception.npz"), Path("data/reference/clip.npz"))
-UNSPECIFIED_SLEEVE = 4  # the caption names no sleeve: nothing to judge in the image
+REFERENCE = Path("data/reference/real.npz")  # written by stages/reference.py
+REFERENCE_KEYS = ("split", "rows", "size", "real_size", "train_pixels")
+INCEPTION_KEYS = ("inception_score", "inception_score_std", "fid", "kid", "kid_std")
 
 
 def read_generated(manifest: Path) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
@@ -65,7 +71,7 @@ def read_generated(manifest: Path) -> dict[str, tuple[pd.DataFrame, np.ndarray]]
     table = pd.read_csv(manifest)
     missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
     if missing:
-        raise PipelineError(f"{manifest}: missing columns {missing}")
+        raise PipelineError(f"{manifest}: missing columns {missing} (re-run generate)")
     out = {}
     for model in MODELS:
         rows = table[table["model"] == model].reset_index(drop=True)
@@ -87,57 +93,68 @@ def read_generated(manifest: Path) -> dict[str, tuple[pd.DataFrame, np.ndarray]]
     return out
 
 
-def read_references(
-    paths: tuple[Path, Path] = REFERENCES,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(Inception, CLIP) reference of the real images, checked to hold one test sample."""
-    inception_path, clip_path = paths
-    inception = load_arrays(inception_path, ("test_rows", "size", "real_size"), "reference")
-    clip = load_arrays(clip_path, ("test_rows", "size", "test", "train"), "embed_reference")
-    if not np.array_equal(inception["test_rows"], clip["test_rows"]):
+def matched_split(
+    params: dict[str, Any], subset: Path, reference: dict[str, np.ndarray], path: Path
+) -> EvaluatedSplit:
+    """The evaluated split's matched sample, checked to be the one the reference holds."""
+    p = section(params, "reference")
+    split = evaluated_split(params, subset).sample(p["n_eval"], int(p["seed"]), "reference.n_eval")
+    if str(reference["split"]) != split.name or not np.array_equal(reference["rows"], split.rows):
         raise PipelineError(
-            f"{clip_path}: another sample of test images than {inception_path} "
-            "(re-run the reference stages: dvc repro)"
+            f"{path}: holds another sample of real images than {PARAMS_FILE} names "
+            "(split.evaluate, reference.n_eval, reference.seed): re-run it with dvc repro"
         )
-    return inception, clip
+    return split
 
 
-def evaluation_size(
-    generated: dict[str, np.ndarray],
-    references: tuple[dict, dict],
-    paths: tuple[Path, Path] = REFERENCES,
+def check_size(
+    generated: dict[str, np.ndarray], reference: dict[str, np.ndarray], path: Path
 ) -> int:
-    """The smaller of the generated and real sizes, which the references must have used."""
+    """The evaluation size: the smaller of the generated and real sizes, as the reference used."""
     generated_size = min(im.shape[1] for im in generated.values())
-    size = min(generated_size, int(references[0]["real_size"]))
-    for path, reference in zip(paths, references, strict=True):
-        if int(reference["size"]) != size:
-            raise PipelineError(
-                f"{path}: real images at {int(reference['size'])} px, but {generated_size} px "
-                f"generated images are evaluated at {size} px (the reference follows "
-                "generate.resolution: re-run it with dvc repro)"
-            )
+    size = min(generated_size, int(reference["real_size"]))
+    if int(reference["size"]) != size:
+        raise PipelineError(
+            f"{path}: real images at {int(reference['size'])} px, but {generated_size} px "
+            f"generated images are evaluated at {size} px (the reference follows "
+            "generate.resolution: re-run it with dvc repro)"
+        )
     return size
+
+
+def matched_images(
+    generated: dict[str, tuple[pd.DataFrame, np.ndarray]], rows: np.ndarray, manifest: Path
+) -> dict[str, np.ndarray]:
+    """Per SD model, its matched images in the order of the real sample's rows."""
+    out = {}
+    for model, (table, images) in generated.items():
+        matched = table.index[table["source"] == "matched"].to_numpy()
+        if not np.array_equal(table["row"].to_numpy()[matched].astype(np.int64), rows):
+            raise PipelineError(
+                f"{manifest}: the '{model}' matched images are not one per row of the real "
+                "sample (re-run generate: dvc repro)"
+            )
+        out[model] = images[matched]
+    return out
 
 
 def inception_metrics(
     p: dict[str, Any], images: dict[str, np.ndarray], reference: dict[str, np.ndarray], device: str
 ) -> dict[str, dict]:
-    """IS of every set; FID and KID of each generated set against the real test images.
+    """IS of every set; FID and KID of each generated set against the real images.
 
     `images` are the generated sets; the real set's logits and pool features are in the
-    Inception `reference`.
+    reference. Every set has the same count, so equal `is_splits` give equal split sizes.
     """
-    keys = ("inception_score", "inception_score_std", "fid", "kid", "kid_std")
     if p["skip_inception"]:
         print("IS/FID/KID: null (evaluate.skip_inception is true: no Inception-v3 weights used)")
-        return {name: dict.fromkeys(keys) for name in SETS}
-    model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
+        return {name: dict.fromkeys(INCEPTION_KEYS) for name in SETS}
     if "pool" not in reference:
         raise PipelineError(
-            f"{REFERENCES[0]}: no Inception features (written with "
-            "evaluate.skip_inception true): re-run the reference stage"
+            f"{REFERENCE}: no Inception features (written with evaluate.skip_inception true): "
+            "re-run the reference stage"
         )
+    model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
     seed, batch = int(p["seed"]), int(p["batch_size"])
     features = {
         name: extract_features(images[name], model, batch, device)
@@ -159,44 +176,70 @@ def inception_metrics(
     return out
 
 
-def attribute_accuracy(
-    classifier: ZeroShotClassifier, embeds: torch.Tensor, codes: pd.DataFrame
-) -> dict[str, float | None]:
-    """Zero-shot accuracy per attribute, over the images whose prompt names that attribute."""
-    out: dict[str, float | None] = {}
-    for attribute in ATTRIBUTES:
-        truth = pd.to_numeric(codes[attribute], errors="coerce").to_numpy(dtype=float)
-        known = ~np.isnan(truth)
-        if attribute == "sleeve":
-            known &= truth != UNSPECIFIED_SLEEVE
-        known_rows = torch.from_numpy(known)
-        out[attribute] = (
-            accuracy(truth[known], classifier.predict(embeds[known_rows], attribute))
-            if known.any()
-            else None
-        )
+class Judges:
+    """The attribute judges: zero-shot CLIPs (their image embeddings also give CLIP scores)
+    and, where `pixel`, the demo's pixel colour judge."""
+
+    def __init__(self, clips: dict[str, tuple], pixel: bool, batch: int, device: str) -> None:
+        self.clips, self.pixel, self.batch, self.device = clips, pixel, batch, device
+        self.classifiers = {
+            name: ZeroShotClassifier(model.to(device), processor, device=device)
+            for name, (model, processor) in clips.items()
+        }
+
+    def embed(self, images: np.ndarray) -> dict[str, torch.Tensor]:
+        return {
+            name: embed_images(model, processor, images, self.batch, self.device)
+            for name, (model, processor) in self.clips.items()
+        }
+
+    def clip_scores(self, embeds: dict[str, torch.Tensor], prompts: list[str]) -> dict[str, float]:
+        out = {}
+        for name, (model, processor) in self.clips.items():
+            texts = embed_texts(model, processor, prompts, self.batch, self.device)
+            out[name] = clip_score(embeds[name], texts)
+        return out
+
+    def accuracy(
+        self, images: np.ndarray, embeds: dict[str, torch.Tensor], codes: pd.DataFrame
+    ) -> dict[str, dict]:
+        out: dict[str, dict] = {
+            name: attribute_accuracy(classifier, embeds[name], codes)
+            for name, classifier in self.classifiers.items()
+        }
+        if self.pixel:
+            colors = pd.to_numeric(codes["color"], errors="coerce").to_numpy(dtype=float)
+            out["pixel"] = {"color": color_accuracy(images, colors)}
+        return out
+
+
+def grid_metrics(
+    judges: Judges,
+    generated: dict[str, tuple[pd.DataFrame, np.ndarray]],
+    size: int,
+    training: pd.DataFrame,
+    seen_min_count: int,
+) -> dict[str, Any]:
+    """Attribute accuracy of the prompt grid's images, for combinations seen in training
+    (at least `seen_min_count` images) and unseen ones (none)."""
+    combos = training[list(ATTRIBUTES)].value_counts()
+    out: dict[str, Any] = {"seen_min_count": seen_min_count}
+    for model, (table, images) in generated.items():
+        grid = table.index[table["source"] == "in_domain"].to_numpy()
+        keys = table.loc[grid, list(ATTRIBUTES)].astype(int).itertuples(index=False, name=None)
+        counts = np.array([int(combos.get(k, 0)) for k in keys], dtype=np.int64)
+        out[model] = {}
+        for name, rows in (("seen", grid[counts >= seen_min_count]), ("unseen", grid[counts == 0])):
+            block: dict[str, Any] = {"n": len(rows)}
+            if len(rows):
+                shown = resize_images(images[rows], size)
+                codes = table.loc[rows, list(ATTRIBUTES)].reset_index(drop=True)
+                block["attr_acc"] = judges.accuracy(shown, judges.embed(shown), codes)
+            out[model][name] = block
     return out
 
 
-def clip_scores(
-    clip: tuple[CLIPModel, CLIPProcessor],
-    images: dict[str, np.ndarray],
-    prompts: dict[str, list[str]],
-    batch: int,
-    device: str,
-) -> dict[str, float]:
-    """CLIP score of each SD model's images with their prompts, by one CLIP."""
-    model, processor = clip
-    return {
-        name: clip_score(
-            embed_images(model, processor, images[name], batch, device),
-            embed_texts(model, processor, prompts[name], batch, device),
-        )
-        for name in MODELS
-    }
-
-
-def plot_memorisation(distances: dict[str, np.ndarray], bins: int, out_dir: Path) -> None:
+def plot_memorisation(distances: dict[str, np.ndarray], bins: int, out_dir: Path, px: int) -> None:
     """Histogram tables (one CSV per set, for `dvc plots`) and an overlaid PNG."""
     top = max(float(d.max()) for d in distances.values())
     edges = np.linspace(0.0, max(top, 1e-6), bins + 1)
@@ -208,84 +251,70 @@ def plot_memorisation(distances: dict[str, np.ndarray], bins: int, out_dir: Path
         table = pd.DataFrame({"distance": centres, "share": counts / len(d)})
         table.to_csv(out_dir / f"memorisation_{name}.csv", index=False)
         ax.hist(d, edges, histtype="step", density=True, label=f"{name} (mean {d.mean():.3f})")
-    ax.set(xlabel="cosine distance to the nearest train image (fine-tuned CLIP)", ylabel="density")
+    ax.set(
+        xlabel=f"RMS pixel distance to the nearest training image ({px} px, 0-1 scale)",
+        ylabel="density",
+        title="Memorisation: matched set vs real images",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "memorisation.png", dpi=100)
 
 
-def judge_in_clip_space(
-    clip: tuple[CLIPModel, CLIPProcessor],
-    images: dict[str, np.ndarray],
-    codes: dict[str, pd.DataFrame],
-    reference: dict[str, np.ndarray],
-    batch: int,
-    device: str,
-) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
-    """Per set: zero-shot attribute accuracy and mean distance to the nearest train image,
-    by the fine-tuned CLIP (real and train embeddings from the cached reference), and the
-    distances themselves."""
-    model, processor = clip
-    classifier = ZeroShotClassifier(model, processor, device=device)
-    train = torch.from_numpy(reference["train"])
-    embeddings = {
-        name: embed_images(model, processor, images[name], batch, device) for name in MODELS
-    }
-    embeddings["real"] = torch.from_numpy(reference["test"])
-    metrics, distances = {}, {}
-    for name in SETS:
-        distances[name] = nearest_distances(embeddings[name], train)
-        metrics[name] = {
-            "n_images": len(embeddings[name]),
-            "attr_acc": attribute_accuracy(classifier, embeddings[name], codes[name]),
-            "nearest_train_distance": float(distances[name].mean()),
-        }
-    return metrics, distances
-
-
 def main(
     subset: Path = Path("data/subset"),
     generated_images: Path = Path("data/generated"),
-    inception_reference: Path = REFERENCES[0],
-    clip_reference: Path = REFERENCES[1],
+    reference: Path = REFERENCE,
     base_clip: Path = Path("models/base_clip"),
     clip: Path = Path("models/clip"),
     metrics_file: Path = Path("metrics/generation.json"),
     plots: Path = Path("plots/evaluate"),
 ) -> None:
-    p = section(load_params(), "evaluate")
-    batch = int(p["batch_size"])
-    device = compute_device()
-    generated = read_generated(generated_images / "manifest.csv")
-    reference_paths = (inception_reference, clip_reference)
-    references = read_references(reference_paths)
-    size = evaluation_size(
-        {name: im for name, (_, im) in generated.items()}, references, reference_paths
-    )
-    images = {name: resize_images(im, size) for name, (_, im) in generated.items()}
-    prompts = {name: rows["prompt"].astype(str).tolist() for name, (rows, _) in generated.items()}
-    codes = {name: rows[list(ATTRIBUTES)] for name, (rows, _) in generated.items()}
-    real_rows = references[0]["test_rows"]
-    test_table = read_table(subset_path(subset, "test"))
-    codes["real"] = test_table.iloc[real_rows][list(ATTRIBUTES)].reset_index(drop=True)
-    sizes = ", ".join(f"{k} {len(v)}" for k, v in images.items())
-    print(f"evaluating at {size} px on {device}: {sizes}, real {len(real_rows)}")
+    params = load_params()
+    p = section(params, "evaluate")
+    batch, device = int(p["batch_size"]), compute_device()
+    manifest = generated_images / "manifest.csv"
+    generated = read_generated(manifest)
+    real_reference = load_arrays(reference, REFERENCE_KEYS, "reference")
+    split = matched_split(params, subset, real_reference, reference)
+    size = check_size({m: im for m, (_, im) in generated.items()}, real_reference, reference)
+    images = {
+        m: resize_images(im, size)
+        for m, im in matched_images(generated, split.rows, manifest).items()
+    }
+    images["real"] = resize_images(read_images(split.path, split.rows), size)
+    n = len(split.rows)
+    print(f"evaluating at {size} px on {device}: {n} matched {split.name} images per set")
 
-    metrics = inception_metrics(p, images, references[0], device)
-    clips = {"clip_score": load_base_clip(base_clip), "clip_score_finetuned_clip": load_clip(clip)}
-    for key, (model, processor) in clips.items():
-        model.to(device)
-        for name, score in clip_scores((model, processor), images, prompts, batch, device).items():
-            metrics[name][key] = score
-        metrics["real"][key] = None
-    judged, distances = judge_in_clip_space(
-        clips["clip_score_finetuned_clip"], images, codes, references[1], batch, device
+    matched: dict[str, Any] = {"n": n, "is_split_size": n // int(p["is_splits"])}
+    for name, values in inception_metrics(p, images, real_reference, device).items():
+        matched[name] = values
+    judges = Judges(
+        {"finetuned_clip": load_clip(clip), "base_clip": load_base_clip(base_clip)},
+        bool(p["pixel_judge"]),
+        batch,
+        device,
     )
+    codes = split.table[list(ATTRIBUTES)]
+    captions = split.table["caption"].tolist()
+    mem_size = int(section(params, "reference")["memorisation_size"])
+    distances = {}
     for name in SETS:
-        metrics[name] |= judged[name]
+        embeds = judges.embed(images[name])
+        matched[name]["clip_score"] = judges.clip_scores(embeds, captions)
+        matched[name]["attr_acc"] = judges.accuracy(images[name], embeds, codes)
+        distances[name] = nearest_pixel_distances(
+            resize_images(images[name], mem_size), real_reference["train_pixels"], device
+        )
+        matched[name]["nearest_train_pixels"] = float(distances[name].mean())
+
+    metrics = {"split": split.name, "matched": matched}
+    metrics["grid"] = grid_metrics(
+        judges, generated, size, split.training_table(), int(p["seen_min_count"])
+    )
 
     with atomic_path(plots, is_dir=True) as tmp:
-        plot_memorisation(distances, int(p["histogram_bins"]), tmp)
+        plot_memorisation(distances, int(p["histogram_bins"]), tmp, mem_size)
     with atomic_path(metrics_file) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     print(json.dumps(metrics, sort_keys=True))

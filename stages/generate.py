@@ -1,8 +1,13 @@
 """Generate images with the base and the fine-tuned Stable Diffusion, same prompts and seeds.
 
-Reads models/base_sd, models/sd and the test subset's captions; writes
-data/generated/{base,finetuned}/*.png with data/generated/manifest.csv (file, model,
-prompt, seed and the prompt's attribute codes) and plots/generate/{base,finetuned}_grid.png.
+Two sets of prompts. The matched set: the caption of each image in a fixed-seed sample of
+the evaluated split (`reference.n_eval`, `reference.seed`, `split.evaluate`), one image each,
+so `evaluate` compares the generated images with those same real images. The prompt grid
+(every gender x colour x sleeve x category of `generate.prompts`) and free-form prompts:
+pictures and per-combination accuracy. Every image has its own seed. Writes
+data/generated/{base,finetuned}/*.png with data/generated/manifest.csv (file, model, prompt,
+seed, source, the matched image's subset row and the prompt's attribute codes) and
+plots/generate/{base,finetuned}_grid.png (the grid prompts' images).
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from fashion.core.atomic import atomic_path
 from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import ATTRIBUTES
-from fashion.data.subset import read_table, subset_path
+from fashion.data.splits import evaluated_split
 from fashion.sd.models import load_base_sd, load_finetuned_sd
-from fashion.sd.prompts import Prompt, build_prompts
+from fashion.sd.prompts import Prompt, build_prompts, matched_prompts
 
 PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 SCHEDULERS = {
@@ -77,6 +82,21 @@ def device_and_dtype(precision: str) -> tuple[str, torch.dtype]:
     return "cpu", torch.float32 if precision == "fp16" else PRECISIONS[precision]
 
 
+def generation_jobs(params: dict, subset: Path) -> list[tuple[Prompt, int]]:
+    """(prompt, seed) of every image: the matched set first, then the grid and free-form
+    prompts, `images_per_prompt` each; seeds count up from `generate.seed`."""
+    reference = section(params, "reference")
+    split = evaluated_split(params, subset).sample(
+        reference["n_eval"], int(reference["seed"]), "reference.n_eval"
+    )
+    spec = section(params, "generate")
+    per_prompt = int(spec["images_per_prompt"])
+    prompts = [(p, 1) for p in matched_prompts(split.table, split.rows)]
+    prompts += [(p, per_prompt) for p in build_prompts(spec["prompts"])]
+    jobs = [(p, k) for p, n in prompts for k in range(n)]
+    return [(p, int(spec["seed"]) + i) for i, (p, _) in enumerate(jobs)]
+
+
 def main(
     subset: Path = Path("data/subset"),
     base_sd: Path = Path("models/base_sd"),
@@ -84,20 +104,18 @@ def main(
     out: Path = Path("data/generated"),
     plots: Path = Path("plots/generate"),
 ) -> None:
-    params = section(load_params(), "generate")
+    all_params = load_params()
+    params = section(all_params, "generate")
     if params.get("scheduler") not in SCHEDULERS:
         raise PipelineError(
             f"{PARAMS_FILE}: generate.scheduler must be one of {sorted(SCHEDULERS)}"
         )
     device, dtype = device_and_dtype(params["precision"])
-    prompts: list[Prompt] = build_prompts(
-        params["prompts"], read_table(subset_path(subset, "test"))
-    )
-    per_prompt, seed = int(params["images_per_prompt"]), int(params["seed"])
-    jobs = [
-        (p, seed + i * per_prompt + j) for i, p in enumerate(prompts) for j in range(per_prompt)
-    ]
+    jobs = generation_jobs(all_params, subset)
     texts, seeds = [p.text for p, _ in jobs], [s for _, s in jobs]
+    pictured = [k for k, (p, _) in enumerate(jobs) if p.source != "matched"] or list(
+        range(len(jobs))
+    )
     columns = int(params["grid_columns"])
     rows = []
     out_dir, plots_dir = out, plots
@@ -123,15 +141,20 @@ def main(
                         "seed": s,
                         "prompt": prompt.text,
                         "source": prompt.source,
+                        "row": prompt.row,
                         **{a: getattr(prompt, a) for a in ATTRIBUTES},
                     }
                 )
-            grid(images[: columns * columns], columns).save(plots / f"{model}_grid.png")
+            shown = [images[k] for k in pictured[: columns * columns]]
+            grid(shown, columns).save(plots / f"{model}_grid.png")
         manifest = pd.DataFrame(rows)
-        for a in ATTRIBUTES:
-            manifest[a] = manifest[a].astype("Int64")  # codes, empty where the prompt names none
+        for column in ("row", *ATTRIBUTES):
+            manifest[column] = manifest[column].astype("Int64")  # empty where a prompt has none
         manifest.to_csv(out / "manifest.csv", index=False)
-    print(f"generated {len(images)} images per model from {len(prompts)} prompts")
+    matched = sum(p.source == "matched" for p, _ in jobs)
+    print(
+        f"generated {len(jobs)} images per model: {matched} matched, {len(jobs) - matched} prompts"
+    )
 
 
 if __name__ == "__main__":

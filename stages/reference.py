@@ -1,16 +1,18 @@
-"""The real images' Inception reference of `evaluate`, computed once and cached by DVC.
+"""The real images' reference of `evaluate`, computed once and cached by DVC.
 
-Runs after `prepare` and before any training. It fetches torch-fidelity's Inception-v3
-weights the first time (hash checked, into the torch hub cache or `evaluate.inception_weights`),
-so an offline machine fails in minutes rather than after hours of training. One Inception pass
-over a fixed-seed sample of real test images then gives their IS logits and pool features.
-Writes `data/reference/inception.npz`: `test_rows`, `size`, `real_size` and, unless
-`evaluate.skip_inception` is set (then nothing is fetched), `logits` (n, 1008) and `pool`
-(n, 2048). `stages/embed_reference.py` adds the CLIP half of the reference.
+Runs after `prepare` and before any training. The matched set's real half: a fixed-seed
+sample of `reference.n_eval` images of the evaluated split (`split.evaluate`); `generate`
+draws one image from each one's caption. Unless `evaluate.skip_inception` is set, it fetches
+torch-fidelity's Inception-v3 weights the first time (hash checked, into the torch hub cache or
+`evaluate.inception_weights`), so an offline machine fails in minutes rather than after hours
+of training, and one Inception pass gives the sample's IS logits and pool features. The
+memorisation reference: a fixed-seed sample of `reference.n_train` training images (train
+less the evaluated split) at `reference.memorisation_size` px, a space no model was trained in.
 
-Images are compared at the evaluation size, min(generate.resolution, real image size), after
-the one resize pipeline of `fashion.metrics.image`; `evaluate` checks that its images need
-that size.
+Writes `data/reference/real.npz`: `split`, `rows` (rows of the split's subset file), `size`,
+`real_size`, `train_pixels` (uint8) and, with Inception, `logits` (n, 1008) and `pool`
+(n, 2048). Images are compared at the evaluation size, min(generate.resolution, real image
+size), after the one resize pipeline of `fashion.metrics.image`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 
 from fashion.core.params import load_params, section
 from fashion.core.stage import run_stage
-from fashion.data.subset import read_images, subset_path
+from fashion.data.splits import evaluated_split
+from fashion.data.subset import read_images
 from fashion.metrics.image import (
     extract_features,
     fetch_inception_weights,
@@ -30,32 +33,52 @@ from fashion.metrics.image import (
     resize_images,
     save_arrays,
 )
-from fashion.metrics.reference import compute_device, evaluation_size, reference_rows
+from fashion.metrics.reference import compute_device, evaluation_size, sampled_rows
+
+CHUNK = 2048  # train images read and shrunk at a time
 
 
-def inception_reference(params: dict[str, Any], subset: Path, out: Path) -> None:
+def shrunk_images(path: Path, rows: np.ndarray, size: int) -> np.ndarray:
+    """uint8 subset images of `rows` at `size` px, a chunk at a time in memory."""
+    chunks = [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
+    return np.concatenate([resize_images(read_images(path, c), size) for c in chunks])
+
+
+def real_reference(params: dict[str, Any], subset: Path, out: Path) -> None:
     p, evaluate = section(params, "reference"), section(params, "evaluate")
-    test = subset_path(subset, "test")
-    size, real_size = evaluation_size(params, test)
-    rows = reference_rows(test, p["n_real"], int(p["seed"]), "n_real")
-    arrays = {"test_rows": rows, "size": np.array(size), "real_size": np.array(real_size)}
+    split = evaluated_split(params, subset)
+    matched = split.sample(p["n_eval"], int(p["seed"]), "reference.n_eval")
+    size, real_size = evaluation_size(params, split.path)
+    train_rows = split.training_rows[
+        sampled_rows(len(split.training_rows), p["n_train"], int(p["seed"]), "n_train")
+    ]
+    arrays = {
+        "split": np.array(split.name),
+        "rows": matched.rows,
+        "size": np.array(size),
+        "real_size": np.array(real_size),
+        "train_pixels": shrunk_images(
+            split.training_path, train_rows, int(p["memorisation_size"])
+        ),
+    }
     if evaluate["skip_inception"]:
         print("no Inception reference (evaluate.skip_inception is true)")
     else:
         weights = fetch_inception_weights(evaluate["inception_weights"])
         device = compute_device()
         model = load_inception(weights, device)
-        images = resize_images(read_images(test, rows), size)
+        images = resize_images(read_images(split.path, matched.rows), size)
         logits, pool = extract_features(images, model, int(p["batch_size"]), device)
         arrays |= {"logits": logits.numpy(), "pool": pool.numpy()}
-        print(f"Inception reference: {len(rows)} test images at {size} px")
+    print(
+        f"reference: {len(matched.rows)} {split.name} images at {size} px, "
+        f"{len(train_rows)} training images at {p['memorisation_size']} px"
+    )
     save_arrays(out, arrays)
 
 
-def main(
-    subset: Path = Path("data/subset"), out: Path = Path("data/reference/inception.npz")
-) -> None:
-    inception_reference(load_params(), subset, out)
+def main(subset: Path = Path("data/subset"), out: Path = Path("data/reference/real.npz")) -> None:
+    real_reference(load_params(), subset, out)
 
 
 if __name__ == "__main__":

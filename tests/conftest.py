@@ -56,11 +56,11 @@ SMALL_PARAMS: dict[str, Any] = {
             "sleeves": ["long-sleeved"],
             "categories": ["tee", "dress"],
             "free_form": ["a red dress"],
-            "n_test_captions": 2,
         },
         "steps": 3,
         "batch_size": 16,
     },
+    "reference": {"n_eval": "all"},
     "evaluate": {"kid_subsets": 5},
 }
 

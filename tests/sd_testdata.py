@@ -38,7 +38,9 @@ def write_subset(path: Path, n: int, seed: int = 0, multicolor: float = 0.33) ->
         f["images"] = (images * 255).round().astype(np.uint8)
         f["segmentation"] = segmentation
         f["index"] = np.arange(n, dtype=np.int64)
-        f.create_dataset("name", data=[f"img/demo/{i}.jpg" for i in range(n)], dtype=STR_DTYPE)
+        f.create_dataset(
+            "name", data=[f"img/demo_{i // 2}/{i}.jpg" for i in range(n)], dtype=STR_DTYPE
+        )
         f.create_dataset("caption", data=captions, dtype=STR_DTYPE)
         for k, name in enumerate(("gender", "color", "sleeve", "category")):
             f[name] = codes[:, k].astype(np.int16)
@@ -50,6 +52,8 @@ def write_subset(path: Path, n: int, seed: int = 0, multicolor: float = 0.33) ->
 
 # Small enough that each stage runs in seconds on 2 CPU cores.
 TINY_SD_PARAMS = {
+    "split": {"validation_images": 4},  # two products of two images
+    "reference": {"n_eval": 2},
     "base_sd": {
         "tiny": {
             "resolution": 32,
@@ -86,7 +90,6 @@ TINY_SD_PARAMS = {
             "sleeves": ["long-sleeved"],
             "categories": ["tee"],
             "free_form": ["a green coat"],
-            "n_test_captions": 1,
             "seed": 0,
         },
     },

@@ -18,7 +18,7 @@ import finetune_sd
 import generate
 from fashion.core.stage import PipelineError
 from fashion.data.attributes import COLOR
-from fashion.data.subset import read_table
+from fashion.data.subset import read_table, sample_rows
 from fashion.sd.models import load_finetuned_sd
 from fashion.sd.prompts import build_prompts
 from sd_testdata import make_sd_project
@@ -65,22 +65,32 @@ def test_generation_uses_the_finetuned_unet(
 
 def test_manifest_and_grids(generated: Path) -> None:
     manifest = pd.read_csv(generated / "data/generated/manifest.csv")
-    # 2 in-domain + 1 free-form + 1 test caption, per model
-    assert manifest.groupby("model").size().to_dict() == {"base": 4, "finetuned": 4}
+    # 2 matched + 2 grid + 1 free-form, per model
+    assert manifest.groupby("model").size().to_dict() == {"base": 5, "finetuned": 5}
     red = manifest[(manifest.source == "in_domain") & (manifest.color == 1)]
     assert len(red) == 2 and red.prompt.str.contains(" red ").all() and COLOR[1] == "red"
     assert manifest[manifest.source == "free_form"].color.isna().all()
-    assert (manifest.seed.iloc[:4] == [0, 1, 2, 3]).all()
+    assert (manifest.seed.iloc[:5] == [0, 1, 2, 3, 4]).all()  # every image its own seed
     for model in ("base", "finetuned"):
         assert Image.open(generated / f"plots/generate/{model}_grid.png").size == (64, 64)
 
 
-def test_empty_prompt_list_is_an_error(generated: Path) -> None:
-    table = read_table(generated / "data/subset/test.h5")
-    with pytest.raises(PipelineError, match="no prompts"):
-        build_prompts(
-            {"genders": [], "colors": ["red"], "free_form": [], "n_test_captions": 0}, table
-        )
+def test_matched_set_is_the_reference_sample_captions(generated: Path) -> None:
+    """One image per sampled test image, from its caption, with its codes and row."""
+    manifest = pd.read_csv(generated / "data/generated/manifest.csv")
+    matched = manifest[(manifest.source == "matched") & (manifest.model == "base")]
+    rows = sample_rows(8, 2, seed=0)  # reference.n_eval 2 of the 8 test images, seed 0
+    assert matched.row.tolist() == rows.tolist()
+    table = read_table(generated / "data/subset/test.h5").iloc[rows]
+    assert matched.prompt.tolist() == table.caption.tolist()
+    for attribute in ("gender", "color", "sleeve", "category"):
+        assert matched[attribute].tolist() == table[attribute].tolist()
+    assert manifest[manifest.source != "matched"].row.isna().all()
+
+
+def test_prompt_errors_name_the_param() -> None:
+    with pytest.raises(PipelineError, match="n_test_captions is gone"):
+        build_prompts({"colors": ["red"], "n_test_captions": 4})
     with pytest.raises(PipelineError, match="unknown names"):
         build_prompts(
             {
@@ -88,12 +98,11 @@ def test_empty_prompt_list_is_an_error(generated: Path) -> None:
                 "colors": ["rde"],
                 "sleeves": ["sleeveless"],
                 "categories": ["tee"],
-            },
-            table,
+            }
         )
 
 
-def test_stage_fails_cleanly_on_empty_prompts(
+def test_matched_set_larger_than_the_split_is_an_error(
     generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import shutil
@@ -101,11 +110,11 @@ def test_stage_fails_cleanly_on_empty_prompts(
     project = tmp_path / "p"
     shutil.copytree(generated, project)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["generate"]["prompts"] = {"free_form": [], "n_test_captions": 0}
+    params["reference"]["n_eval"] = 9
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(project)
     before = sorted(p.name for p in Path("data/generated/base").iterdir())
-    with pytest.raises(PipelineError, match="no prompts"):
+    with pytest.raises(PipelineError, match=r"reference.n_eval: sample size 9"):
         generate.main()
     assert sorted(p.name for p in Path("data/generated/base").iterdir()) == before
 
@@ -134,7 +143,7 @@ def test_half_precision_weights_generate(
     generate.main()
     assert dtypes == [torch.bfloat16, torch.bfloat16]
     manifest = pd.read_csv("data/generated/manifest.csv")
-    assert len(manifest) == 8
+    assert len(manifest) == 10
     assert generate.device_and_dtype("fp16")[1] == (
         torch.float16 if torch.cuda.is_available() else torch.float32
     )

@@ -43,7 +43,7 @@ FIT_TO_TEST = [
     "generate.prompts.colors=[red, blue]",
     "generate.prompts.sleeves=[long-sleeved]",
     "generate.prompts.categories=[tee]",
-    "generate.prompts.n_test_captions=2",
+    "reference.n_eval=8",
     "evaluate.skip_inception=true",
 ]
 

@@ -113,9 +113,13 @@ class EvaluatedSplit:
             self.training_rows,
         )  # fmt: skip
 
+    def training_table(self) -> pd.DataFrame:
+        """The table of the training rows."""
+        return read_table(self.training_path).iloc[self.training_rows].reset_index(drop=True)
+
     def new_to_training(self) -> dict[str, np.ndarray]:
         """`new_to_training` masks of the split's rows against the training rows."""
-        training = read_table(self.training_path).iloc[self.training_rows]
+        training = self.training_table()
         return new_to_training(
             self.table["caption"].tolist(), self.table["name"].tolist(),
             training["caption"].tolist(), training["name"].tolist(),

@@ -248,3 +248,24 @@ def nearest_distances(queries: Tensor, references: Tensor, chunk: int = 4096) ->
         sims = queries @ references[start : start + chunk].T
         best = torch.maximum(best, sims.max(dim=1).values)
     return (1.0 - best).clamp(0.0, 2.0).numpy()  # rounding can put a copy's cosine above 1
+
+
+def nearest_pixel_distances(
+    queries: np.ndarray, references: np.ndarray, device: str = "cpu", chunk: int = 2048
+) -> np.ndarray:
+    """Root-mean-square pixel difference, on a 0-1 scale, from each uint8 (n, h, w, 3) query
+    image to its nearest reference image of the same size: 0 for a copy."""
+    if queries.shape[1:] != references.shape[1:]:
+        raise ValueError(f"images of shape {queries.shape[1:]} vs {references.shape[1:]}")
+
+    def flat(images: np.ndarray) -> Tensor:
+        return torch.from_numpy(images.reshape(len(images), -1)).to(device).float() / 255
+
+    q = flat(queries)
+    q_sq = (q * q).sum(1, keepdim=True)
+    best = torch.full((len(q),), float("inf"), device=device)
+    for start in range(0, len(references), chunk):
+        r = flat(references[start : start + chunk])
+        squared = q_sq + (r * r).sum(1)[None] - 2 * q @ r.T
+        best = torch.minimum(best, squared.min(dim=1).values)
+    return (best.clamp_min(0) / q.shape[1]).sqrt().cpu().numpy()

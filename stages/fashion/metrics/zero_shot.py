@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
@@ -92,3 +93,24 @@ def balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
     """Mean per-class recall over the classes present in `true` (skewed classes weigh equally)."""
     true, pred = np.asarray(true), np.asarray(pred)
     return float(np.mean([np.mean(pred[true == c] == c) for c in np.unique(true)]))
+
+
+def attribute_accuracy(
+    classifier: ZeroShotClassifier, image_embeds: torch.Tensor, codes: pd.DataFrame
+) -> dict[str, float | None]:
+    """Zero-shot accuracy per attribute over the images `judged` on it (None: no such image).
+
+    `codes` holds one row per image and a column per attribute (NaN/NA where a prompt names
+    no value of it)."""
+    out: dict[str, float | None] = {}
+    for attribute in ATTRIBUTES:
+        truth = pd.to_numeric(codes[attribute], errors="coerce").to_numpy(dtype=float)
+        rows = judged(attribute, truth)
+        out[attribute] = (
+            accuracy(
+                truth[rows], classifier.predict(image_embeds[torch.from_numpy(rows)], attribute)
+            )
+            if rows.any()
+            else None
+        )
+    return out

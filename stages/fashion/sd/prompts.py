@@ -1,13 +1,15 @@
-"""Generation prompts: in-domain ones from the label vocabulary, free-form ones, test captions.
+"""Generation prompts: the prompt grid from the label vocabulary, free-form ones, and the
+matched set (the captions of a sample of evaluated images, one image each).
 
 Each `Prompt` carries the attribute codes it names (None where it names none), so the
-generated images can be scored for attribute faithfulness.
+generated images can be scored for attribute faithfulness, and a matched prompt the subset
+row whose caption it is.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,14 +24,12 @@ from fashion.data.captions import TEMPLATES, compose_caption
 @dataclass(frozen=True)
 class Prompt:
     text: str
-    source: str  # in_domain | free_form | test_caption
+    source: str  # in_domain (the grid) | free_form | matched
     gender: int | None = None
     color: int | None = None
     sleeve: int | None = None
     category: int | None = None
-
-    def row(self) -> dict[str, Any]:
-        return asdict(self)
+    row: int | None = None  # matched: the row of the evaluated split's subset file
 
 
 def _codes(names: list[str], mapping: dict[int, str], what: str) -> list[int]:
@@ -60,34 +60,25 @@ def in_domain_prompts(
     ]
 
 
-def test_caption_prompts(table: pd.DataFrame, n: int, seed: int) -> list[Prompt]:
-    """A fixed-seed sample of `n` test captions, with their rows' codes."""
-    if n <= 0:
-        return []
-    rows = np.sort(
-        np.random.default_rng(seed).choice(len(table), min(n, len(table)), replace=False)
-    )
+def matched_prompts(table: pd.DataFrame, rows: np.ndarray) -> list[Prompt]:
+    """One prompt per evaluated image: its caption and codes, and its subset row."""
     return [
-        Prompt(r.caption, "test_caption", *(int(getattr(r, a)) for a in ATTRIBUTES))
-        for r in table.iloc[rows].itertuples()
+        Prompt(r.caption, "matched", *(int(getattr(r, a)) for a in ATTRIBUTES), int(row))
+        for r, row in zip(table.itertuples(), rows, strict=True)
     ]
 
 
-def build_prompts(spec: dict[str, Any], test_table: pd.DataFrame | None) -> list[Prompt]:
-    """All prompts of the `generate.prompts` params; an empty list is an error."""
+def build_prompts(spec: dict[str, Any]) -> list[Prompt]:
+    """The prompt grid and the free-form prompts of the `generate.prompts` params."""
     prompts = in_domain_prompts(
         list(spec.get("genders", [])),
         list(spec.get("colors", [])),
         list(spec.get("sleeves", [])),
         list(spec.get("categories", [])),
     )
-    prompts += [Prompt(str(t), "free_form") for t in spec.get("free_form", []) or []]
-    n_test = int(spec.get("n_test_captions", 0) or 0)
-    if n_test and test_table is not None:
-        prompts += test_caption_prompts(test_table, n_test, int(spec.get("seed", 0)))
-    if not prompts:
+    if "n_test_captions" in spec:
         raise PipelineError(
-            f"{PARAMS_FILE}: generate.prompts gives no prompts (set genders, colors, sleeves and "
-            "categories, free_form, or n_test_captions)"
+            f"{PARAMS_FILE}: generate.prompts.n_test_captions is gone: every evaluated image's "
+            "caption is generated (the matched set, reference.n_eval)"
         )
-    return prompts
+    return prompts + [Prompt(str(t), "free_form") for t in spec.get("free_form", []) or []]
