@@ -149,12 +149,13 @@ def inception_metrics(
     if p["skip_inception"]:
         print("IS/FID/KID: null (evaluate.skip_inception is true: no Inception-v3 weights used)")
         return {name: dict.fromkeys(INCEPTION_KEYS) for name in SETS}
+    # the weights first: a fresh machine whose reference came from the DVC cache fetches them
+    model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
     if "pool" not in reference:
         raise PipelineError(
             f"{REFERENCE}: no Inception features (written with evaluate.skip_inception true): "
             "re-run the reference stage"
         )
-    model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
     seed, batch = int(p["seed"]), int(p["batch_size"])
     features = {
         name: extract_features(images[name], model, batch, device)

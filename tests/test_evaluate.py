@@ -1,10 +1,11 @@
 """The evaluate stage, run as a script on a small project: tiny CLIPs, subset files, PNGs,
-and the real-image reference written by the reference stages.
+and the real-image reference written by the reference stage.
 
 The "fine-tuned" generator here returns the real test images themselves and the "base" one
-returns training images, which gives known answers: the fine-tuned set scores exactly like
-the real set (IS, attribute accuracy, train distance), its FID is ~0, and the base set's
-nearest training image is itself (distance ~0).
+returns training images, which gives known answers: the fine-tuned set is judged exactly like
+the real set (attribute accuracy by every judge, CLIP score, pixel distance to the training
+images), and the base set's nearest training image is itself (distance 0). eval_clip runs on
+the same project: at the same size, the judges reproduce its attribute accuracy.
 """
 
 from __future__ import annotations
@@ -26,16 +27,24 @@ from fashion.clip.models import build_tiny_clip
 from fashion.core.provenance import write_source
 from fashion.core.stage import PipelineError
 from fashion.data.subset import read_images
-from fashion.metrics.image import INCEPTION_FETCH_COMMAND, URL_INCEPTION_V3, extract_features
+from fashion.metrics.image import (
+    INCEPTION_FETCH_COMMAND,
+    URL_INCEPTION_V3,
+    extract_features,
+    resize_images,
+)
 from subset_writer import SIZE, make_rows, write_subset
 from test_image_metrics import TINY, PixelClassifier
 
 STAGE = ROOT / "stages" / "evaluate.py"
-G_KEYS = {
-    "n_images", "inception_score", "inception_score_std", "fid", "kid", "kid_std", "clip_score",
-    "clip_score_finetuned_clip", "attr_acc", "nearest_train_distance",
+SET_KEYS = {
+    "inception_score", "inception_score_std", "fid", "kid", "kid_std", "clip_score", "attr_acc",
+    "nearest_train_pixels",
 }  # fmt: skip
-N_TRAIN, N_TEST, N_BASE = 24, 12, 10
+JUDGES = {"finetuned_clip", "base_clip", "pixel"}
+N_TRAIN, N_TEST = 24, 12
+# grid prompts: two combinations of train rows (seen) and one no train row has (unseen)
+UNSEEN = {"gender": 1, "color": 17, "sleeve": 4, "category": 19}
 # Downloads go to a closed local port: a test never fetches anything.
 OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
            "no_proxy": "", "NO_PROXY": ""}  # fmt: skip
@@ -43,13 +52,21 @@ OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1
 
 def evaluate_params(**overrides) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"]
-    return params | {"batch_size": 8, "kid_subsets": 10} | overrides
+    return params | {"batch_size": 8, "kid_subsets": 10, "is_splits": 3} | overrides
 
 
 def write_params(project: Path, evaluate: dict) -> None:
-    """The sections evaluate and the reference stages read; images stay at their size."""
-    reference = {"seed": 0, "n_real": "all", "n_train": "all", "batch_size": 8}
-    params = {"generate": {"resolution": SIZE}, "reference": reference, "evaluate": evaluate}
+    """The sections evaluate and the reference stage read; images stay at their size."""
+    params = {
+        "split": {"validation_images": 2, "seed": 0, "evaluate": "test"},
+        "generate": {"resolution": SIZE},
+        "reference": {
+            "seed": 0, "n_eval": "all", "n_train": "all", "memorisation_size": 16,
+            "batch_size": 8,
+        },
+        "eval_clip": {"n": "all", "seed": 0, "batch_size": 8, "chunk": 8, "histogram_bins": 10},
+        "evaluate": evaluate,
+    }  # fmt: skip
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -67,30 +84,37 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_source(root / "models/base_clip", "models/base_clip")
 
     generated = root / "data/generated"
+    attributes = ("gender", "color", "sleeve", "category")
+    grid = [{k: r[k] for k in attributes} for r in train_rows[:2]] + [UNSEEN]
     manifest = []
-    for model, path, rows in (
-        ("base", train, train_rows[:N_BASE]),
-        ("finetuned", test, test_rows),
-    ):
+    for model, path in (("base", train), ("finetuned", test)):
         (generated / model).mkdir(parents=True)
-        for i, (image, row) in enumerate(zip(read_images(path)[: len(rows)], rows, strict=True)):
-            Image.fromarray(image).save(generated / model / f"{i:04d}.png")
-            codes = {k: row[k] for k in ("gender", "color", "sleeve", "category")}
-            manifest.append({"file": f"{model}/{i:04d}.png", "model": model,
-                             "prompt": row["caption"], "seed": i, **codes})  # fmt: skip
-    manifest.append(
-        {"file": "base/0000.png", "model": "base", "prompt": "a red garment.", "seed": 99}
-    )
-    pd.DataFrame(manifest).to_csv(generated / "manifest.csv", index=False)  # last: out of domain
+        images = read_images(path)
+        for i, row in enumerate(test_rows):  # the matched set: one image per test image
+            Image.fromarray(images[i]).save(generated / model / f"{i:04d}.png")
+            manifest.append({"file": f"{model}/{i:04d}.png", "model": model, "seed": i,
+                             "prompt": row["caption"], "source": "matched", "row": i,
+                             **{k: row[k] for k in attributes}})  # fmt: skip
+        for j, codes in enumerate(grid):
+            name = f"{model}/g{j}.png"
+            Image.fromarray(images[j]).save(generated / name)
+            manifest.append({"file": name, "model": model, "seed": 100 + j, "prompt": "grid",
+                             "source": "in_domain", **codes})  # fmt: skip
+        manifest.append({"file": f"{model}/0000.png", "model": model, "seed": 99,
+                         "prompt": "a red garment.", "source": "free_form"})  # fmt: skip
+    table = pd.DataFrame(manifest)
+    for column in ("row", *attributes):
+        table[column] = table[column].astype("Int64")
+    table.to_csv(generated / "manifest.csv", index=False)
 
-    import embed_reference
+    import eval_clip
     import reference
 
     write_params(root, evaluate_params())
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         reference.main()
-        embed_reference.main()
+        eval_clip.main()
     return root
 
 
@@ -103,34 +127,67 @@ def test_offline_default_records_null_inception_metrics(project: Path) -> None:
     proc = run_stage(project, evaluate_params())
     assert "skip_inception" in proc.stdout  # the reason is logged
     metrics = json.loads((project / "metrics/generation.json").read_text())
-    assert set(metrics) == {"base", "finetuned", "real"}
-    for name, g in metrics.items():
-        assert set(g) == G_KEYS, name
-        assert set(g["attr_acc"]) == {"color", "sleeve", "category", "gender"}
+    assert set(metrics) == {"split", "matched", "grid"} and metrics["split"] == "test"
+    matched = metrics["matched"]
+    assert matched["n"] == N_TEST and matched["is_split_size"] == N_TEST // 3
+    for name in ("base", "finetuned", "real"):
+        m = matched[name]
+        assert set(m) == SET_KEYS, name
+        assert set(m["attr_acc"]) == JUDGES
+        assert set(m["clip_score"]) == {"finetuned_clip", "base_clip"}
         for key in ("inception_score", "inception_score_std", "fid", "kid", "kid_std"):
-            assert g[key] is None, (name, key)
-    assert [metrics[n]["n_images"] for n in ("base", "finetuned", "real")] == [
-        N_BASE + 1,
-        N_TEST,
-        N_TEST,
-    ]
-    for name in ("base", "finetuned"):
-        for key in ("clip_score", "clip_score_finetuned_clip"):
-            assert 0.0 <= metrics[name][key] <= 100.0
-    assert metrics["real"]["clip_score"] is None
-    # a generator that returns the test images is judged exactly like the test images
-    assert metrics["finetuned"]["attr_acc"] == metrics["real"]["attr_acc"]
-    assert metrics["finetuned"]["nearest_train_distance"] == pytest.approx(
-        metrics["real"]["nearest_train_distance"], abs=1e-6
+            assert m[key] is None, (name, key)
+    # a generator that returns the real images is judged exactly like them, by every judge
+    for key in ("attr_acc", "clip_score"):
+        assert matched["finetuned"][key] == matched["real"][key]
+    assert matched["finetuned"]["nearest_train_pixels"] == pytest.approx(
+        matched["real"]["nearest_train_pixels"], abs=1e-6
     )
-    assert metrics["base"]["nearest_train_distance"] == pytest.approx(0.0, abs=1e-5)
-    assert metrics["real"]["nearest_train_distance"] > 1e-3
+    assert matched["base"]["nearest_train_pixels"] == pytest.approx(0.0, abs=1e-3)
+    # the real images' distance, by brute force at the memorisation size
+    real = resize_images(read_images(project / "data/subset/test.h5"), 16).astype(float) / 255
+    train = resize_images(read_images(project / "data/subset/train.h5"), 16).astype(float) / 255
+    rms = np.sqrt(((real[:, None] - train[None]) ** 2).mean(axis=(2, 3, 4))).min(axis=1)
+    assert matched["real"]["nearest_train_pixels"] == pytest.approx(rms.mean(), rel=1e-4)
     plots = project / "plots/evaluate"
     for name in ("base", "finetuned", "real"):
         hist = pd.read_csv(plots / f"memorisation_{name}.csv")
         assert list(hist.columns) == ["distance", "share"]
         assert hist["share"].sum() == pytest.approx(1.0)
     assert (plots / "memorisation.png").stat().st_size > 0
+
+
+def test_grid_is_split_into_seen_and_unseen_combinations(project: Path) -> None:
+    run_stage(project, evaluate_params(seen_min_count=1))
+    grid = json.loads((project / "metrics/generation.json").read_text())["grid"]
+    assert grid["seen_min_count"] == 1
+    for model in ("base", "finetuned"):
+        assert grid[model]["seen"]["n"] == 2 and grid[model]["unseen"]["n"] == 1
+        assert set(grid[model]["seen"]["attr_acc"]) == JUDGES
+
+
+def test_judges_reproduce_eval_clip_on_the_real_images(project: Path) -> None:
+    """The same CLIP, the same real images at the same size, the same rule for sleeve code 4
+    (unspecified): evaluate's judges give eval_clip's attribute accuracy."""
+    run_stage(project, evaluate_params(pixel_judge=False))
+    real = json.loads((project / "metrics/generation.json").read_text())["matched"]["real"]
+    clip = json.loads((project / "metrics/clip.json").read_text())
+    assert set(real["attr_acc"]) == {"finetuned_clip", "base_clip"}  # no pixel judge
+    assert clip["n"] == N_TEST
+    assert real["attr_acc"]["finetuned_clip"] == pytest.approx(clip["finetuned"]["attr_acc"])
+    assert real["attr_acc"]["base_clip"] == pytest.approx(clip["base"]["attr_acc"])
+
+
+def test_another_sample_than_the_reference_is_a_clear_error(project: Path, tmp_path) -> None:
+    copy = tmp_path / "p"
+    shutil.copytree(project, copy)
+    params = evaluate_params()
+    write_params(copy, params)
+    raw = yaml.safe_load((copy / "params.yaml").read_text())
+    raw["reference"]["n_eval"] = 6
+    (copy / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = run(["python", str(STAGE)], copy, check=False, timeout=600, env=OFFLINE)
+    assert proc.returncode == 1 and "real.npz: holds another sample" in proc.stderr
 
 
 class ChannelStats(nn.Module):
@@ -193,22 +250,22 @@ def test_reference_without_inception_features_is_a_clear_error(monkeypatch) -> N
     monkeypatch.setattr(evaluate, "load_inception", lambda w, device: StandInInception())
     images = {name: np.zeros((2, 8, 8, 3), np.uint8) for name in ("base", "finetuned")}
     p = evaluate_params(skip_inception=False)
-    with pytest.raises(PipelineError, match="inception.npz: no Inception features"):
-        evaluate.inception_metrics(p, images, {"test_rows": np.arange(2)}, "cpu")
+    with pytest.raises(PipelineError, match="real.npz: no Inception features"):
+        evaluate.inception_metrics(p, images, {"rows": np.arange(2)}, "cpu")
 
 
-def test_reference_of_another_size_or_sample_is_a_clear_error() -> None:
+def test_reference_of_another_size_is_a_clear_error() -> None:
     import evaluate
 
     generated = {name: np.zeros((2, 64, 64, 3), np.uint8) for name in ("base", "finetuned")}
-    inception = {"test_rows": np.arange(3), "size": np.array(64), "real_size": np.array(128)}
-    clip = {"test_rows": np.arange(3), "size": np.array(64)}
-    assert evaluate.evaluation_size(generated, (inception, clip)) == 64
-    with pytest.raises(PipelineError, match=r"clip.npz: real images at 128 px.*64 px"):
-        evaluate.evaluation_size(generated, (inception, clip | {"size": np.array(128)}))
+    reference = {"size": np.array(64), "real_size": np.array(128)}
+    path = Path("data/reference/real.npz")
+    assert evaluate.check_size(generated, reference, path) == 64
+    with pytest.raises(PipelineError, match=r"real.npz: real images at 128 px.*64 px"):
+        evaluate.check_size(generated, reference | {"size": np.array(128)}, path)
     small = {name: np.zeros((2, 32, 32, 3), np.uint8) for name in generated}
-    with pytest.raises(PipelineError, match=r"inception.npz: real images at 64 px.*at 32 px"):
-        evaluate.evaluation_size(small, (inception, clip))
+    with pytest.raises(PipelineError, match=r"real.npz: real images at 64 px.*at 32 px"):
+        evaluate.check_size(small, reference, path)
 
 
 def _outputs(project: Path) -> list[Path]:

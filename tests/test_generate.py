@@ -102,7 +102,7 @@ def test_prompt_errors_name_the_param() -> None:
         )
 
 
-def test_matched_set_larger_than_the_split_is_an_error(
+def test_matched_set_larger_than_the_split_takes_it_all(
     generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import shutil
@@ -111,12 +111,18 @@ def test_matched_set_larger_than_the_split_is_an_error(
     shutil.copytree(generated, project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["reference"]["n_eval"] = 9
+    params["generate"]["prompts"] = {"free_form": []}  # the matched set alone
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(project)
-    before = sorted(p.name for p in Path("data/generated/base").iterdir())
-    with pytest.raises(PipelineError, match=r"reference.n_eval: sample size 9"):
+    with pytest.warns(UserWarning, match=r"reference.n_eval=9, but the test split holds 8"):
         generate.main()
-    assert sorted(p.name for p in Path("data/generated/base").iterdir()) == before
+    manifest = pd.read_csv("data/generated/manifest.csv")
+    assert manifest[manifest.model == "base"].row.tolist() == list(range(8))
+    params["reference"]["n_eval"] = 0
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(PipelineError, match=r"reference.n_eval: sample size 0"):
+        generate.main()
+    assert len(pd.read_csv("data/generated/manifest.csv")) == 16  # left as it was
 
 
 def test_half_precision_weights_generate(

@@ -10,6 +10,7 @@ image and 96.9% of test captions occur word for word in train.
 from __future__ import annotations
 
 import posixpath
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,16 @@ class EvaluatedSplit:
     training_rows: np.ndarray
 
     def sample(self, n: int | str, seed: int, param: str) -> EvaluatedSplit:
-        """The same split cut to a fixed-seed sample of `n` rows ("all": every row)."""
+        """The same split cut to a fixed-seed sample of `n` rows ("all": every row). A
+        larger `n` than the split holds (the validation split is small) takes every row, with
+        a warning."""
+        if n != "all" and not isinstance(n, bool) and isinstance(n, int) and n > len(self.rows):
+            warnings.warn(
+                f"{PARAMS_FILE}: {param}={n}, but the {self.name} split holds "
+                f"{len(self.rows)} images: using all of them",
+                stacklevel=2,
+            )
+            n = "all"
         try:
             chosen = sample_rows(len(self.rows), n, seed)
         except PipelineError as err:
