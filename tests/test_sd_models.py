@@ -114,3 +114,41 @@ def test_unknown_vae_loss_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(PipelineError, match=r"params.yaml: base_sd.vae_pretraining.loss"):
         base_sd.main()
     assert not Path("models/base_sd").exists()  # nothing half-written
+
+
+def test_vae_colour_fidelity_is_written(sd_base_project: Path) -> None:
+    colors = json.loads((sd_base_project / "models/base_sd/vae_colors.json").read_text())
+    assert colors["n"] == 4  # the validation split of the tiny project: two products of two
+    assert set(colors) == {"n", "color_acc_original", "color_acc_reconstructed"}
+
+
+def test_vae_colours_of_a_perfect_round_trip_equal_the_originals() -> None:
+    """A VAE that returns its input scores exactly what the judge scores on the originals;
+    one that returns grey loses every colour the judge reads."""
+    from types import SimpleNamespace
+
+    from fashion.data.attributes import CATEGORY, SLEEVE
+    from fashion.demo.drawing import draw_garments
+    from fashion.metrics.garment_color import SOLID_CODES
+
+    rng = np.random.default_rng(0)
+    color = np.repeat(SOLID_CODES, 3)
+    n = len(color)
+    drawn, _ = draw_garments(
+        rng.integers(0, 2, n), color, rng.choice(list(SLEEVE), n), rng.choice(list(CATEGORY), n),
+        rng,
+    )  # fmt: skip
+    images = np.round(drawn * 255).astype(np.uint8)
+
+    class Identity(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> SimpleNamespace:
+            return SimpleNamespace(sample=x)
+
+    class Grey(Identity):
+        def forward(self, x: torch.Tensor) -> SimpleNamespace:
+            return SimpleNamespace(sample=torch.zeros_like(x))
+
+    same = base_sd.vae_colors(Identity(), images, color, 64)
+    assert same["color_acc_reconstructed"] == same["color_acc_original"] > 0.8
+    grey = base_sd.vae_colors(Grey(), images, color, 64)
+    assert grey["color_acc_reconstructed"] <= 3 / n  # grey is one colour of the palette at most
