@@ -35,6 +35,7 @@ from fashion.metrics.image import (
 )
 from subset_writer import SIZE, make_rows, write_subset
 from test_image_metrics import TINY, PixelClassifier
+from test_known_answers import reference_inception_score
 
 STAGE = ROOT / "stages" / "evaluate.py"
 SET_KEYS = {
@@ -240,7 +241,12 @@ def test_inception_metrics_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
     assert metrics["base"]["fid"] > 100 and metrics["base"]["kid"] > 10 * abs(
         metrics["finetuned"]["kid"]
     )
-    assert 1.0 < metrics["real"]["inception_score"] <= 4.0
+    # each set's IS is the formula's on its own logits, with the stage's splits and seed
+    for name, pixels in (("base", images["base"]), ("real", real)):
+        logits = extract_features(pixels, StandInInception(), batch_size=8)[0]
+        expected = reference_inception_score(logits, 2, int(p["seed"]))
+        assert metrics[name]["inception_score"] == pytest.approx(expected[0], rel=1e-6)
+        assert metrics[name]["inception_score_std"] == pytest.approx(expected[1], abs=1e-5)
 
 
 def test_reference_without_inception_features_is_a_clear_error(monkeypatch) -> None:
