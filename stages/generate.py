@@ -1,12 +1,12 @@
 """Generate images with the base and the fine-tuned Stable Diffusion, same prompts and seeds.
 
-Two sets of prompts. The matched set: the caption of each image in a fixed-seed sample of
-the evaluated split (`reference.n_eval`, `reference.seed`, `split.evaluate`), one image each,
-so `evaluate` compares the generated images with those same real images. The prompt grid
-(every gender x colour x sleeve x category of `generate.prompts`) and free-form prompts:
-pictures and per-combination accuracy. Every image has its own seed. Writes
-data/generated/{base,finetuned}/*.png with data/generated/manifest.csv (file, model, prompt,
-seed, source, the matched image's subset row and the prompt's attribute codes) and
+Two sets of prompts. The prompt grid (every gender x colour x sleeve x category of
+`generate.prompts`) and free-form prompts: pictures and per-combination accuracy. The
+matched set: the caption of each image in a fixed-seed sample of the evaluated split
+(`reference.n_eval`, `reference.seed`, `split.evaluate`), one image each, so `evaluate`
+compares the generated images with those same real images. Every image has its own seed.
+Writes data/generated/{base,finetuned}/*.png with data/generated/manifest.csv (file, model,
+prompt, seed, source, the matched image's subset row and the prompt's attribute codes) and
 plots/generate/{base,finetuned}_grid.png (the grid prompts' images).
 """
 
@@ -83,16 +83,17 @@ def device_and_dtype(precision: str) -> tuple[str, torch.dtype]:
 
 
 def generation_jobs(params: dict, subset: Path) -> list[tuple[Prompt, int]]:
-    """(prompt, seed) of every image: the matched set first, then the grid and free-form
-    prompts, `images_per_prompt` each; seeds count up from `generate.seed`."""
+    """(prompt, seed) of every image: the grid and free-form prompts, `images_per_prompt`
+    each, then the matched set; seeds count up from `generate.seed`, so the grid's images do
+    not change with the matched set's size or split."""
     reference = section(params, "reference")
     split = evaluated_split(params, subset).sample(
         reference["n_eval"], int(reference["seed"]), "reference.n_eval"
     )
     spec = section(params, "generate")
     per_prompt = int(spec["images_per_prompt"])
-    prompts = [(p, 1) for p in matched_prompts(split.table, split.rows)]
-    prompts += [(p, per_prompt) for p in build_prompts(spec["prompts"])]
+    prompts = [(p, per_prompt) for p in build_prompts(spec["prompts"])]
+    prompts += [(p, 1) for p in matched_prompts(split.table, split.rows)]
     jobs = [(p, k) for p, n in prompts for k in range(n)]
     return [(p, int(spec["seed"]) + i) for i, (p, _) in enumerate(jobs)]
 

@@ -65,12 +65,13 @@ def test_generation_uses_the_finetuned_unet(
 
 def test_manifest_and_grids(generated: Path) -> None:
     manifest = pd.read_csv(generated / "data/generated/manifest.csv")
-    # 2 matched + 2 grid + 1 free-form, per model
+    # 2 grid + 1 free-form + 2 matched, per model
     assert manifest.groupby("model").size().to_dict() == {"base": 5, "finetuned": 5}
     red = manifest[(manifest.source == "in_domain") & (manifest.color == 1)]
     assert len(red) == 2 and red.prompt.str.contains(" red ").all() and COLOR[1] == "red"
     assert manifest[manifest.source == "free_form"].color.isna().all()
     assert (manifest.seed.iloc[:5] == [0, 1, 2, 3, 4]).all()  # every image its own seed
+    assert manifest.source.iloc[:5].tolist() == ["in_domain"] * 2 + ["free_form"] + ["matched"] * 2
     for model in ("base", "finetuned"):
         assert Image.open(generated / f"plots/generate/{model}_grid.png").size == (64, 64)
 
