@@ -260,8 +260,14 @@ def test_eval_clip_agrees_with_a_direct_computation(trained):
     assert metrics["product_disjoint"]["i2t"]["r1"] == pytest.approx(hit[1::2].mean())
     distinct = sorted(set(pairs.captions))
     first = [pairs.captions.index(c) for c in distinct]
-    best = np.array(distinct)[(images @ texts[first].T).argmax(1).numpy()]
+    distinct_sim = (images @ texts[first].T).numpy()
+    best = np.array(distinct)[distinct_sim.argmax(1)]
     assert metrics["i2t_distinct"]["r1"] == pytest.approx((best == captions).mean())
+    # each sentence once in the gallery: rank = 1 + distinct captions scored above its own
+    own = distinct_sim[np.arange(len(captions)), [distinct.index(c) for c in captions]]
+    ranks = 1 + (distinct_sim > own[:, None]).sum(1)
+    assert metrics["i2t_distinct"]["mean_rank"] == pytest.approx(ranks.mean())
+    assert metrics["i2t_distinct"]["r5"] == pytest.approx((ranks <= 5).mean())
     same = captions[:, None] == captions[None, :]
     assert metrics["similarity"]["matched_mean"] == pytest.approx(sim.diagonal().mean().item())
     assert metrics["similarity"]["unmatched_mean"] == pytest.approx(sim[~same].mean().item())

@@ -95,7 +95,7 @@ def test_vae_sees_pixels_in_minus_one_one(
 def test_epoch_loss_is_the_mean_of_the_epoch(
     sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 24 images, batch 8: 3 steps per epoch, 6 steps = 2 epochs
+    # 24 images less 4 of validation, batch 8: 2 full steps per epoch, 6 steps = 3 epochs
     project = project_with_base(sd_base_project, tmp_path / "p", steps=6, lr=1e-2)
     run_finetune(project, monkeypatch)
     steps = pd.read_csv(METRICS / "loss.tsv", sep="\t")
@@ -103,10 +103,10 @@ def test_epoch_loss_is_the_mean_of_the_epoch(
     assert steps.step.tolist() == list(range(1, 7))  # optimiser steps done, as finetune_clip
     rates = pd.read_csv(METRICS.parent / "perf/images_per_s.tsv", sep="\t")
     assert rates.step.tolist() == list(range(1, 7)) and (rates.images_per_s > 0).all()
-    assert epochs.step.tolist() == [3, 6]
+    assert epochs.step.tolist() == [2, 4, 6]
     assert json.loads(Path("dvclive/finetune_sd/metrics.json").read_text())["step"] == 6
     for end, mean in zip(epochs.step, epochs.epoch_loss, strict=True):
-        losses = steps.loss[(steps.step > end - 3) & (steps.step <= end)]
+        losses = steps.loss[(steps.step > end - 2) & (steps.step <= end)]
         assert mean == pytest.approx(losses.mean(), rel=1e-6)
         assert mean != pytest.approx(losses.iloc[-1], rel=1e-6)  # not the last batch's
     assert len(list(Path("dvclive/finetune_sd/plots/images/validation").glob("*.png"))) == 3
