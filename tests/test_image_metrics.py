@@ -32,7 +32,7 @@ from fashion.metrics.image import (
     kernel_distance,
     load_arrays,
     load_inception,
-    nearest_distances,
+    nearest_pixel_distances,
     resize_images,
     save_arrays,
 )
@@ -134,11 +134,19 @@ def test_extract_features_keeps_every_output_of_one_pass_in_image_order() -> Non
     assert torch.equal(pixels, torch.from_numpy(images).permute(0, 3, 1, 2).flatten(1))
 
 
-def test_nearest_distances_known_answer() -> None:
-    references = torch.eye(4)
-    queries = nn.functional.normalize(torch.tensor([[1.0, 0, 0, 0], [1.0, 1.0, 0, 0]]), dim=-1)
-    got = nearest_distances(queries, references, chunk=3)
-    np.testing.assert_allclose(got, [0.0, 1 - 1 / math.sqrt(2)], atol=1e-6)
+def test_nearest_pixel_distances_known_answer() -> None:
+    """RMS pixel difference on a 0-1 scale to the nearest reference, chunk by chunk."""
+    black, white = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)
+    grey = np.full((2, 2, 3), 51, np.uint8)  # 0.2 of white
+    half = black.copy()
+    half[0] = 255  # half the pixels white
+    references = np.stack([black, white, grey])
+    got = nearest_pixel_distances(np.stack([black, half, grey, white]), references, chunk=2)
+    # black: itself; half: 0.5 of its pixels 0.8 from grey and 0.5 at 0.2 -> sqrt(0.34)
+    np.testing.assert_allclose(got, [0.0, math.sqrt(0.5 * 0.64 + 0.5 * 0.04), 0.0, 0.0],
+                               atol=1e-3)  # fmt: skip
+    with pytest.raises(ValueError, match="shape"):
+        nearest_pixel_distances(np.zeros((1, 4, 4, 3), np.uint8), references)
 
 
 # --- CLIP score on a tiny model ---------------------------------------------------------

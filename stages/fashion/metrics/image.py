@@ -6,9 +6,9 @@ Inception pass per image set gives both the IS logits and the pool features (`lo
 `extract_features`); IS, FID and KID are then computed from those features. All images
 go through one resize pipeline (`resize_images`) before any network sees them, so generated
 and real sets differ only in content. CLIP embeddings (`fashion.clip.models.embed_images`)
-are computed once per image set and reused for the CLIP score, the zero-shot attributes and
-the nearest-training-image distances. `save_arrays` / `load_arrays` hold the real-image
-reference between stages.
+are computed once per image set and reused for the CLIP score and the zero-shot attributes;
+memorisation is measured in pixels (`nearest_pixel_distances`). `save_arrays` /
+`load_arrays` hold the real-image reference between stages.
 """
 
 from __future__ import annotations
@@ -239,15 +239,6 @@ def clip_score(image_embeddings: Tensor, text_embeddings: Tensor) -> float:
 
 
 # --- memorisation -----------------------------------------------------------------------
-
-
-def nearest_distances(queries: Tensor, references: Tensor, chunk: int = 4096) -> np.ndarray:
-    """Cosine distance (1 - cos) from each normalised query to its nearest normalised reference."""
-    best = torch.full((len(queries),), -1.0)
-    for start in range(0, len(references), chunk):
-        sims = queries @ references[start : start + chunk].T
-        best = torch.maximum(best, sims.max(dim=1).values)
-    return (1.0 - best).clamp(0.0, 2.0).numpy()  # rounding can put a copy's cosine above 1
 
 
 def nearest_pixel_distances(
