@@ -1,7 +1,9 @@
 """Fine-tune the base CLIP on the train split less the validation split, under accelerate.
 
 The validation split (`split` params: whole product folders carved from train) gives the
-validation R@1 curve; nothing of it is trained on.
+validation R@1 curve; nothing of it is trained on. `keep: last` saves the final weights;
+`keep: best_val_r1` the weights of the validation evaluation with the best R@1 (kept in
+`<checkpoints>/best/` whenever one beats the best so far; dvclive's `val.best_step` says which).
 
 Run as `accelerate launch stages/finetune_clip.py` (the `accelerate.launch` param) on one CPU,
 one GPU or many. Every process contrasts its pairs against the whole global batch (features
@@ -13,6 +15,7 @@ fingerprint (base model, data, process count and the params that change the weig
 
 from __future__ import annotations
 
+import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -27,15 +30,17 @@ from fashion.clip.data import make_batch, presize, read_pairs
 from fashion.clip.models import load_clip, lock_towers
 from fashion.clip.training import caption_r1, make_optimizer, make_scheduler, train_step
 from fashion.core.atomic import atomic_path
-from fashion.core.params import load_params, section
+from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.provenance import read_source, training_fingerprint
-from fashion.core.stage import run_stage
+from fashion.core.stage import PipelineError, run_stage
 from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_table, subset_path
 from fashion.train.batches import StepBatches, StepDataset
-from fashion.train.checkpoints import Checkpoints
+from fashion.train.checkpoints import BestModel, Checkpoints
 from fashion.train.live import log_step, open_live
 from fashion.train.settings import check_names, fingerprint, schedule_steps
+
+KEEP = ("last", "best_val_r1")
 
 
 def main(
@@ -60,6 +65,13 @@ def main(
     lock_towers(model, p["lock_image"], p["lock_text"])
 
     train, val = pairs.take(train_rows), pairs.take(val_rows)
+    keep = p.get("keep", "last")
+    if keep not in KEEP or (keep == "best_val_r1" and not len(val)):
+        raise PipelineError(
+            f"{PARAMS_FILE}: finetune_clip.keep must be one of {list(KEEP)}"
+            + ("; best_val_r1 needs a validation split (split.validation_images > 0)"
+               if keep == "best_val_r1" else f", got {keep!r}")
+        )  # fmt: skip
     source = training_fingerprint(pretrained, revision, train.captions, train.images)
     train.images = presize(processor, train.images)  # resized once, not in every step
     world = accelerator.num_processes
@@ -78,6 +90,7 @@ def main(
         p.get("checkpoint_mirror"),
     )
     start = checkpoints.resume(accelerator, steps)
+    best = BestModel(checkpoints.root) if keep == "best_val_r1" else None
     accelerator.print(
         f"finetune_clip: {world} process(es), {len(train)} train and "
         f"{len(val)} validation images, steps {start + 1}..{steps}"
@@ -114,6 +127,8 @@ def main(
         if live and len(val) and (step % int(p["eval_every"]) == 0 or step == steps):
             model_ = accelerator.unwrap_model(model)
             metrics["val/caption_r1"] = caption_r1(model_, processor, val, accelerator.device)
+            if best and best.offer(step, metrics["val/caption_r1"], model_.save_pretrained):
+                metrics["val/best_step"] = step
         log_step(live, step, metrics)
         if live and metrics:
             bar.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in metrics.items()})
@@ -128,7 +143,15 @@ def main(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with atomic_path(out, is_dir=True) as tmp:
-            accelerator.unwrap_model(model).save_pretrained(tmp)
+            if best:  # the best validation step's weights
+                shutil.copytree(best.dir, tmp, dirs_exist_ok=True)
+                (tmp / "best.json").unlink()
+                record = best.record()
+                live.summary.setdefault("val", {}).update(
+                    best_step=record["step"], best_caption_r1=record["score"]
+                )
+            else:
+                accelerator.unwrap_model(model).save_pretrained(tmp)
             processor.save_pretrained(tmp)
         live.end()
     accelerator.end_training()

@@ -174,6 +174,42 @@ def test_more_steps_with_a_fixed_schedule_match_a_fresh_run(trained, tmp_path, c
     assert steps.step.tolist() == list(range(1, 9))  # the curve goes on
 
 
+def test_keep_best_val_r1_saves_the_best_evaluation(trained, tmp_path, monkeypatch):
+    """A known validation curve (0.2, 0.9, 0.5 at steps 2, 4, 6): the saved model is the
+    step-4 one, i.e. what the same 6-step schedule stopped at step 4 saves with keep: last."""
+    best = copy_trained(trained, tmp_path / "best", "checkpoints")
+    set_params(best, keep="best_val_r1", eval_every=2, schedule_steps=6)
+    curve = iter([0.2, 0.9, 0.5])
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: next(curve))
+    stage(best, finetune_clip)
+    live = json.loads((best / "dvclive/finetune_clip/metrics.json").read_text())
+    assert live["val"]["best_step"] == 4 and live["val"]["best_caption_r1"] == 0.9
+    assert not (best / "models/clip/best.json").exists()
+    assert (best / "models/clip/tokenizer_config.json").is_file()  # still a whole model
+
+    stopped = copy_trained(trained, tmp_path / "stopped", "checkpoints")
+    set_params(stopped, steps=4, schedule_steps=6)
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: 0.0)
+    stage(stopped, finetune_clip)
+    assert_same_weights(weights(best / "models/clip"), weights(stopped / "models/clip"))
+    final = copy_trained(trained, tmp_path / "final", "checkpoints")
+    set_params(final, schedule_steps=6)
+    stage(final, finetune_clip)
+    assert max_abs_diff(weights(best / "models/clip"), weights(final / "models/clip")) > 1e-4
+
+
+def test_keep_best_without_a_validation_split_is_an_error(trained, tmp_path, monkeypatch):
+    project = copy_trained(trained, tmp_path / "p", "checkpoints")
+    set_params(project, keep="best_val_r1")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["split"]["validation_images"] = 0
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(project)
+    with pytest.raises(PipelineError, match="best_val_r1 needs a validation split"):
+        finetune_clip.main()
+    assert not (project / "models/clip").exists()
+
+
 @pytest.mark.parametrize(
     ("changed", "why"),
     [({"steps": 8}, "params.schedule_steps"), ({"lr": 5e-4}, "params.lr")],

@@ -9,17 +9,21 @@
   starts afresh, printing which part differs.
 - Mirrored: with `checkpoint_mirror`, the latest one is copied to lasting storage and
   restored from there on a fresh machine (`fashion.train.checkpoint_mirror`).
+
+`BestModel` keeps, beside them, the weights of the best validation score so far.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
 
+from fashion.core.atomic import atomic_path
 from fashion.train.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 
 PREFIX = "step_"
@@ -109,3 +113,26 @@ class Checkpoints:
             if self.mirror:
                 mirror_checkpoint(self.root, final, Path(self.mirror))
         accelerator.wait_for_everyone()
+
+
+class BestModel:
+    """The weights of the best validation score so far, in `<checkpoints>/best/` with
+    `best.json` ({"step", "score"}). It lives beside the checkpoints, so a run with another
+    fingerprint clears it with them, and a resumed run keeps the best of the steps before."""
+
+    def __init__(self, checkpoints_root: str | Path) -> None:
+        self.dir = Path(checkpoints_root) / "best"
+
+    def record(self) -> dict[str, Any] | None:
+        path = self.dir / "best.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def offer(self, step: int, score: float, save: Callable[[Path], None]) -> bool:
+        """Keep `save`'s weights if `score` beats the best so far (ties keep the earlier)."""
+        best = self.record()
+        if best is not None and score <= best["score"]:
+            return False
+        with atomic_path(self.dir, is_dir=True) as tmp:
+            save(tmp)
+            (tmp / "best.json").write_text(json.dumps({"step": step, "score": score}) + "\n")
+        return True
