@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -11,14 +13,28 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.colors import to_rgba
 from PIL import Image
 
 from conftest import ROOT, run
-from fashion.data.attributes import COLOR, LABEL_MAPS, SEGMENTATION
-from fashion.eda.figures import caption_lengths, top_ngrams, value_counts
+from fashion.data.attributes import CATEGORY, COLOR, LABEL_MAPS, SEGMENTATION
+from fashion.demo.drawing import PALETTE
+from fashion.eda.figures import (
+    caption_lengths,
+    plot_bars,
+    plot_word_cloud,
+    top_ngrams,
+    value_counts,
+)
 from subset_writer import make_rows, write_subset
 
 N_TRAIN, N_TEST = 30, 12
+# Per split: the tables new with the figures; the figures drawn from the train split's tables.
+SPLIT_TABLES = ("top_categories", "gender_category", "color_top_categories", "caption_words")
+TRAIN_FIGURES = (
+    "gender", "sleeve", "top_categories", "color", "gender_category", "color_top_categories",
+    "word_cloud",
+)  # fmt: skip
 
 
 def declared_plot_files() -> list[str]:
@@ -60,10 +76,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_writes_every_declared_plot_file(project: Path) -> None:
     declared = declared_plot_files()
-    assert len(declared) == 16  # 5 tables x 2 splits, 2 top-n tables, 4 PNGs
+    assert len(declared) == 31  # 9 tables x 2 splits, 2 top-n tables, 4 + 7 PNGs
     for split in ("train", "test"):
-        for name in (*LABEL_MAPS, "caption_length"):
+        for name in (*LABEL_MAPS, "caption_length", *SPLIT_TABLES):
             assert f"plots/eda/{split}/{name}.csv" in declared
+    for name in TRAIN_FIGURES:
+        assert f"plots/eda/{name}.png" in declared
     for name in declared:
         assert (project / name).is_file(), name
     written = {str(p.relative_to(project)) for p in (project / "plots/eda").rglob("*.*")}
@@ -71,11 +89,14 @@ def test_writes_every_declared_plot_file(project: Path) -> None:
         *declared,
         "plots/eda/category_color.csv",
         "plots/eda/segmentation_shares.csv",
+        "plots/eda/index.md",
     }
 
 
 def test_pngs_are_valid_images(project: Path) -> None:
-    for path in (project / "plots/eda").glob("*.png"):
+    pngs = list((project / "plots/eda").glob("*.png"))
+    assert len(pngs) == 11
+    for path in pngs:
         with Image.open(path) as image:
             image.verify()
         with Image.open(path) as image:
@@ -102,6 +123,79 @@ def test_count_tables_match_the_labels(project: Path) -> None:
     assert np.allclose(shares.sum(), 1)
 
 
+def read_split_table(project: Path, split: str, name: str) -> pd.DataFrame:
+    return pd.read_csv(project / f"plots/eda/{split}/{name}.csv", keep_default_na=False)
+
+
+def test_figure_tables_match_the_labels(project: Path) -> None:
+    """The tables the train figures draw, against counts computed here from the labels."""
+    labels = pd.read_csv(project / "data/labels/labels.csv", keep_default_na=False)
+    stop = set(yaml.safe_load((project / "params.yaml").read_text())["eda"]["stop_words"])
+    for split in ("train", "test"):
+        rows = labels[labels["split"] == split]
+        top = read_split_table(project, split, "top_categories")
+        counts = rows["category_name"].value_counts().reindex(CATEGORY.values(), fill_value=0)
+        assert top["count"].tolist() == sorted(counts, reverse=True)[:10]
+        assert (counts[top["category"]] == top["count"].to_numpy()).all()
+        assert np.allclose(top["share"], top["count"] / len(rows))
+
+        pairs = read_split_table(project, split, "gender_category")
+        expected = pd.crosstab(rows["gender_name"], rows["category_name"])
+        assert pd.crosstab(pairs["gender"], pairs["category"]).equals(expected)
+
+        pairs = read_split_table(project, split, "color_top_categories")
+        in_top = rows[rows["category_name"].isin(top["category"])]
+        expected = pd.crosstab(in_top["color_name"], in_top["category_name"])
+        assert pd.crosstab(pairs["color"], pairs["category"]).equals(expected)
+
+        words = read_split_table(project, split, "caption_words")
+        tokens = Counter(w for c in rows["caption"] for w in re.findall(r"[a-z-]+", c))
+        assert words.set_index("word")["count"].to_dict() == {
+            w: n for w, n in tokens.items() if w not in stop
+        }  # the demo vocabulary is smaller than eda.word_cloud_words
+        assert words["count"].is_monotonic_decreasing
+
+
+def test_color_bars_are_drawn_in_their_colour(project: Path, tmp_path: Path) -> None:
+    colors = read_split_table(project, "train", "color")
+    colors.loc[colors["color"] == "red", "count"] = 5  # red drawn even if the draw has none
+    fig = plot_bars(colors, "color", tmp_path / "color.png", "colour (train split)", palette=True)
+    faces: dict[str, set] = {}
+    for patch in fig.axes[0].patches:
+        if patch.get_gid():
+            faces.setdefault(patch.get_gid(), set()).add(patch.get_facecolor())
+    assert faces["red"] == {to_rgba(PALETTE["red"])}
+    assert faces["white"] == {to_rgba(PALETTE["white"])}
+    assert len(faces["multicolor"]) >= 3  # a stripe of several colours
+    assert fig.axes[0].get_title() and fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel()
+    image = np.asarray(Image.open(tmp_path / "color.png").convert("RGB")).astype(int)
+    red = np.round(np.array(PALETTE["red"]) * 255)
+    assert (np.abs(image - red) <= 2).all(-1).sum() > 100  # the red bar's pixels
+
+
+def test_word_cloud_leaves_out_stop_words(project: Path, tmp_path: Path) -> None:
+    labels = pd.read_csv(project / "data/labels/labels.csv", keep_default_na=False)
+    captions = labels.loc[labels["split"] == "train", "caption"]
+    stop = yaml.safe_load((project / "params.yaml").read_text())["eda"]["stop_words"]
+    assert {"the", "a", "wearing"} & set(" ".join(captions).split())  # frame words to drop
+    words = top_ngrams(captions, 1, 100, stop)
+    cloud = plot_word_cloud(words, tmp_path / "cloud.png", "words (train split)", seed=0)
+    assert cloud.words_ and not set(cloud.words_) & set(stop)
+    assert set(cloud.words_) == set(read_split_table(project, "train", "caption_words")["word"])
+    assert {"lady", "man"} & set(cloud.words_)
+
+
+def test_index_lists_every_figure_with_its_reading(project: Path) -> None:
+    index = (project / "plots/eda/index.md").read_text()
+    linked = set(re.findall(r"\]\(([^)]+\.png)\)", index))
+    pngs = {p.name for p in (project / "plots/eda").rglob("*.png")}
+    assert linked == pngs
+    labels = pd.read_csv(project / "data/labels/labels.csv", keep_default_na=False)
+    shares = labels.loc[labels["split"] == "train", "gender_name"].value_counts(normalize=True)
+    reading = ", ".join(f"{g} {s:.0%}" for g, s in shares.items())
+    assert f"(gender.png): images per gender: {reading} (train split)" in index
+
+
 def test_top_words_leave_out_stop_words(project: Path) -> None:
     stop = set(yaml.safe_load((project / "params.yaml").read_text())["eda"]["stop_words"])
     words = pd.read_csv(project / "plots/eda/top_words.csv")
@@ -116,7 +210,7 @@ def test_dvc_plots_show_renders_every_plot(project: Path, tmp_path: Path) -> Non
     run(["git", "init", "-q"], repo)
     shown = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
     eda = {k: v for k, v in shown.items() if k.startswith(("eda/", "plots/eda/"))}
-    assert len(eda) == 11
+    assert len(eda) == 22
     for plot_id, renders in eda.items():
         assert renders and not any(r.get("errors") for r in renders), plot_id
         if plot_id.endswith(".png"):
@@ -203,8 +297,9 @@ def test_missing_subset_file_and_stale_labels(tmp_path: Path) -> None:
     assert_failed_cleanly(proc, "data/subset/test.h5", "not found", project=project)
 
 
-def test_bad_grid_size_param(tmp_path: Path) -> None:
-    project = make_project(tmp_path, {"grid_size": 0})
+@pytest.mark.parametrize("key", ["grid_size", "word_cloud_words"])
+def test_bad_size_param(tmp_path: Path, key: str) -> None:
+    project = make_project(tmp_path, {key: 0})
     run(["python", "stages/labels.py"], project)
     proc = run(["python", "stages/eda.py"], project, check=False)
-    assert_failed_cleanly(proc, "params.yaml", "eda.grid_size", project=project)
+    assert_failed_cleanly(proc, "params.yaml", f"eda.{key}", project=project)

@@ -19,13 +19,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from wordcloud import WordCloud  # noqa: E402
 
 from fashion.data.attributes import SEGMENTATION  # noqa: E402
 from fashion.data.captions import caption_tokens  # noqa: E402
+from fashion.demo.drawing import PALETTE  # noqa: E402
 
 # One colour per segmentation class (background, hair, face, upper, lower, legs, arms).
 SEGMENTATION_COLORS = ("#000000", "#8c564b", "#ffbb78", "#d62728", "#1f77b4", "#2ca02c", "#e377c2")
 _SEGMENTATION_CHUNK = 1024  # images per read: 16 MB of 128x128 uint8 masks
+# A colour bar without a palette colour (multicolor) is drawn as stripes of these.
+STRIPE_COLORS = ("red", "blue", "yellow", "green")
+BAR_COLOR = "#4c72b0"
 
 
 def value_counts(labels: pd.DataFrame, attr: str, names: dict[int, str]) -> pd.DataFrame:
@@ -74,7 +80,7 @@ def segmentation_shares(path: Path) -> np.ndarray:
 
 
 def plot_sample_grid(
-    images: np.ndarray, captions: Sequence[str], titles: Sequence[str], path: Path
+    images: np.ndarray, captions: Sequence[str], titles: Sequence[str], path: Path, title: str
 ) -> None:
     """Images (n, H, W, 3) uint8 in a square grid, each with its caption underneath.
 
@@ -84,17 +90,20 @@ def plot_sample_grid(
     fig, axes = plt.subplots(side, side, figsize=(2.2 * side, 2.9 * side), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, caption, title in zip(axes.flat, images, captions, titles, strict=True):
+    for ax, image, caption, label in zip(axes.flat, images, captions, titles, strict=True):
         ax.imshow(image)
-        ax.set_title(title, fontsize=7)
+        ax.set_title(label, fontsize=7)
         ax.text(0.5, -0.02, textwrap.fill(caption, 30), transform=ax.transAxes, fontsize=6.5,
                 ha="center", va="top")  # fmt: skip
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def plot_segmentation_samples(images: np.ndarray, masks: np.ndarray, path: Path) -> None:
+def plot_segmentation_samples(
+    images: np.ndarray, masks: np.ndarray, path: Path, title: str
+) -> None:
     """Each image above its segmentation map: the garment and the mask must line up."""
     n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 4.2), squeeze=False)
@@ -109,31 +118,35 @@ def plot_segmentation_samples(images: np.ndarray, masks: np.ndarray, path: Path)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in SEGMENTATION_COLORS]
     fig.legend(handles, list(SEGMENTATION.values()), loc="lower center", ncol=len(SEGMENTATION),
                fontsize=7, frameon=False)  # fmt: skip
+    fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def plot_heatmap(counts: pd.DataFrame, path: Path, title: str) -> None:
+def plot_heatmap(counts: pd.DataFrame, path: Path, title: str, xlabel: str, ylabel: str) -> None:
     """A count table (rows x columns) as a heat map on a log scale, each cell annotated."""
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * counts.shape[1], 1.2 + 0.4 * counts.shape[0]))
+    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * counts.shape[1], 1.8 + 0.4 * counts.shape[0]))
     values = counts.to_numpy()
     masked = np.ma.masked_equal(values, 0)
-    image = ax.imshow(masked, cmap="viridis", norm=LogNorm(vmin=1, vmax=max(values.max(), 2)))
+    norm = LogNorm(vmin=1, vmax=max(values.max(), 2))
+    image = ax.imshow(masked, cmap="viridis", norm=norm, aspect="auto")
     ax.set_xticks(range(counts.shape[1]), counts.columns, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(counts.shape[0]), counts.index, fontsize=8)
     for (row, col), value in np.ndenumerate(values):
         if value:  # dark text on the bright (high) end of viridis
             color = "black" if image.norm(value) > 0.6 else "white"
             ax.text(col, row, str(value), ha="center", va="center", fontsize=5.5, color=color)
-    ax.set_title(title)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.colorbar(image, ax=ax, label="images (log scale)", shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_grouped_bars(shares: pd.DataFrame, path: Path, title: str, ylabel: str) -> None:
+def plot_grouped_bars(
+    shares: pd.DataFrame, path: Path, title: str, xlabel: str, ylabel: str
+) -> None:
     """Columns of `shares` (one per group, e.g. split) as side-by-side bars per row label."""
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(shares), 3.6))
     width = 0.8 / shares.shape[1]
@@ -141,9 +154,56 @@ def plot_grouped_bars(shares: pd.DataFrame, path: Path, title: str, ylabel: str)
     for i, column in enumerate(shares.columns):
         ax.bar(x + (i - (shares.shape[1] - 1) / 2) * width, shares[column], width, label=column)
     ax.set_xticks(x, shares.index, rotation=30, ha="right")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(title="split")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_bars(
+    table: pd.DataFrame, label: str, path: Path, title: str, palette: bool = False
+) -> Figure:
+    """Rows of a count table (`label`, count, share) as horizontal bars, first row on top.
+
+    With `palette`, each bar is drawn in the demo palette's colour of its label, a label the
+    palette lacks (multicolor) as stripes of several colours. Returns the (closed) figure.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 1.6 + 0.32 * len(table)))
+    y = np.arange(len(table))
+    for i, row in enumerate(table.itertuples(index=False)):
+        name, count = getattr(row, label), row.count
+        colors = [PALETTE[name]] if palette and name in PALETTE else [BAR_COLOR]
+        if palette and name not in PALETTE:
+            colors = [PALETTE[c] for c in STRIPE_COLORS]
+        height = 0.8 / len(colors)
+        for k, color in enumerate(colors):  # stripes along the bar, top to bottom
+            bar = ax.barh(i - 0.4 + (k + 0.5) * height, count, height, color=color)
+            bar.patches[0].set_gid(name)
+        ax.barh(i, count, 0.8, fill=False, edgecolor="0.3", linewidth=0.6)
+        ax.text(count, i, f" {count:,} ({row.share:.1%})", va="center", fontsize=8)
+    ax.set_yticks(y, table[label])
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(int(table["count"].max()), 1) * 1.2)
+    ax.set(title=title, xlabel="images", ylabel=label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return fig
+
+
+def plot_word_cloud(words: pd.DataFrame, path: Path, title: str, seed: int) -> WordCloud:
+    """Words (word, count) as a word cloud, font size growing with the count."""
+    frequencies = dict(zip(words["word"], words["count"], strict=True))
+    cloud = WordCloud(width=1000, height=500, background_color="white", colormap="Dark2",
+                      max_words=len(frequencies), random_state=seed)  # fmt: skip
+    cloud.generate_from_frequencies(frequencies)
+    fig, ax = plt.subplots(figsize=(10, 5.6))
+    ax.imshow(cloud.to_array(), interpolation="bilinear")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set(title=title, xlabel="font size grows with how often the captions use the word")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return cloud
