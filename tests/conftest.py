@@ -24,6 +24,7 @@ COPIED = (
     "stages",
     "scripts",
     "profiles",
+    "prompts",
     "dvc.yaml",
     "params.yaml",
     ".dvc/config",
