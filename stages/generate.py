@@ -1,17 +1,20 @@
 """Generate images with the base and the fine-tuned Stable Diffusion, same prompts and seeds.
 
 Two sets of prompts. The prompt grid (every gender x colour x sleeve x category of
-`generate.prompts`) and free-form prompts: pictures and per-combination accuracy. The
-matched set: the caption of each image in a fixed-seed sample of the evaluated split
-(`reference.n_eval`, `reference.seed`, `split.evaluate`), one image each, so `evaluate`
-compares the generated images with those same real images. Every image has its own seed.
+`generate.prompts`), free-form prompts and those of `generate.prompts_file` (one a line):
+pictures and per-combination accuracy. The matched set: the caption of each image in a
+fixed-seed sample of the evaluated split (`reference.n_eval`, `reference.seed`,
+`split.evaluate`), one image each, so `evaluate` compares the generated images with those
+same real images. Every image has its own seed; `generate.negative_prompt` applies to all.
 Writes data/generated/{base,finetuned}/*.png with data/generated/manifest.csv (file, model,
-prompt, seed, source, the matched image's subset row and the prompt's attribute codes) and
-plots/generate/{base,finetuned}_grid.png (the grid prompts' images).
+prompt, seed, source, the matched image's subset row, the prompt's attribute codes, the
+prompt file's line and the negative prompt) and plots/generate/{base,finetuned}_grid.png
+(the grid prompts' images).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +28,7 @@ from diffusers import (
 )
 from PIL import Image
 from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
 
 from fashion.core.atomic import atomic_path
 from fashion.core.params import PARAMS_FILE, load_params, section
@@ -32,7 +36,7 @@ from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import ATTRIBUTES
 from fashion.data.splits import evaluated_split
 from fashion.sd.models import load_base_sd, load_finetuned_sd
-from fashion.sd.prompts import Prompt, build_prompts, matched_prompts
+from fashion.sd.prompts import Prompt, build_prompts, file_prompts, matched_prompts
 
 PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 SCHEDULERS = {
@@ -46,14 +50,18 @@ SCHEDULERS = {
 def generate(
     pipe: StableDiffusionPipeline, texts: list[str], seeds: list[int], params: dict
 ) -> list[Image.Image]:
-    """One image per (text, seed), in batches; each image's noise comes from its own seed."""
+    """One image per (text, seed), in batches; each image's noise comes from its own seed,
+    and each has the negative prompt (`generate.negative_prompt`, "" for none)."""
     images: list[Image.Image] = []
     size, bs = int(params["resolution"]), int(params["batch_size"])
+    negative = negative_prompt(params)
     for start in tqdm(range(0, len(texts), bs), desc="generate", mininterval=5):
+        batch = texts[start : start + bs]
         generators = [torch.Generator().manual_seed(s) for s in seeds[start : start + bs]]
         with torch.no_grad():
             images += pipe(
-                texts[start : start + bs],
+                batch,
+                negative_prompt=[negative] * len(batch) if negative else None,
                 height=size,
                 width=size,
                 num_inference_steps=int(params["steps"]),
@@ -61,6 +69,28 @@ def generate(
                 generator=generators,
             ).images
     return images
+
+
+def negative_prompt(params: dict) -> str:
+    """`generate.negative_prompt`: "" (or null) for none."""
+    negative = params.get("negative_prompt") or ""
+    if not isinstance(negative, str):
+        raise PipelineError(f"{PARAMS_FILE}: generate.negative_prompt must be a string")
+    return negative
+
+
+def warn_truncated(tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], path: str) -> None:
+    """A warning for each prompt of the prompt file `path` longer than the text encoder
+    takes (`model_max_length` tokens): the pipeline truncates it."""
+    limit = tokenizer.model_max_length
+    for p in prompts:
+        n = len(tokenizer(p.text, verbose=False).input_ids)
+        if n > limit:
+            warnings.warn(
+                f"{path}, line {p.line}: the prompt has {n} tokens, the text encoder takes "
+                f"{limit}: truncated",
+                stacklevel=2,
+            )
 
 
 def grid(images: list[Image.Image], columns: int) -> Image.Image:
@@ -83,16 +113,19 @@ def device_and_dtype(precision: str) -> tuple[str, torch.dtype]:
 
 
 def generation_jobs(params: dict, subset: Path) -> list[tuple[Prompt, int]]:
-    """(prompt, seed) of every image: the grid and free-form prompts, `images_per_prompt`
-    each, then the matched set; seeds count up from `generate.seed`, so the grid's images do
-    not change with the matched set's size or split."""
+    """(prompt, seed) of every image: the grid, free-form and prompt file prompts,
+    `images_per_prompt` each, then the matched set; seeds count up from `generate.seed`, so
+    the grid's images do not change with the matched set's size or split."""
     reference = section(params, "reference")
     split = evaluated_split(params, subset).sample(
         reference["n_eval"], int(reference["seed"]), "reference.n_eval"
     )
     spec = section(params, "generate")
     per_prompt = int(spec["images_per_prompt"])
-    prompts = [(p, per_prompt) for p in build_prompts(spec["prompts"])]
+    listed = build_prompts(spec["prompts"])
+    if spec.get("prompts_file"):
+        listed += file_prompts(Path(spec["prompts_file"]))
+    prompts = [(p, per_prompt) for p in listed]
     prompts += [(p, 1) for p in matched_prompts(split.table, split.rows)]
     jobs = [(p, k) for p, n in prompts for k in range(n)]
     return [(p, int(spec["seed"]) + i) for i, (p, _) in enumerate(jobs)]
@@ -112,8 +145,10 @@ def main(
             f"{PARAMS_FILE}: generate.scheduler must be one of {sorted(SCHEDULERS)}"
         )
     device, dtype = device_and_dtype(params["precision"])
+    negative = negative_prompt(params)
     jobs = generation_jobs(all_params, subset)
     texts, seeds = [p.text for p, _ in jobs], [s for _, s in jobs]
+    in_file = list(dict.fromkeys(p for p, _ in jobs if p.source == "prompt_file"))
     pictured = [k for k, (p, _) in enumerate(jobs) if p.source != "matched"] or list(
         range(len(jobs))
     )
@@ -129,6 +164,8 @@ def main(
             )
             pipe.scheduler = SCHEDULERS[params["scheduler"]].from_config(pipe.scheduler.config)
             pipe.set_progress_bar_config(disable=True)
+            if model == "base" and in_file:  # the fine-tune keeps the base's tokenizer
+                warn_truncated(pipe.tokenizer, in_file, params["prompts_file"])
             pipe.to(device)
             images = generate(pipe, texts, seeds, params)
             (out / model).mkdir()
@@ -144,12 +181,14 @@ def main(
                         "source": prompt.source,
                         "row": prompt.row,
                         **{a: getattr(prompt, a) for a in ATTRIBUTES},
+                        "prompt_line": prompt.line,
+                        "negative_prompt": negative,
                     }
                 )
             shown = [images[k] for k in pictured[: columns * columns]]
             grid(shown, columns).save(plots / f"{model}_grid.png")
         manifest = pd.DataFrame(rows)
-        for column in ("row", *ATTRIBUTES):
+        for column in ("row", *ATTRIBUTES, "prompt_line"):
             manifest[column] = manifest[column].astype("Int64")  # empty where a prompt has none
         manifest.to_csv(out / "manifest.csv", index=False)
     matched = sum(p.source == "matched" for p, _ in jobs)

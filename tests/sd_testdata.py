@@ -92,6 +92,7 @@ TINY_SD_PARAMS = {
             "free_form": ["a green coat"],
             "seed": 0,
         },
+        "prompts_file": None,  # tests of prompt files write their own
     },
 }
 

@@ -1,7 +1,9 @@
-"""generate: the fine-tuned weights are the ones used; prompts and manifest; clear errors."""
+"""generate: the fine-tuned weights are the ones used; prompts, prompt files and manifest;
+clear errors."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import torch
 import yaml
 from accelerate.state import AcceleratorState
+from diffusers import StableDiffusionPipeline
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -20,10 +23,14 @@ from fashion.core.stage import PipelineError
 from fashion.data.attributes import COLOR
 from fashion.data.subset import read_table, sample_rows
 from fashion.sd.models import load_finetuned_sd
-from fashion.sd.prompts import build_prompts
+from fashion.sd.prompts import build_prompts, file_prompts
 from sd_testdata import make_sd_project
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tiny project's prompt file: its prompts on lines 3 and 6, comments and blank lines around.
+PROMPT_FILE = (
+    "# prompts of the tests\n\na yellow tank\n   \n# a comment\nthe man wore a black coat.\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +38,13 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_sd_project(
         tmp_path_factory.mktemp("gen") / "p",
         ROOT,
-        overrides={"finetune_sd": {"steps": 3, "lr": 1e-2, "validation_prompts": []}},
+        overrides={
+            "finetune_sd": {"steps": 3, "lr": 1e-2, "validation_prompts": []},
+            "generate": {"prompts_file": "prompts/tiny.txt", "negative_prompt": "blurry"},
+        },
     )
+    (project / "prompts").mkdir()
+    (project / "prompts/tiny.txt").write_text(PROMPT_FILE)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)
         base_sd.main()
@@ -65,13 +77,15 @@ def test_generation_uses_the_finetuned_unet(
 
 def test_manifest_and_grids(generated: Path) -> None:
     manifest = pd.read_csv(generated / "data/generated/manifest.csv")
-    # 2 grid + 1 free-form + 2 matched, per model
-    assert manifest.groupby("model").size().to_dict() == {"base": 5, "finetuned": 5}
+    # 2 grid + 1 free-form + 2 prompt file + 2 matched, per model
+    assert manifest.groupby("model").size().to_dict() == {"base": 7, "finetuned": 7}
     red = manifest[(manifest.source == "in_domain") & (manifest.color == 1)]
     assert len(red) == 2 and red.prompt.str.contains(" red ").all() and COLOR[1] == "red"
     assert manifest[manifest.source == "free_form"].color.isna().all()
-    assert (manifest.seed.iloc[:5] == [0, 1, 2, 3, 4]).all()  # every image its own seed
-    assert manifest.source.iloc[:5].tolist() == ["in_domain"] * 2 + ["free_form"] + ["matched"] * 2
+    assert manifest.seed.iloc[:7].tolist() == list(range(7))  # every image its own seed
+    assert manifest.source.iloc[:7].tolist() == (
+        ["in_domain"] * 2 + ["free_form"] + ["prompt_file"] * 2 + ["matched"] * 2
+    )
     for model in ("base", "finetuned"):
         assert Image.open(generated / f"plots/generate/{model}_grid.png").size == (64, 64)
 
@@ -112,7 +126,7 @@ def test_matched_set_larger_than_the_split_takes_it_all(
     shutil.copytree(generated, project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["reference"]["n_eval"] = 9
-    params["generate"]["prompts"] = {"free_form": []}  # the matched set alone
+    params["generate"].update(prompts={"free_form": []}, prompts_file=None)  # matched set alone
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(project)
     with pytest.warns(UserWarning, match=r"reference.n_eval=9, but the test split holds 8"):
@@ -150,9 +164,108 @@ def test_half_precision_weights_generate(
     generate.main()
     assert dtypes == [torch.bfloat16, torch.bfloat16]
     manifest = pd.read_csv("data/generated/manifest.csv")
-    assert len(manifest) == 10
+    assert len(manifest) == 14
     assert generate.device_and_dtype("fp16")[1] == (
         torch.float16 if torch.cuda.is_available() else torch.float32
     )
     with pytest.raises(PipelineError, match="generate.precision"):
         generate.device_and_dtype("fp8")
+
+
+def copy_with(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **spec: object
+) -> Path:
+    """A copy of the generated project with `spec` set in its generate params, as the cwd."""
+    import shutil
+
+    project = tmp_path / "p"
+    shutil.copytree(generated, project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["generate"].update(spec)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(project)
+    return project
+
+
+def test_prompt_file_lines_and_negative_prompt_in_the_manifest(generated: Path) -> None:
+    manifest = pd.read_csv(generated / "data/generated/manifest.csv")
+    for _, images in manifest.groupby("model"):
+        in_file = images[images.source == "prompt_file"]
+        assert in_file.prompt.tolist() == ["a yellow tank", "the man wore a black coat."]
+        assert in_file.prompt_line.tolist() == [3, 6]  # comments and blank lines skipped
+        assert in_file.color.isna().all()
+    assert manifest[manifest.source != "prompt_file"].prompt_line.isna().all()
+    assert (manifest.negative_prompt == "blurry").all()
+
+
+def test_prompt_file_lines_are_counted_as_editors_do(tmp_path: Path) -> None:
+    """Windows line ends and a byte-order mark change neither the text nor the numbering."""
+    path = tmp_path / "p.txt"
+    path.write_bytes(b"\xef\xbb\xbfa red tee\r\n\r\n  # note\r\n  a blue coat  \r\n")
+    assert [(p.line, p.text, p.source) for p in file_prompts(path)] == [
+        (1, "a red tee", "prompt_file"),
+        (4, "a blue coat", "prompt_file"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, r"^missing\.txt: prompt file not found \(params\.yaml: generate\.prompts_file\)$"),
+        (b"", r"^bad\.txt: no prompts \(only blank lines and # comments\)$"),
+        (b"# only comments\n\n   \n#\n", r"^bad\.txt: no prompts"),
+        (b"a red tee\n# caf\xc3\xa9\nblue \xe9 tee\nok\n", r"^bad\.txt, line 3: not UTF-8 text$"),
+    ],
+    ids=["missing", "empty", "comments-only", "not-utf8"],
+)
+def test_bad_prompt_file_is_a_one_line_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes | None, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if content is not None:
+        Path("bad.txt").write_bytes(content)
+    with pytest.raises(PipelineError, match=message):
+        file_prompts(Path("missing.txt" if content is None else "bad.txt"))
+
+
+def test_bad_prompt_file_stops_generate_before_any_output(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = copy_with(generated, tmp_path, monkeypatch, prompts_file="prompts/gone.txt")
+    before = (project / "data/generated/manifest.csv").read_text()
+    with pytest.raises(PipelineError, match=r"prompts/gone\.txt: prompt file not found"):
+        generate.main()
+    assert (project / "data/generated/manifest.csv").read_text() == before
+    with pytest.raises(PipelineError, match="generate.negative_prompt must be a string"):
+        generate.negative_prompt({"negative_prompt": ["blurry"]})
+
+
+def test_negative_prompt_reaches_every_batch_and_long_prompts_warn(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One negative prompt per prompt of each batch (4 + 3 images here); a prompt file line
+    longer than the tiny text encoder's 16 tokens is named in a warning."""
+    project = copy_with(generated, tmp_path, monkeypatch, batch_size=4, negative_prompt="dark")
+    long = "the lady is wearing a red long-sleeved tee with a blue collar and white buttons."
+    (project / "prompts/tiny.txt").write_text(PROMPT_FILE.replace("a yellow tank", long))
+    calls = []
+    call = StableDiffusionPipeline.__call__
+    monkeypatch.setattr(
+        StableDiffusionPipeline,
+        "__call__",
+        lambda self, prompt, **kw: (
+            calls.append((prompt, kw["negative_prompt"])) or call(self, prompt, **kw)
+        ),
+    )
+    with pytest.warns(UserWarning, match="tokens") as caught:
+        generate.main()
+    (message,) = [str(m.message) for m in caught if "tokens" in str(m.message)]  # line 3 only
+    found = re.fullmatch(
+        r"prompts/tiny\.txt, line 3: the prompt has (\d+) tokens, the text encoder takes 16: "
+        "truncated",
+        message,
+    )
+    assert found and int(found[1]) > 16
+    assert [len(p) for p, _ in calls] == [4, 3] * 2  # base, then fine-tuned
+    assert all(negative == ["dark"] * len(p) for p, negative in calls)
+    assert (pd.read_csv("data/generated/manifest.csv").negative_prompt == "dark").all()

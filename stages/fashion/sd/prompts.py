@@ -1,15 +1,16 @@
-"""Generation prompts: the prompt grid from the label vocabulary, free-form ones, and the
-matched set (the captions of a sample of evaluated images, one image each).
+"""Generation prompts: the prompt grid from the label vocabulary, free-form ones, those of a
+prompt file, and the matched set (the captions of a sample of evaluated images, one image each).
 
 Each `Prompt` carries the attribute codes it names (None where it names none), so the
-generated images can be scored for attribute faithfulness, and a matched prompt the subset
-row whose caption it is.
+generated images can be scored for attribute faithfulness, a matched prompt the subset row
+whose caption it is, and a prompt file's prompt its line.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +25,13 @@ from fashion.data.captions import TEMPLATES, compose_caption
 @dataclass(frozen=True)
 class Prompt:
     text: str
-    source: str  # in_domain (the grid) | free_form | matched
+    source: str  # in_domain (the grid) | free_form | prompt_file | matched
     gender: int | None = None
     color: int | None = None
     sleeve: int | None = None
     category: int | None = None
     row: int | None = None  # matched: the row of the evaluated split's subset file
+    line: int | None = None  # prompt_file: the 1-based line in the file
 
 
 def _codes(names: list[str], mapping: dict[int, str], what: str) -> list[int]:
@@ -82,3 +84,24 @@ def build_prompts(spec: dict[str, Any]) -> list[Prompt]:
             "caption is generated (the matched set, reference.n_eval)"
         )
     return prompts + [Prompt(str(t), "free_form") for t in spec.get("free_form", []) or []]
+
+
+def file_prompts(path: Path) -> list[Prompt]:
+    """The prompts of a text file, one a line; blank lines and `#` comment lines are skipped."""
+    if not path.is_file():
+        raise PipelineError(f"{path}: prompt file not found ({PARAMS_FILE}: generate.prompts_file)")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no prompt
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise PipelineError(f"{path}, line {line}: not UTF-8 text") from err
+    lines = (s.strip() for s in text.split("\n"))
+    prompts = [
+        Prompt(t, "prompt_file", line=i)
+        for i, t in enumerate(lines, 1)
+        if t and not t.startswith("#")
+    ]
+    if not prompts:
+        raise PipelineError(f"{path}: no prompts (only blank lines and # comments)")
+    return prompts
