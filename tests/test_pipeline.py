@@ -67,7 +67,7 @@ def test_experiments_with_other_generation_params_show_in_metrics_diff(
 
     diff = json.loads(run(["dvc", "metrics", "diff", "low", "high", "--json"], project).stdout)
     changed = diff["metrics/generation.json"]  # only the metrics that differ are listed
-    assert any(key.startswith("finetuned.") for key in changed), changed
+    assert any(key.startswith("matched.finetuned.") for key in changed), changed
     assert all(v["old"] != v["new"] for v in changed.values()), changed
     params = json.loads(run(["dvc", "params", "diff", "low", "high", "--json"], project).stdout)
     guidance = params["params.yaml"]["generate.guidance_scale"]

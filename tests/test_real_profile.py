@@ -79,5 +79,8 @@ def test_real_profile_runs_offline_with_stand_in_models(pipeline: Path, tmp_path
     clip = json.loads((project / "metrics" / "clip.json").read_text())
     assert clip["n"] > 0 and set(clip) >= {"base", "finetuned"}
     generation = json.loads((project / "metrics" / "generation.json").read_text())
-    assert generation["finetuned"]["n_images"] > 0
-    assert generation["finetuned"]["inception_score"] is None  # skipped, never made up
+    matched = generation["matched"]
+    assert matched["n"] == 8  # reference.n_eval: one image per sampled test image
+    assert matched["finetuned"]["inception_score"] is None  # skipped, never made up
+    assert "pixel" not in matched["finetuned"]["attr_acc"]  # the real profile's judges: CLIPs
+    assert set(matched["finetuned"]["attr_acc"]) == {"finetuned_clip", "base_clip"}
