@@ -35,7 +35,7 @@ from fashion.core.atomic import atomic_path
 from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import ATTRIBUTES
-from fashion.data.splits import EvaluatedSplit, evaluated_split
+from fashion.data.splits import EvaluatedSplit, matched_sample
 from fashion.data.subset import read_images
 from fashion.metrics.image import (
     extract_features,
@@ -95,8 +95,7 @@ def matched_split(
     params: dict[str, Any], subset: Path, reference: dict[str, np.ndarray], path: Path
 ) -> EvaluatedSplit:
     """The evaluated split's matched sample, checked to be the one the reference holds."""
-    p = section(params, "reference")
-    split = evaluated_split(params, subset).sample(p["n_eval"], int(p["seed"]), "reference.n_eval")
+    split = matched_sample(params, subset)
     if str(reference["split"]) != split.name or not np.array_equal(reference["rows"], split.rows):
         raise PipelineError(
             f"{path}: holds another sample of real images than {PARAMS_FILE} names "
@@ -246,7 +245,7 @@ def main(
 
     metrics = {"split": split.name, "matched": matched}
     metrics["grid"] = grid_metrics(
-        judges, generated, size, split.training_table(), int(p["seen_min_count"])
+        judges, generated, size, split.training, int(p["seen_min_count"])
     )
 
     with atomic_path(plots, is_dir=True) as tmp:

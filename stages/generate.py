@@ -34,7 +34,7 @@ from fashion.core.atomic import atomic_path
 from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import ATTRIBUTES
-from fashion.data.splits import evaluated_split
+from fashion.data.splits import matched_sample
 from fashion.sd.models import load_base_sd, load_finetuned_sd
 from fashion.sd.prompts import Prompt, build_prompts, file_prompts, matched_prompts
 
@@ -116,10 +116,7 @@ def generation_jobs(params: dict, subset: Path) -> list[tuple[Prompt, int]]:
     """(prompt, seed) of every image: the grid, free-form and prompt file prompts,
     `images_per_prompt` each, then the matched set; seeds count up from `generate.seed`, so
     the grid's images do not change with the matched set's size or split."""
-    reference = section(params, "reference")
-    split = evaluated_split(params, subset).sample(
-        reference["n_eval"], int(reference["seed"]), "reference.n_eval"
-    )
+    split = matched_sample(params, subset)
     spec = section(params, "generate")
     per_prompt = int(spec["images_per_prompt"])
     listed = build_prompts(spec["prompts"])

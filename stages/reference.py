@@ -24,8 +24,8 @@ import numpy as np
 
 from fashion.core.params import load_params, section
 from fashion.core.stage import run_stage
-from fashion.data.splits import evaluated_split
-from fashion.data.subset import read_images
+from fashion.data.splits import matched_sample
+from fashion.data.subset import read_images, sample_rows
 from fashion.metrics.image import (
     extract_features,
     fetch_inception_weights,
@@ -33,7 +33,7 @@ from fashion.metrics.image import (
     resize_images,
     save_arrays,
 )
-from fashion.metrics.reference import compute_device, evaluation_size, sampled_rows
+from fashion.metrics.reference import compute_device, evaluation_size
 
 CHUNK = 2048  # train images read and shrunk at a time
 
@@ -46,20 +46,17 @@ def shrunk_images(path: Path, rows: np.ndarray, size: int) -> np.ndarray:
 
 def real_reference(params: dict[str, Any], subset: Path, out: Path) -> None:
     p, evaluate = section(params, "reference"), section(params, "evaluate")
-    split = evaluated_split(params, subset)
-    matched = split.sample(p["n_eval"], int(p["seed"]), "reference.n_eval")
+    matched = split = matched_sample(params, subset)
     size, real_size = evaluation_size(params, split.path)
     train_rows = split.training_rows[
-        sampled_rows(len(split.training_rows), p["n_train"], int(p["seed"]), "n_train")
+        sample_rows(len(split.training_rows), p["n_train"], int(p["seed"]), "reference.n_train")
     ]
     arrays = {
         "split": np.array(split.name),
         "rows": matched.rows,
         "size": np.array(size),
         "real_size": np.array(real_size),
-        "train_pixels": shrunk_images(
-            split.training_path, train_rows, int(p["memorisation_size"])
-        ),
+        "train_pixels": shrunk_images(split.training_path, train_rows, int(p["memorisation_size"])),
     }
     if evaluate["skip_inception"]:
         print("no Inception reference (evaluate.skip_inception is true)")

@@ -9,10 +9,10 @@ image and 96.9% of test captions occur word for word in train.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def new_to_training(
     }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class EvaluatedSplit:
     """The split the evaluation stages score (`split.evaluate`) and what counts as training.
 
@@ -101,6 +101,7 @@ class EvaluatedSplit:
     table: pd.DataFrame  # the rows' table, in `rows` order
     training_path: Path
     training_rows: np.ndarray
+    training: pd.DataFrame  # the training rows' table, in `training_rows` order
 
     def sample(self, n: int | str, seed: int, param: str) -> EvaluatedSplit:
         """The same split cut to a fixed-seed sample of `n` rows ("all": every row). A
@@ -113,26 +114,16 @@ class EvaluatedSplit:
                 stacklevel=2,
             )
             n = "all"
-        try:
-            chosen = sample_rows(len(self.rows), n, seed)
-        except PipelineError as err:
-            raise PipelineError(f"{PARAMS_FILE}: {param}: {err}") from err
-        return EvaluatedSplit(
-            self.name, self.path, self.rows[chosen],
-            self.table.iloc[chosen].reset_index(drop=True), self.training_path,
-            self.training_rows,
-        )  # fmt: skip
-
-    def training_table(self) -> pd.DataFrame:
-        """The table of the training rows."""
-        return read_table(self.training_path).iloc[self.training_rows].reset_index(drop=True)
+        chosen = sample_rows(len(self.rows), n, seed, param)
+        return dataclasses.replace(
+            self, rows=self.rows[chosen], table=self.table.iloc[chosen].reset_index(drop=True)
+        )
 
     def new_to_training(self) -> dict[str, np.ndarray]:
         """`new_to_training` masks of the split's rows against the training rows."""
-        training = self.training_table()
         return new_to_training(
             self.table["caption"].tolist(), self.table["name"].tolist(),
-            training["caption"].tolist(), training["name"].tolist(),
+            self.training["caption"].tolist(), self.training["name"].tolist(),
         )  # fmt: skip
 
 
@@ -150,10 +141,17 @@ def evaluated_split(params: dict[str, Any], subset: str | Path) -> EvaluatedSpli
     if name == "validation":
         return EvaluatedSplit(
             name, train_path, val_rows, train.iloc[val_rows].reset_index(drop=True),
-            train_path, train_rows,
+            train_path, train_rows, train.iloc[train_rows].reset_index(drop=True),
         )  # fmt: skip
     test_path = subset_path(subset, "test")
     test = read_table(test_path)
-    return EvaluatedSplit(
-        name, test_path, np.arange(len(test)), test, train_path, np.arange(len(train))
-    )
+    all_train = np.arange(len(train))
+    return EvaluatedSplit(name, test_path, np.arange(len(test)), test, train_path, all_train, train)
+
+
+def matched_sample(params: dict[str, Any], subset: str | Path) -> EvaluatedSplit:
+    """The matched set's real images: a fixed-seed sample of `reference.n_eval` images of the
+    evaluated split (`reference.seed`). `generate` draws one image from each one's caption;
+    `reference` and `evaluate` compare with them."""
+    p = section(params, "reference")
+    return evaluated_split(params, subset).sample(p["n_eval"], int(p["seed"]), "reference.n_eval")

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from fashion.core.params import PARAMS_FILE
 from fashion.core.stage import PipelineError
 from fashion.data.attributes import ATTRIBUTES
 
@@ -103,11 +104,13 @@ def read_images(path: str | Path, rows: np.ndarray | slice | None = None) -> np.
         return images[unique][inverse]
 
 
-def sample_rows(n: int, size: int | str, seed: int) -> np.ndarray:
-    """A fixed-seed sample of `size` rows out of `n` (all rows, in order, for "all")."""
+def sample_rows(n: int, size: int | str, seed: int, param: str | None = None) -> np.ndarray:
+    """A fixed-seed sample of `size` rows out of `n` (all rows, in order, for "all"); a bad
+    size's error names `param`, the params.yaml entry it came from."""
     if size == "all":
         return np.arange(n)
     size = int(size)
     if not 0 < size <= n:
-        raise PipelineError(f"sample size {size}: must be in 1..{n} or 'all'")
+        where = f"{PARAMS_FILE}: {param}: " if param else ""
+        raise PipelineError(f"{where}sample size {size}: must be in 1..{n} or 'all'")
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
