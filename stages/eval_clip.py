@@ -27,7 +27,6 @@ from fashion.clip.models import embed_images, embed_texts, load_base_clip, load_
 from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
 from fashion.core.stage import run_stage
-from fashion.data.attributes import ATTRIBUTES
 from fashion.data.splits import evaluated_split
 from fashion.metrics.reference import compute_device
 from fashion.metrics.retrieval import (
@@ -37,7 +36,12 @@ from fashion.metrics.retrieval import (
     similarity_histograms,
     similarity_means,
 )
-from fashion.metrics.zero_shot import ZeroShotClassifier, accuracy, balanced_accuracy, judged
+from fashion.metrics.zero_shot import (
+    ZeroShotClassifier,
+    accuracy,
+    balanced_accuracy,
+    judged_predictions,
+)
 
 
 def subset_retrieval(
@@ -57,13 +61,11 @@ def attribute_metrics(
     classifier: ZeroShotClassifier, images: torch.Tensor, codes: dict[str, np.ndarray]
 ) -> dict[str, dict[str, float]]:
     """Zero-shot accuracy and balanced accuracy per attribute (sleeve code 4 left out)."""
-    acc, balanced = {}, {}
-    for a in ATTRIBUTES:
-        rows = judged(a, codes[a])
-        predicted = classifier.predict(images[torch.from_numpy(rows)], a)
-        acc[a] = accuracy(codes[a][rows], predicted)
-        balanced[a] = balanced_accuracy(codes[a][rows], predicted)
-    return {"attr_acc": acc, "attr_balanced_acc": balanced}
+    judged = judged_predictions(classifier, images, pd.DataFrame(codes))
+    return {
+        "attr_acc": {a: accuracy(t, p) for a, (t, p) in judged.items()},
+        "attr_balanced_acc": {a: balanced_accuracy(t, p) for a, (t, p) in judged.items()},
+    }
 
 
 def evaluate(

@@ -95,22 +95,29 @@ def balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[true == c] == c) for c in np.unique(true)]))
 
 
-def attribute_accuracy(
+def judged_predictions(
     classifier: ZeroShotClassifier, image_embeds: torch.Tensor, codes: pd.DataFrame
-) -> dict[str, float | None]:
-    """Zero-shot accuracy per attribute over the images `judged` on it (None: no such image).
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per attribute, (true codes, predicted codes) of the images `judged` on it.
 
     `codes` holds one row per image and a column per attribute (NaN/NA where a prompt names
     no value of it)."""
-    out: dict[str, float | None] = {}
+    out = {}
     for attribute in ATTRIBUTES:
         truth = pd.to_numeric(codes[attribute], errors="coerce").to_numpy(dtype=float)
         rows = judged(attribute, truth)
-        out[attribute] = (
-            accuracy(
-                truth[rows], classifier.predict(image_embeds[torch.from_numpy(rows)], attribute)
-            )
-            if rows.any()
-            else None
-        )
+        predicted = classifier.predict(image_embeds[torch.from_numpy(rows)], attribute)
+        out[attribute] = (truth[rows], predicted)
     return out
+
+
+def attribute_accuracy(
+    classifier: ZeroShotClassifier, image_embeds: torch.Tensor, codes: pd.DataFrame
+) -> dict[str, float | None]:
+    """Zero-shot accuracy per attribute over the images `judged` on it (None: no such image)."""
+    return {
+        attribute: accuracy(truth, predicted) if len(truth) else None
+        for attribute, (truth, predicted) in judged_predictions(
+            classifier, image_embeds, codes
+        ).items()
+    }
