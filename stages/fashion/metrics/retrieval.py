@@ -67,6 +67,21 @@ def similarity_chunks(
         yield i, image_embeds[i : i + chunk] @ text_embeds.T
 
 
+def matched_and_unmatched(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    caption_ids: torch.Tensor,
+    chunk: int = 1024,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(matched, unmatched) cosine similarities, a chunk of images at a time. Matched: image
+    i with its own caption i. Unmatched: pairs whose caption texts differ (pairs with the same
+    sentence but another image are neither)."""
+    for i, sim in similarity_chunks(image_embeds, text_embeds, chunk):
+        rows = torch.arange(i, i + len(sim))
+        different = caption_ids[rows][:, None] != caption_ids[None, :]
+        yield sim[torch.arange(len(sim)), rows], sim[different]
+
+
 def similarity_histograms(
     image_embeds: torch.Tensor,
     text_embeds: torch.Tensor,
@@ -74,22 +89,16 @@ def similarity_histograms(
     bins: int = 50,
     chunk: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bin edges, matched density, unmatched density) of cosine similarities in [-1, 1].
-
-    Matched: image i with its own caption i. Unmatched: pairs whose caption texts differ
-    (pairs with the same sentence but another image are neither).
-    """
+    """(bin edges, matched density, unmatched density) of cosine similarities in [-1, 1],
+    of the pairs `matched_and_unmatched` yields."""
     edges = torch.linspace(-1.0, 1.0, bins + 1)
-    matched = torch.zeros(bins, dtype=torch.float64)
-    unmatched = torch.zeros(bins, dtype=torch.float64)
-    for i, sim in similarity_chunks(image_embeds, text_embeds, chunk):
-        rows = torch.arange(i, i + len(sim))
-        idx = torch.bucketize(sim.clamp(-1, 1).float(), edges[1:-1], right=True)
-        matched += torch.bincount(idx[torch.arange(len(sim)), rows], minlength=bins)
-        different = caption_ids[rows][:, None] != caption_ids[None, :]
-        unmatched += torch.bincount(idx[different], minlength=bins)
+    counts = [torch.zeros(bins, dtype=torch.float64) for _ in range(2)]
+    for pairs in matched_and_unmatched(image_embeds, text_embeds, caption_ids, chunk):
+        for count, sim in zip(counts, pairs, strict=True):
+            idx = torch.bucketize(sim.clamp(-1, 1).float(), edges[1:-1], right=True)
+            count += torch.bincount(idx, minlength=bins)
     width = 2.0 / bins
-    density = [(h / max(h.sum().item(), 1) / width).numpy() for h in (matched, unmatched)]
+    density = [(h / max(h.sum().item(), 1) / width).numpy() for h in counts]
     return edges.numpy(), density[0], density[1]
 
 
@@ -99,18 +108,16 @@ def similarity_means(
     caption_ids: torch.Tensor,
     chunk: int = 1024,
 ) -> dict[str, float]:
-    """Mean cosine similarity of matched pairs (image i, caption i) and of unmatched ones
-    (pairs whose caption texts differ), as `similarity_histograms` counts them."""
-    matched, unmatched, n_unmatched = 0.0, 0.0, 0
-    for i, sim in similarity_chunks(image_embeds, text_embeds, chunk):
-        rows = torch.arange(i, i + len(sim))
-        matched += float(sim[torch.arange(len(sim)), rows].double().sum())
-        different = caption_ids[rows][:, None] != caption_ids[None, :]
-        unmatched += float(sim[different].double().sum())
-        n_unmatched += int(different.sum())
+    """Mean cosine similarity of the matched and of the unmatched pairs
+    (`matched_and_unmatched`)."""
+    sums, counts = [0.0, 0.0], [0, 0]
+    for pairs in matched_and_unmatched(image_embeds, text_embeds, caption_ids, chunk):
+        for k, sim in enumerate(pairs):
+            sums[k] += float(sim.double().sum())
+            counts[k] += sim.numel()
     return {
-        "matched_mean": matched / len(image_embeds),
-        "unmatched_mean": unmatched / n_unmatched if n_unmatched else float("nan"),
+        "matched_mean": sums[0] / counts[0],
+        "unmatched_mean": sums[1] / counts[1] if counts[1] else float("nan"),
     }
 
 
