@@ -1,7 +1,8 @@
 """Fine-tune the base CLIP on the train split less the validation split, under accelerate.
 
 The validation split (`split` params: whole product folders carved from train) gives the
-validation R@1 curve; nothing of it is trained on. `keep: last` saves the final weights;
+validation R@1 curve; nothing of it is trained on. `n_images` and `epochs` set the training
+images and length (`fashion.train.settings`). `keep: last` saves the final weights;
 `keep: best_val_r1` the weights of the validation evaluation with the best R@1 (kept in
 `<checkpoints>/best/` whenever one beats the best so far; dvclive's `val.best_step` says which).
 
@@ -38,7 +39,14 @@ from fashion.data.subset import read_table, subset_path
 from fashion.train.batches import StepBatches, StepDataset
 from fashion.train.checkpoints import BestModel, Checkpoints
 from fashion.train.live import log_step, open_live
-from fashion.train.settings import check_names, fingerprint, schedule_steps
+from fashion.train.settings import (
+    check_names,
+    fingerprint,
+    fit_batch_size,
+    schedule_steps,
+    training_rows,
+    training_steps,
+)
 
 KEEP = ("last", "best_val_r1")
 
@@ -53,11 +61,11 @@ def main(
     params = load_params()
     p = section(params, "finetune_clip")
     check_names("finetune_clip", p)
-    steps, accum, seed = int(p["steps"]), int(p["grad_accum"]), int(p["seed"])
-    schedule = schedule_steps("finetune_clip", steps, p.get("schedule_steps"))
+    accum, seed, epochs = int(p["grad_accum"]), int(p["seed"]), p.get("epochs")
     train_file = subset_path(subset, "train")
     pairs = read_pairs(train_file)
     train_rows, val_rows = train_validation_rows(read_table(train_file), section(params, "split"))
+    train_rows = training_rows("finetune_clip", train_rows, p.get("n_images", "all"), seed)
     pretrained, revision = read_source(base_clip)
     accelerator = Accelerator(gradient_accumulation_steps=accum)
     set_seed(seed)
@@ -75,9 +83,13 @@ def main(
     source = training_fingerprint(pretrained, revision, train.captions, train.images)
     train.images = presize(processor, train.images)  # resized once, not in every step
     world = accelerator.num_processes
+    batch_size = fit_batch_size("finetune_clip", int(p["batch_size"]), len(train), world, accum)
     batches = StepBatches(
-        len(train), int(p["batch_size"]), world, accelerator.process_index, seed, accum
-    )
+        len(train), batch_size, world, accelerator.process_index, seed, accum,
+        keep_remainder=epochs is not None,
+    )  # fmt: skip
+    steps = training_steps("finetune_clip", p.get("steps"), epochs, batches.steps_per_epoch)
+    schedule = schedule_steps("finetune_clip", steps, p.get("schedule_steps"))
 
     optimizer = make_optimizer(model, p)
     scheduler = make_scheduler(optimizer, p, schedule)

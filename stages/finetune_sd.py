@@ -1,7 +1,8 @@
 """Fine-tune Stable Diffusion on the train subset (full UNet or LoRA), under `accelerate`.
 
 Reads models/base_sd (source.json) and data/subset/train.h5 less the validation split
-(`split` params: whole product folders, left out so generation can be judged on them).
+(`split` params: whole product folders, left out so generation can be judged on them);
+`n_images` and `epochs` set the training images and length (`fashion.train.settings`).
 Writes models/sd/ (a full pipeline or LoRA weights), checkpoints/finetune_sd/ (kept across
 runs: a re-run resumes from the latest checkpoint of the same fingerprint, see
 `fashion.train.settings` for the `steps` / `schedule_steps` rule) and dvclive/finetune_sd/
@@ -32,6 +33,7 @@ from fashion.sd.models import load_sd, noise_scheduler
 from fashion.sd.training import FineTuner, TrainData
 from fashion.train.checkpoints import Checkpoints
 from fashion.train.live import log_step, open_live
+from fashion.train.settings import training_rows
 
 
 def validation_grid(tuner: FineTuner, cfg: TrainConfig) -> np.ndarray:
@@ -72,6 +74,7 @@ def main(
     train_file = subset_path(subset, "train")
     table = read_table(train_file)
     rows, _ = train_validation_rows(table, section(params, "split"))
+    rows = training_rows("finetune_sd", rows, cfg.n_images, cfg.seed)
     data = TrainData(read_images(train_file, rows), table["caption"].iloc[rows].tolist())
     tuner = FineTuner(
         load_sd(pretrained, revision),
@@ -81,6 +84,7 @@ def main(
         accelerator,
         training_fingerprint(pretrained, revision, data.captions, data.images),
     )
+    cfg = tuner.cfg  # steps and batch size resolved for these images
     checkpoints = Checkpoints(
         checkpoints, tuner.fingerprint(), cfg.keep_checkpoints, cfg.checkpoint_mirror
     )

@@ -198,6 +198,29 @@ def test_keep_best_val_r1_saves_the_best_evaluation(trained, tmp_path, monkeypat
     assert max_abs_diff(weights(best / "models/clip"), weights(final / "models/clip")) > 1e-4
 
 
+def test_n_images_and_epochs_give_the_step_count(trained, tmp_path, capsys):
+    """20 images at batch 8 are 3 steps an epoch (the last of 4 images); `steps` caps; a batch
+    larger than the images is cut to them."""
+    for name, changed, expected in [
+        ("epochs", {"n_images": 20, "batch_size": 8, "epochs": 2, "steps": None}, 6),
+        ("capped", {"n_images": 20, "batch_size": 8, "epochs": 2, "steps": 4}, 4),
+        ("tiny", {"n_images": 5, "batch_size": 16, "epochs": 3, "steps": None}, 3),
+    ]:
+        project = copy_trained(trained, tmp_path / name, "checkpoints")
+        set_params(project, **changed)
+        capsys.readouterr()
+        if name == "tiny":
+            with pytest.warns(UserWarning, match=r"batch_size=16 .* exceeds the 5 training"):
+                stage(project, finetune_clip)
+        else:
+            stage(project, finetune_clip)
+        out = capsys.readouterr().out
+        assert f"{changed['n_images']} train and 16 validation images, steps 1..{expected}" in out
+        live = project / "dvclive/finetune_clip"
+        losses = pd.read_csv(live / "plots/metrics/train/loss.tsv", sep="\t")
+        assert losses.step.tolist() == list(range(1, expected + 1)), name
+
+
 def test_keep_best_without_a_validation_split_is_an_error(trained, tmp_path, monkeypatch):
     project = copy_trained(trained, tmp_path / "p", "checkpoints")
     set_params(project, keep="best_val_r1")

@@ -112,6 +112,19 @@ def test_epoch_loss_is_the_mean_of_the_epoch(
     assert len(list(Path("dvclive/finetune_sd/plots/images/validation").glob("*.png"))) == 3
 
 
+def test_n_images_and_epochs_give_the_step_count(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 5 images at batch 2: 3 steps an epoch (2, 2 and a last, partial 1), 2 epochs
+    project = project_with_base(
+        sd_base_project, tmp_path / "p", n_images=5, batch_size=2, epochs=2, steps=None
+    )
+    run_finetune(project, monkeypatch)
+    assert pd.read_csv(METRICS / "loss.tsv", sep="\t").step.tolist() == list(range(1, 7))
+    assert pd.read_csv(METRICS / "epoch_loss.tsv", sep="\t").step.tolist() == [3, 6]
+    assert checkpoint_names()[-1] == "step_0000006"
+
+
 def test_full_model_saves_the_trained_weights(
     sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

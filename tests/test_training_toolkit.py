@@ -15,7 +15,14 @@ from accelerate.state import AcceleratorState
 from fashion.core.stage import PipelineError
 from fashion.train.batches import StepBatches, StepDataset
 from fashion.train.checkpoints import FINGERPRINT_FILE, Checkpoints
-from fashion.train.settings import check_names, fingerprint, schedule_steps
+from fashion.train.settings import (
+    check_names,
+    fingerprint,
+    fit_batch_size,
+    schedule_steps,
+    training_rows,
+    training_steps,
+)
 
 
 def test_batch_k_is_a_function_of_seed_and_k() -> None:
@@ -37,6 +44,53 @@ def test_processes_split_each_global_batch_and_epochs_hold_whole_steps() -> None
         StepBatches(7, 4, 2, 0, seed=0)
     dataset = StepDataset(ranks[1], lambda rows: rows.sum())
     assert dataset[5] == ranks[1].rows(5).sum()
+
+
+def test_by_epochs_the_last_partial_batch_is_a_step() -> None:
+    # the seed recipe: 20 images at batch 8 are 3 steps an epoch, the third of 4 images
+    one = StepBatches(20, 8, 1, 0, seed=0, keep_remainder=True)
+    assert one.steps_per_epoch == 3
+    for epoch in range(2):
+        batches = [one.rows(epoch * 3 + k) for k in range(3)]
+        assert [len(b) for b in batches] == [8, 8, 4]
+        assert sorted(np.concatenate(batches).tolist()) == list(range(20))  # each row once
+    assert StepBatches(20, 8, 1, 0, seed=0).steps_per_epoch == 2  # by steps: full batches only
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "world", "accum"), [(20, 4, 2, 2), (3, 4, 2, 2), (9, 2, 2, 1)]
+)
+def test_a_partial_step_gives_every_process_equal_batches(n, batch, world, accum) -> None:
+    ranks = [StepBatches(n, batch, world, r, 0, accum, keep_remainder=True) for r in range(world)]
+    epoch = [[b.rows(k) for b in ranks] for k in range(ranks[0].per_epoch)]
+    for micro in epoch:  # processes gather equal row counts
+        assert len({len(rows) for rows in micro}) == 1 and len(micro[0]) > 0
+    seen = np.concatenate([rows for micro in epoch for rows in micro])
+    assert set(seen.tolist()) == set(range(n))  # every row trained, topped up from the start
+    assert len(seen) < n + world * accum
+
+
+def test_n_images_and_epochs_set_the_length() -> None:
+    rows = np.arange(100, 160)
+    chosen = training_rows("x", rows, 20, seed=0)
+    assert len(chosen) == 20 and set(chosen) <= set(rows) and np.all(np.diff(chosen) > 0)
+    np.testing.assert_array_equal(chosen, training_rows("x", rows, 20, seed=0))
+    assert not np.array_equal(chosen, training_rows("x", rows, 20, seed=1))
+    assert training_rows("x", rows, "all", 0) is rows
+    with pytest.warns(UserWarning, match=r"x.n_images=99, but the training split holds 60"):
+        assert len(training_rows("x", rows, 99, 0)) == 60
+    with pytest.raises(PipelineError, match=r"x.n_images must be a positive integer or all"):
+        training_rows("x", rows, 0, 0)
+    assert training_steps("x", None, 5, steps_per_epoch=3) == 15
+    assert training_steps("x", 10, 5, steps_per_epoch=3) == 10  # steps caps
+    assert training_steps("x", 10, None, steps_per_epoch=3) == 10
+    with pytest.raises(PipelineError, match="set steps, epochs or both"):
+        training_steps("x", None, None, 3)
+    with pytest.raises(PipelineError, match="x.epochs must be a positive integer or null"):
+        training_steps("x", 5, 0, 3)
+    assert fit_batch_size("x", 8, 20, 1, 1) == 8
+    with pytest.warns(UserWarning, match=r"x.batch_size=16 x 2 process\(es\) x grad_accum 1"):
+        assert fit_batch_size("x", 16, 20, 2, 1) == 10
 
 
 def test_old_names_and_the_schedule_length() -> None:

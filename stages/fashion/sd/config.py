@@ -14,7 +14,6 @@ POSITIVE = (
     "resolution",
     "batch_size",
     "grad_accum",
-    "steps",
     "checkpoint_every",
     "keep_checkpoints",
     "eval_every",
@@ -39,9 +38,11 @@ class TrainConfig:
     text_encoder_lr: float = 1e-4
     lr_scheduler: str = "constant"
     warmup_steps: int = 0
+    n_images: int | str = "all"  # a seeded sample of the training rows, or all
+    epochs: int | None = None  # null: `steps` steps of full batches
     batch_size: int = 32
     grad_accum: int = 1
-    steps: int = 100
+    steps: int | None = 100  # with `epochs` set: a cap (null: none); resolved by FineTuner
     schedule_steps: int | None = None  # the LR schedule's length; None: `steps`
     max_grad_norm: float = 1.0
     ema: bool = False
@@ -78,10 +79,13 @@ class TrainConfig:
             )
         if not 0.0 <= cfg.caption_dropout < 1.0:
             problems.append(f"caption_dropout must be in [0, 1), got {cfg.caption_dropout}")
+        if cfg.steps is None and cfg.epochs is None:
+            problems.append("set steps, epochs or both")
         for key in POSITIVE:
             if int(getattr(cfg, key)) < 1:
                 problems.append(f"{key} must be a positive integer, got {getattr(cfg, key)}")
         if problems:
             raise PipelineError(f"{PARAMS_FILE}: finetune_sd: " + "; ".join(problems))
-        cfg.schedule  # noqa: B018 (raises when schedule_steps < steps)
+        if cfg.steps is not None:
+            cfg.schedule  # noqa: B018 (raises when schedule_steps < steps)
         return cfg

@@ -32,7 +32,7 @@ from fashion.sd.diffusion import diffusion_loss, drop_captions, padded_token_ids
 from fashion.sd.lora import TEXT_LORA_TARGETS, UNET_LORA_TARGETS, LoraAdapters, lora_config
 from fashion.sd.models import to_vae_pixels
 from fashion.train.batches import StepBatches
-from fashion.train.settings import fingerprint
+from fashion.train.settings import fingerprint, fit_batch_size, training_steps
 
 # Bumped when what a checkpoint holds changes (3: `fashion.train.checkpoints` folders).
 CHECKPOINT_FORMAT = 3
@@ -73,18 +73,25 @@ class FineTuner:
         self.tokenizer = pipe.tokenizer
         self.vae, self.text_encoder, self.unet = pipe.vae, pipe.text_encoder, pipe.unet
         self.world = accelerator.num_processes
-        self.global_batch = cfg.batch_size * self.world * cfg.grad_accum
+        n = len(data.images)
+        batch_size = fit_batch_size("finetune_sd", cfg.batch_size, n, self.world, cfg.grad_accum)
         try:
             self.batches = StepBatches(
-                len(data.images),
-                cfg.batch_size,
+                n,
+                batch_size,
                 self.world,
                 accelerator.process_index,
                 cfg.seed,
                 cfg.grad_accum,
+                keep_remainder=cfg.epochs is not None,
             )
         except PipelineError as err:
             raise PipelineError(f"{PARAMS_FILE}: finetune_sd: {err}") from err
+        # the length follows from the images, batch and epochs (`fashion.train.settings`)
+        steps = training_steps("finetune_sd", cfg.steps, cfg.epochs, self.batches.steps_per_epoch)
+        self.cfg = cfg = dataclasses.replace(cfg, batch_size=batch_size, steps=steps)
+        cfg.schedule  # noqa: B018 (raises when schedule_steps < the resolved steps)
+        self.global_batch = cfg.batch_size * self.world * cfg.grad_accum
         self._setup_models()
         self.latent_cache = self.text_cache = None
         if cfg.cache_latents:

@@ -21,18 +21,34 @@ class StepBatches:
     """Global batches by micro-step: epoch e is a permutation of the rows seeded by (seed, e),
     cut into batches of `batch_size * world_size`; process `rank` takes its contiguous slice.
 
-    An epoch holds a whole number of optimiser steps (`grad_accum` micro-batches each); the
-    rows left over are dropped, a different set in every epoch.
+    An epoch holds a whole number of optimiser steps (`grad_accum` micro-batches each). The
+    rows left over after the last full step are dropped (a different set in every epoch),
+    or, with `keep_remainder` (training by `epochs`), make one more, smaller step: its rows
+    are split into equal micro-batches over its `grad_accum` x processes parts, topped up
+    from the epoch's first rows to a multiple of the parts (processes gather equal row
+    counts), as `accelerate`'s even batches do. On one process without accumulation that
+    last step is a plain partial batch, as a `DataLoader` without `drop_last` gives.
     """
 
     def __init__(
-        self, n: int, batch_size: int, world_size: int, rank: int, seed: int, grad_accum: int = 1
+        self,
+        n: int,
+        batch_size: int,
+        world_size: int,
+        rank: int,
+        seed: int,
+        grad_accum: int = 1,
+        keep_remainder: bool = False,
     ) -> None:
         self.n, self.batch_size, self.world_size, self.rank, self.seed = (
             n, batch_size, world_size, rank, seed,
         )  # fmt: skip
+        self.grad_accum = grad_accum
         self.global_batch = batch_size * world_size
-        self.steps_per_epoch = n // (self.global_batch * grad_accum)
+        step_rows = self.global_batch * grad_accum
+        self.full_steps = n // step_rows
+        self.remainder = n - self.full_steps * step_rows if keep_remainder else 0
+        self.steps_per_epoch = self.full_steps + (self.remainder > 0)
         if self.steps_per_epoch == 0:
             raise PipelineError(
                 f"{n} training images, fewer than one global batch ({batch_size} x "
@@ -47,8 +63,17 @@ class StepBatches:
         if epoch != self._epoch:
             self._epoch = epoch
             self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        start = i * self.global_batch + self.rank * self.batch_size
-        return self._perm[start : start + self.batch_size]
+        full_micro = self.full_steps * self.grad_accum
+        if i < full_micro:
+            start = i * self.global_batch + self.rank * self.batch_size
+            return self._perm[start : start + self.batch_size]
+        # the epoch's last, partial step
+        parts = self.grad_accum * self.world_size
+        tail = self._perm[full_micro * self.global_batch :]
+        size = -(-len(tail) // parts)
+        tail = np.concatenate([tail, np.resize(self._perm, size * parts - len(tail))])
+        start = ((i - full_micro) * self.world_size + self.rank) * size
+        return tail[start : start + size]
 
     def epoch_of(self, step: int) -> int:
         """The epoch optimiser step `step` (counted from 0) belongs to."""

@@ -1,9 +1,10 @@
 """The training params both fine-tuning stages share: their names, the `steps` rule, and
 which params a checkpoint's fingerprint holds.
 
-Names (the same in `finetune_clip` and `finetune_sd`): `steps`, `schedule_steps`,
-`warmup_steps`, `eval_every`, `checkpoint_every`, `keep_checkpoints`, `checkpoint_mirror`,
-`batch_size`, `grad_accum`, `lr`, `seed` (and `num_workers` where a stage has a DataLoader).
+Names (the same in `finetune_clip` and `finetune_sd`): `n_images`, `epochs`, `steps`,
+`schedule_steps`, `warmup_steps`, `eval_every`, `checkpoint_every`, `keep_checkpoints`,
+`checkpoint_mirror`, `batch_size`, `grad_accum`, `lr`, `seed` (and `num_workers` where a
+stage has a DataLoader).
 
 The steps rule: `steps` is how many optimiser steps to train; `schedule_steps` (null: equal
 to `steps`) is the length the learning-rate schedule spans. The fingerprint holds
@@ -13,14 +14,25 @@ would reach (same schedule, same step-indexed batches, RNG states restored from 
 checkpoint); with `schedule_steps: null` raising `steps` stretches the schedule, which
 changes every step's learning rate, so training starts afresh.
 
+The training length: `n_images` (a seeded sample of the training rows, or `all`) and
+`epochs` set how many optimiser steps make the run: an epoch is ceil(n_images / (batch x
+processes x grad_accum)) steps, its last, partial batch counting as a step, and `steps` (when
+not null) caps the total. With `epochs: null` the run is `steps` steps of full batches only
+(the rows left over at an epoch's end are dropped). A batch larger than the images is
+clamped to them, with a warning. `epochs` is in the fingerprint (it decides whether partial
+batches are trained); `steps` is not.
+
 Settings that do not change the trained weights (cadences, worker count, the keep count,
 the mirror folder) are not in the fingerprint: changing them resumes.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 from fashion.core.params import PARAMS_FILE
 from fashion.core.stage import PipelineError
@@ -56,6 +68,58 @@ def check_names(stage: str, params: dict[str, Any]) -> None:
     for old, new in MOVED.items():
         if old in params:
             raise PipelineError(f"{PARAMS_FILE}: {stage}.{old} is now {new}")
+
+
+def training_rows(
+    stage: str, rows: np.ndarray, n_images: int | str | None, seed: int
+) -> np.ndarray:
+    """`n_images` of the training `rows`, a fixed-seed sample in ascending order, or all of
+    them for `all` (a larger number than there are rows takes all, with a warning)."""
+    if n_images in (None, "all"):
+        return rows
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
+        raise PipelineError(
+            f"{PARAMS_FILE}: {stage}.n_images must be a positive integer or all, got {n_images!r}"
+        )
+    if n_images >= len(rows):
+        if n_images > len(rows):
+            warnings.warn(
+                f"{PARAMS_FILE}: {stage}.n_images={n_images}, but the training split holds "
+                f"{len(rows)} images: using all of them",
+                stacklevel=2,
+            )
+        return rows
+    return np.sort(np.random.default_rng([seed, 1]).choice(rows, n_images, replace=False))
+
+
+def fit_batch_size(stage: str, batch_size: int, n: int, processes: int, grad_accum: int) -> int:
+    """`batch_size`, or the largest per-process batch one optimiser step of `n` images can
+    fill (at least 1) when `batch_size` x processes x grad_accum exceeds `n`, with a warning."""
+    fitted = max(1, n // (processes * grad_accum))
+    if batch_size <= fitted:
+        return batch_size
+    warnings.warn(
+        f"{PARAMS_FILE}: {stage}.batch_size={batch_size} x {processes} process(es) x "
+        f"grad_accum {grad_accum} exceeds the {n} training images: batch_size {fitted}",
+        stacklevel=2,
+    )
+    return fitted
+
+
+def training_steps(stage: str, steps: int | None, epochs: int | None, steps_per_epoch: int) -> int:
+    """The optimiser steps to run: `epochs` x `steps_per_epoch`, capped by `steps`; or
+    `steps` alone when `epochs` is null."""
+    for name, value in (("steps", steps), ("epochs", epochs)):
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise PipelineError(
+                f"{PARAMS_FILE}: {stage}.{name} must be a positive integer or null, got {value!r}"
+            )
+    if epochs is None:
+        if steps is None:
+            raise PipelineError(f"{PARAMS_FILE}: {stage}: set steps, epochs or both")
+        return int(steps)
+    total = int(epochs) * steps_per_epoch
+    return total if steps is None else min(int(steps), total)
 
 
 def schedule_steps(stage: str, steps: int, schedule: int | None) -> int:
