@@ -1,7 +1,8 @@
 """prepare: decrypt G2.h5 from the benchmark's zip and write a seeded subset of each split.
 
 Reads `<benchmark.root>/{Img/G2.zip, Anno/language_original.mat, Eval/ind.mat}` and writes
-`data/subset/{train,test}.h5` (format: `fashion/subset.py`): mean restored, HWC uint8.
+`data/subset/{train,test}.h5` (format: `fashion/subset.py`): mean restored, HWC uint8; the
+test file also holds each image's redress target from `test_set_pair_ind`.
 The first images are checked to restore to the expected layout before the full pass.
 The zip password comes from the environment variable named by `benchmark.password_env`
 (the demo's `demo.password` when it is unset). Every input is checked before the long
@@ -22,6 +23,7 @@ from fashion.core.atomic import atomic_path
 from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.decrypt import extracted_member
+from fashion.data.pairs import REDRESS_TARGET, redress_pairs
 from fashion.data.release import (
     MEMBER,
     benchmark_paths,
@@ -72,6 +74,8 @@ def main(out: Path = Path("data/subset")) -> None:
         verify_sha256(paths.zip, str(expected_sha256))
     ann = read_annotations(paths.annotations)
     split = read_split(paths.split, len(ann))
+    source, target = redress_pairs(split, paths.split)
+    redress_target = dict(zip(source.tolist(), target.tolist(), strict=True))
     n_train, n_test = cfg.get("n_train", "all"), cfg.get("n_test", "all")
     chosen = {
         "train": choose_rows(split.train, n_train, seed, "n_train", paths.split),
@@ -96,6 +100,9 @@ def main(out: Path = Path("data/subset")) -> None:
             with h5py.File(subset_path(tmp, name), "w") as f:
                 size = g2["ih"].shape[:1:-1]  # stored (W, H) -> (H, W)
                 images, segmentation = create_subset(f, len(rows), table, size)
+                if name == "test":  # each test image's redress target (fashion.data.pairs)
+                    targets = np.array([redress_target[i] for i in rows], np.int64)
+                    f.create_dataset(REDRESS_TARGET, data=targets)
                 done = 0
                 with tqdm(total=len(rows), desc=f"prepare {name}", unit="img") as bar:
                     for pixels, masks in read_g2_rows(g2, rows, label):

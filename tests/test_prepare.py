@@ -16,6 +16,7 @@ import scipy.io
 import yaml
 
 from benchmark_builder import PASSWORD, WRONG_LAYOUTS, Source, build_benchmark, edit_g2
+from fashion.data.pairs import redress_rows
 from fashion.data.release import ANNOTATIONS_REL, SPLIT_REL, ZIP_REL
 from fashion.data.subset import read_images, read_table
 from fashion.demo.release_writer import write_split
@@ -130,6 +131,28 @@ def test_seeded_subsets_are_deterministic_and_disjoint(project: Path) -> None:
     assert subset(seed=2) != (train, test)
 
 
+def test_the_test_subset_holds_each_images_redress_target(project: Path) -> None:
+    """Known answer: ind.mat lists the test images out of order, each with a chosen target;
+    the subset rows pair up by benchmark index, and a sampled subset keeps whole pairs only."""
+    build_benchmark(project / "bench", n=16)  # test images 0, 4, 8, 12
+    test, targets = [8, 0, 12, 4], [0, 12, 12, 8]  # test_ind order; 12 keeps its own sentence
+    train = [i for i in range(16) if i % 4]
+    split = [np.add(part, 1) for part in (train, test, targets)]
+    write_split(project / "bench" / SPLIT_REL, *split)
+    assert run_prepare(project).returncode == 0
+    source_rows, target_rows = redress_rows(project / "data/subset/test.h5")
+    index = read_table(project / "data/subset/test.h5")["index"].to_numpy()  # 0, 4, 8, 12
+    pairs = dict(zip(index[source_rows].tolist(), index[target_rows].tolist(), strict=True))
+    assert pairs == {0: 12, 4: 8, 8: 0, 12: 12}
+
+    write_params(project, n_test=2, seed=3)
+    assert run_prepare(project).returncode == 0
+    index = read_table(project / "data/subset/test.h5")["index"].to_numpy()
+    source_rows, target_rows = redress_rows(project / "data/subset/test.h5")
+    kept = dict(zip(index[source_rows].tolist(), index[target_rows].tolist(), strict=True))
+    assert kept == {k: v for k, v in pairs.items() if k in index and v in index}
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -181,6 +204,12 @@ BAD_INPUTS = {
         lambda r: _rewrite_split(r / SPLIT_REL, [2, 3, 4], [1, 4]),
         {},
         "{root}/Eval/ind.mat: train_ind and test_ind overlap in 1 images",
+    ),
+    "redress target outside test": (
+        lambda r: write_split(r / SPLIT_REL, np.array([2, 3]), np.array([1, 4]), np.array([4, 2])),
+        {},
+        "{root}/Eval/ind.mat: 'test_set_pair_ind' entry 2 points to image 2, which is not a "
+        "test image",
     ),
     "h5 and annotations disagree": (
         None,

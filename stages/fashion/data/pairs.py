@@ -16,6 +16,10 @@ import numpy as np
 
 from fashion.core.stage import PipelineError
 from fashion.data.release import Split
+from fashion.data.subset import open_subset
+
+# The test subset's dataset of redress targets (written by the prepare stage).
+REDRESS_TARGET = "redress_target"
 
 
 def redress_pairs(split: Split, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -64,3 +68,16 @@ def _rows(index: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray
         return np.zeros(len(values), np.int64), np.zeros(len(values), bool)
     rows = np.minimum(np.searchsorted(index, values), len(index) - 1).astype(np.int64)
     return rows, index[rows] == values
+
+
+def redress_rows(test_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(source rows, target rows) of the official pairs whose two images are both in the
+    prepared test subset `test_file`, in the subset's row order (ascending benchmark index)."""
+    with open_subset(test_file) as f:
+        if REDRESS_TARGET not in f:
+            raise PipelineError(
+                f"{test_file}: no '{REDRESS_TARGET}' dataset (prepared by an older version: "
+                "run the prepare stage again)"
+            )
+        index, target = f["index"][()], f[REDRESS_TARGET][()]
+    return subset_pairs(index, index, target, test_file)

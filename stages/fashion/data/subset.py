@@ -9,6 +9,9 @@ Datasets (N rows each, one row per image, in ascending benchmark index, i.e. the
   caption       str   (N,)              `engJ` sentence
   gender, color, sleeve, category  int16 (N,)  raw codes (gender 0-based, others 1-based)
   word_ids      vlen int16 (N,)         `codeJ` word ids of the caption
+  redress_target int64 (N,)             test.h5 only: the benchmark index of the image whose
+                                        sentence is this image's redress target (`ind.mat`'s
+                                        `test_set_pair_ind`; read with `fashion.data.pairs`)
 """
 
 from __future__ import annotations
