@@ -12,50 +12,31 @@ Run: accelerate launch stages/finetune_sd.py  (the dvc.yaml command takes its pr
 
 from __future__ import annotations
 
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torchmetrics.aggregation import MeanMetric
-from tqdm import tqdm
 
-from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
 from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import run_stage
 from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_table, subset_path
 from fashion.sd.config import TrainConfig
+from fashion.sd.loop import train_and_save, validation_images
 from fashion.sd.models import load_sd, noise_scheduler
 from fashion.sd.training import FineTuner, TrainData
-from fashion.train.checkpoints import Checkpoints
-from fashion.train.live import log_step, open_live
 from fashion.train.settings import training_rows
 
 
-def validation_grid(tuner: FineTuner, cfg: TrainConfig) -> np.ndarray:
-    """One row of validation images (fixed seed), as uint8 HWC."""
-    pipe = tuner.inference_pipeline(use_ema=False)
-    pipe.set_progress_bar_config(disable=True)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    # under mixed precision the VAE and (LoRA) UNet hold fp16/bf16 weights while the
-    # pipeline's latents are fp32: autocast runs each op in the precision training uses.
-    # The forked RNG: validating (or not) leaves training's random draws as they were.
-    devices = [tuner.accelerator.device] if tuner.accelerator.device.type == "cuda" else []
-    with torch.no_grad(), tuner.accelerator.autocast(), torch.random.fork_rng(devices):
-        images = pipe(
-            cfg.validation_prompts,
-            num_inference_steps=cfg.validation_steps,
-            height=cfg.resolution,
-            width=cfg.resolution,
-            generator=generator,
-            output_type="np",
-        ).images
-    tuner.unet.train()
-    tuner.text_encoder.train(cfg.train_text_encoder)
+def validation_grid(tuner: FineTuner) -> np.ndarray:
+    """One row of images of the validation prompts (fixed seed), as uint8 HWC."""
+    cfg = tuner.cfg
+    images = validation_images(
+        tuner, prompt=cfg.validation_prompts, height=cfg.resolution, width=cfg.resolution
+    )
     return (np.concatenate(list(images), axis=1) * 255).round().astype(np.uint8)
 
 
@@ -85,56 +66,8 @@ def main(
         training_fingerprint(pretrained, revision, data.captions, data.images),
     )
     cfg = tuner.cfg  # steps and batch size resolved for these images
-    checkpoints = Checkpoints(
-        checkpoints, tuner.fingerprint(), cfg.keep_checkpoints, cfg.checkpoint_mirror
-    )
-    start = checkpoints.resume(accelerator, cfg.steps)
-    accelerator.print(
-        f"finetune_sd: {accelerator.num_processes} process(es), steps {start + 1}..{cfg.steps}"
-        + (f" (resumed from the step {start} checkpoint)" if start else "")
-    )
-    main_process = accelerator.is_main_process
-    live = open_live(live_dir, resume=start > 0, main_process=main_process)
-    if live is not None:
-        live.log_params({"world_size": accelerator.num_processes, "resumed_from": start})
-        # declared as DVC plots: present (empty) without validation prompts too
-        (live_dir / "plots/images").mkdir(parents=True, exist_ok=True)
-    epoch_loss = MeanMetric(sync_on_compute=False)  # step losses are already process means
-    for step in tqdm(
-        range(start, cfg.steps),
-        desc="finetune_sd",
-        disable=not main_process,
-        initial=start,
-        total=cfg.steps,
-        mininterval=5,
-    ):
-        began = time.perf_counter()
-        loss = tuner.train_step(step)  # a float: the GPU has finished the step
-        seconds = time.perf_counter() - began
-        epoch_loss.update(loss)
-        done = step + 1
-        # training throughput (all processes), the measured rate behind time estimates
-        metrics = {"train/loss": loss, "perf/images_per_s": tuner.global_batch / seconds}
-        epoch_ends = tuner.epoch_of(done) != tuner.epoch_of(step)
-        if epoch_ends or done == cfg.steps:  # the mean over the epoch's steps, not its last batch
-            metrics["train/epoch_loss"] = float(epoch_loss.compute())
-        if epoch_ends:
-            epoch_loss.reset()
-        if cfg.validation_prompts and (done % cfg.eval_every == 0 or done == cfg.steps):
-            grid = validation_grid(tuner, cfg)
-            if live is not None:
-                live.log_image(f"validation/step-{done:06d}.png", grid)
-            accelerator.wait_for_everyone()
-        log_step(live, done, metrics)
-        # the last step too: a later run with more `steps` goes on from there
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            checkpoints.save(accelerator, done)
-    accelerator.wait_for_everyone()
-    if main_process:
-        with atomic_path(out, is_dir=True) as tmp:
-            tuner.save(tmp)
-        live.end()
-    accelerator.end_training()
+    grid = partial(validation_grid, tuner) if cfg.validation_prompts else None
+    train_and_save(tuner, out, checkpoints, live_dir, grid)
 
 
 if __name__ == "__main__":

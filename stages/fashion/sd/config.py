@@ -1,4 +1,5 @@
-"""The `finetune_sd` params as a typed, checked config (see params.yaml for each one)."""
+"""The `finetune_sd` params as a typed, checked config (see params.yaml for each one); the
+inpainting fine-tune (`finetune_inpaint`) shares them."""
 
 from __future__ import annotations
 
@@ -56,20 +57,21 @@ class TrainConfig:
     validation_prompts: list[str] = field(default_factory=list)
     validation_steps: int = 20
     seed: int = 0
+    stage: str = "finetune_sd"  # the params section, named in errors (not a param)
 
     @property
     def schedule(self) -> int:
         """The number of optimiser steps the LR schedule spans."""
-        return schedule_steps("finetune_sd", self.steps, self.schedule_steps)
+        return schedule_steps(self.stage, self.steps, self.schedule_steps)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> TrainConfig:
-        check_names("finetune_sd", params)
-        names = {f.name for f in dataclasses.fields(cls)}
+    def from_params(cls, params: dict[str, Any], stage: str = "finetune_sd") -> TrainConfig:
+        check_names(stage, params)
+        names = {f.name for f in dataclasses.fields(cls)} - {"stage"}
         unknown = sorted(set(params) - names)
         if unknown:
-            raise PipelineError(f"{PARAMS_FILE}: unknown finetune_sd params {unknown}")
-        cfg = cls(**params)
+            raise PipelineError(f"{PARAMS_FILE}: unknown {stage} params {unknown}")
+        cfg = cls(**params, stage=stage)
         problems = []
         if cfg.mode not in ("full", "lora"):
             problems.append(f"mode must be full or lora, got {cfg.mode!r}")
@@ -85,7 +87,7 @@ class TrainConfig:
             if int(getattr(cfg, key)) < 1:
                 problems.append(f"{key} must be a positive integer, got {getattr(cfg, key)}")
         if problems:
-            raise PipelineError(f"{PARAMS_FILE}: finetune_sd: " + "; ".join(problems))
+            raise PipelineError(f"{PARAMS_FILE}: {stage}: " + "; ".join(problems))
         if cfg.steps is not None:
             cfg.schedule  # noqa: B018 (raises when schedule_steps < steps)
         return cfg

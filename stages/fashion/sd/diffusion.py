@@ -37,8 +37,12 @@ def diffusion_loss(
     scheduler: DDPMScheduler,
     snr_gamma: float | None = None,
     noise_offset: float = 0.0,
+    conditioning: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The denoising loss of one batch, as in diffusers' text-to-image script."""
+    """The denoising loss of one batch, as in diffusers' text-to-image script.
+
+    `conditioning`: channels the UNet reads beside the noisy latents (an inpainting UNet's
+    mask and masked-image latents, concatenated after them as its pipeline does)."""
     noise = torch.randn_like(latents)
     if noise_offset:  # https://www.crosslabs.org//blog/diffusion-with-offset-noise
         noise += noise_offset * torch.randn(
@@ -55,6 +59,8 @@ def diffusion_loss(
         target = scheduler.get_velocity(latents, noise, timesteps)
     else:
         raise PipelineError(f"unsupported prediction type {scheduler.config.prediction_type}")
+    if conditioning is not None:
+        noisy = torch.cat([noisy, conditioning.to(noisy.dtype)], dim=1)
     pred = unet(noisy, timesteps, encoder_hidden_states, return_dict=False)[0]
     if snr_gamma is None:
         return F.mse_loss(pred.float(), target.float(), reduction="mean")

@@ -36,8 +36,8 @@ from fashion.train.settings import fingerprint, fit_batch_size, training_steps
 
 # Bumped when what a checkpoint holds changes (3: `fashion.train.checkpoints` folders).
 CHECKPOINT_FORMAT = 3
-# Params that steer validation only: not part of a checkpoint's fingerprint.
-VALIDATION_ONLY = ("validation_prompts", "validation_steps")
+# Params that steer validation only (and the section name): not in a checkpoint's fingerprint.
+VALIDATION_ONLY = ("validation_prompts", "validation_steps", "stage")
 
 
 @dataclass
@@ -74,7 +74,7 @@ class FineTuner:
         self.vae, self.text_encoder, self.unet = pipe.vae, pipe.text_encoder, pipe.unet
         self.world = accelerator.num_processes
         n = len(data.images)
-        batch_size = fit_batch_size("finetune_sd", cfg.batch_size, n, self.world, cfg.grad_accum)
+        batch_size = fit_batch_size(cfg.stage, cfg.batch_size, n, self.world, cfg.grad_accum)
         try:
             self.batches = StepBatches(
                 n,
@@ -86,9 +86,9 @@ class FineTuner:
                 keep_remainder=cfg.epochs is not None,
             )
         except PipelineError as err:
-            raise PipelineError(f"{PARAMS_FILE}: finetune_sd: {err}") from err
+            raise PipelineError(f"{PARAMS_FILE}: {cfg.stage}: {err}") from err
         # the length follows from the images, batch and epochs (`fashion.train.settings`)
-        steps = training_steps("finetune_sd", cfg.steps, cfg.epochs, self.batches.steps_per_epoch)
+        steps = training_steps(cfg.stage, cfg.steps, cfg.epochs, self.batches.steps_per_epoch)
         self.cfg = cfg = dataclasses.replace(cfg, batch_size=batch_size, steps=steps)
         cfg.schedule  # noqa: B018 (raises when schedule_steps < the resolved steps)
         self.global_batch = cfg.batch_size * self.world * cfg.grad_accum
@@ -118,7 +118,7 @@ class FineTuner:
                     self.text_encoder.add_adapter(lora_config(cfg.lora_rank, TEXT_LORA_TARGETS))
                 except ValueError as err:  # transformers 5 wants a peft release newer than 0.21
                     raise PipelineError(
-                        f"{PARAMS_FILE}: finetune_sd: LoRA on the text encoder is not available "
+                        f"{PARAMS_FILE}: {cfg.stage}: LoRA on the text encoder is not available "
                         f"with the installed transformers and peft ({err}); set "
                         "train_text_encoder: false, or mode: full"
                     ) from err
@@ -203,8 +203,10 @@ class FineTuner:
     def epoch_of(self, step: int) -> int:
         return self.batches.epoch_of(step)
 
-    def micro_batch(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(latents x scaling_factor, text hidden states) of one micro-batch."""
+    def micro_batch(
+        self, step: int, micro: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(latents x scaling_factor, text hidden states, `conditioning`) of one micro-batch."""
         cfg, dev = self.cfg, self.accelerator.device
         rows = self.batch_rows(step, micro)
         rng = np.random.default_rng([cfg.seed, step, micro, self.accelerator.process_index, 1])
@@ -228,7 +230,14 @@ class FineTuner:
         else:
             with torch.no_grad():
                 hidden = self._encode_text(captions)
-        return latents.float(), hidden
+        return latents.float(), hidden, self.conditioning(rows, flip, rng)
+
+    def conditioning(
+        self, rows: np.ndarray, flip: np.ndarray, rng: np.random.Generator
+    ) -> torch.Tensor | None:
+        """Input channels the UNet reads beside the noisy latents: none for text-to-image
+        (an inpainting fine-tuner adds the mask and the masked image's latents)."""
+        return None
 
     # --- one optimiser step ---------------------------------------------------------------
     def train_step(self, step: int) -> float:
@@ -237,7 +246,7 @@ class FineTuner:
         acc, losses = self.accelerator, []
         for micro in range(self.cfg.grad_accum):
             with acc.accumulate(self.unet, self.text_encoder):
-                latents, hidden = self.micro_batch(step, micro)
+                latents, hidden, conditioning = self.micro_batch(step, micro)
                 with acc.autocast():
                     loss = diffusion_loss(
                         self.unet,
@@ -246,6 +255,7 @@ class FineTuner:
                         self.noise_scheduler,
                         self.cfg.snr_gamma,
                         self.cfg.noise_offset,
+                        conditioning,
                     )
                 losses.append(acc.gather(loss.detach()).mean())
                 acc.backward(loss)
