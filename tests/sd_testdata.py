@@ -79,6 +79,16 @@ TINY_SD_PARAMS = {
         "warmup_steps": 0,
         "validation_prompts": ["the lady is wearing a red dress."],
     },
+    "finetune_inpaint": {
+        "resolution": 32,
+        "batch_size": 8,
+        "steps": 4,
+        "checkpoint_every": 2,
+        "eval_every": 2,
+        "validation_steps": 2,
+        "warmup_steps": 0,
+        "validation_prompts": ["the lady is wearing a red dress.", "a man in a blue coat"],
+    },
     "generate": {
         "resolution": 32,
         "steps": 2,

@@ -96,15 +96,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def read_images(path: str | Path, rows: np.ndarray | slice | None = None) -> np.ndarray:
     """uint8 (n, 128, 128, 3) images of the given rows (all when `rows` is None)."""
+    return _read_rows(path, "images", rows)
+
+
+def read_segmentation(path: str | Path, rows: np.ndarray | slice | None = None) -> np.ndarray:
+    """uint8 (n, 128, 128) segmentation classes of the given rows (all when `rows` is None)."""
+    return _read_rows(path, "segmentation", rows)
+
+
+def _read_rows(path: str | Path, name: str, rows: np.ndarray | slice | None) -> np.ndarray:
     with open_subset(path) as f:
-        images = f["images"]
+        data = f[name]
         if rows is None:
-            return images[()]
+            return data[()]
         if isinstance(rows, slice):
-            return images[rows]
+            return data[rows]
         # h5py fancy indexing wants increasing, unique indices
         unique, inverse = np.unique(np.asarray(rows), return_inverse=True)
-        return images[unique][inverse]
+        return data[unique][inverse]
 
 
 def sample_rows(n: int, size: int | str, seed: int, param: str | None = None) -> np.ndarray:

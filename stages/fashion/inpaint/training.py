@@ -1,0 +1,100 @@
+"""Fine-tuning an inpainting UNet: the SD fine-tuner (`fashion.sd.training`) with the two
+inputs an inpainting UNet reads beside the noisy latents.
+
+Each training image is masked, as diffusers' inpainting recipes do, by its garment mask (the
+`redress.mask_classes` of its segmentation, dilated) or, with probability `random_mask_p`, by
+a random rectangle or ellipse, so the model also learns to fill regions that are not garments.
+The UNet then reads `cat([noisy latents, mask at latent size, latents of the image with the
+mask blanked])`, the input `StableDiffusionInpaintPipeline` gives it at generation time: the
+pixels in [-1, 1] with the masked ones set to 0, and the mask resized to the latents nearest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import DDPMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+from fashion.core.provenance import write_source
+from fashion.inpaint.masks import random_masks
+from fashion.sd.config import TrainConfig
+from fashion.sd.models import to_vae_pixels
+from fashion.sd.training import FineTuner, TrainData
+
+
+@dataclass
+class InpaintData(TrainData):
+    masks: np.ndarray  # bool (N, H, W): each image's garment mask, at the images' size
+
+
+def masked_input(
+    images: np.ndarray, masks: np.ndarray, resolution: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pixels in [-1, 1] with the masked ones 0, the mask as float (b, 1, r, r)) of uint8
+    images and bool masks, at `resolution`, as the inpainting pipeline prepares them."""
+    mask = torch.from_numpy(np.ascontiguousarray(masks[:, None])).float()
+    mask = F.interpolate(mask, size=(resolution, resolution), mode="nearest")
+    pixels = to_vae_pixels(images, resolution)
+    return pixels * (mask < 0.5), mask
+
+
+class InpaintFineTuner(FineTuner):
+    """`FineTuner` whose UNet also reads the mask and the masked image's latents."""
+
+    def __init__(
+        self,
+        pipe: StableDiffusionPipeline,
+        noise_sched: DDPMScheduler,
+        cfg: TrainConfig,
+        data: InpaintData,
+        accelerator: Accelerator,
+        source: str = "",
+        random_mask_p: float = 0.25,
+        mask_settings: dict[str, Any] | None = None,
+        base: tuple[str, str | None] = ("", None),
+    ) -> None:
+        """`mask_settings`: how the garment masks were made (classes, dilation), part of the
+        checkpoints' fingerprint with `random_mask_p`. `base`: the (pretrained, revision) the
+        fine-tune started from, recorded in the saved model's source.json."""
+        self.random_mask_p = float(random_mask_p)
+        self.mask_settings = mask_settings or {}
+        self.base = base
+        super().__init__(pipe, noise_sched, cfg, data, accelerator, source)
+
+    def conditioning(
+        self, rows: np.ndarray, flip: np.ndarray, rng: np.random.Generator
+    ) -> torch.Tensor:
+        masks = self.data.masks[rows].copy()
+        drawn = rng.random(len(rows)) < self.random_mask_p
+        if drawn.any():
+            masks[drawn] = random_masks(rng, int(drawn.sum()), masks.shape[-1])
+        masks[flip] = masks[flip][:, :, ::-1]
+        images = self.data.images[rows].copy()
+        images[flip] = images[flip][:, :, ::-1]
+        pixels, mask = masked_input(images, masks, self.cfg.resolution)
+        device = self.accelerator.device
+        with torch.no_grad():
+            latents = self.vae.encode(pixels.to(device, self.weight_dtype)).latent_dist.sample()
+        latents = latents.float() * self.vae.config.scaling_factor
+        small = F.interpolate(mask, size=latents.shape[-2:], mode="nearest")
+        return torch.cat([small.to(device), latents], dim=1)
+
+    def inference_pipeline(self, use_ema: bool) -> StableDiffusionInpaintPipeline:
+        components = super().inference_pipeline(use_ema).components
+        return StableDiffusionInpaintPipeline(**components, requires_safety_checker=False)
+
+    def save(self, out_dir: Path) -> None:
+        super().save(out_dir)
+        write_source(out_dir, *self.base)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            **super().fingerprint(),
+            "masks": {**self.mask_settings, "random_mask_p": self.random_mask_p},
+        }

@@ -1,0 +1,134 @@
+"""Fine-tune an SD inpainting model to redraw garments, under `accelerate`.
+
+Starts from `finetune_inpaint.base` (`fashion.inpaint.models`: on the demo, the fine-tuned
+text-to-image SD grown to a 9-channel UNet). Trains on the train split less the validation
+split (`n_images`, `epochs` as in `finetune_sd`): each image masked by its garment
+(`redress.mask_classes`, dilated by `redress.mask_dilation`) or, with probability
+`random_mask_p`, by a random shape, its own caption the text (dropped with
+`caption_dropout`). Writes models/inpaint/ (a full pipeline or LoRA weights, and
+source.json naming the base), checkpoints/finetune_inpaint/ (resumed as finetune_sd's) and
+dvclive/finetune_inpaint/ (curves; validation redress grids: validation images, each given
+a validation prompt, input beside output).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers import DDPMScheduler
+from PIL import Image
+
+from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.provenance import resolve_revision, training_fingerprint
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.splits import train_validation_rows
+from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
+from fashion.inpaint.masks import class_ids, composite, garment_mask
+from fashion.inpaint.models import FINETUNED_SD, training_start
+from fashion.inpaint.training import InpaintData, InpaintFineTuner
+from fashion.sd.config import TrainConfig
+from fashion.sd.loop import train_and_save, validation_images
+from fashion.train.settings import training_rows
+
+STAGE = "finetune_inpaint"
+INPAINT_ONLY = ("base", "revision", "random_mask_p")
+
+
+def redress_masks(segmentation: np.ndarray, redress: dict) -> np.ndarray:
+    """The garment masks of `redress.mask_classes`, dilated by `redress.mask_dilation`."""
+    return garment_mask(
+        segmentation, class_ids(redress["mask_classes"]), int(redress["mask_dilation"])
+    )
+
+
+def validation_grid(
+    tuner: InpaintFineTuner, prompts: list[str], images: np.ndarray, masks: np.ndarray
+) -> np.ndarray:
+    """Validation images redressed with `prompts`, composited at their size: one row of
+    (input above output) pairs, uint8 HWC."""
+    cfg = tuner.cfg
+    out = validation_images(
+        tuner,
+        prompt=prompts,
+        image=[Image.fromarray(i) for i in images],
+        mask_image=[Image.fromarray(m.astype(np.uint8) * 255) for m in masks],
+        height=cfg.resolution,
+        width=cfg.resolution,
+    )
+    size = images.shape[1]
+    out = np.stack(
+        [np.asarray(Image.fromarray(to_uint8(o)).resize((size, size), Image.BICUBIC)) for o in out]
+    )
+    pairs = zip(images, composite(images, out, masks), strict=True)
+    return np.concatenate([np.concatenate(pair, axis=0) for pair in pairs], axis=1)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def main(
+    subset: Path = Path("data/subset"),
+    sd: Path = Path("models/sd"),
+    base_sd: Path = Path("models/base_sd"),
+    out: Path = Path("models/inpaint"),
+    checkpoints: Path = Path("checkpoints/finetune_inpaint"),
+    live_dir: Path = Path("dvclive/finetune_inpaint"),
+) -> None:
+    params = load_params()
+    p, redress = section(params, STAGE), section(params, "redress")
+    cfg = TrainConfig.from_params({k: v for k, v in p.items() if k not in INPAINT_ONLY}, STAGE)
+    base, random_mask_p = str(p["base"]), float(p["random_mask_p"])
+    if base == FINETUNED_SD and cfg.mode != "full":
+        raise PipelineError(
+            f"{PARAMS_FILE}: {STAGE}.base {FINETUNED_SD} grows new input channels that only "
+            "mode: full trains"
+        )
+    if not 0 <= random_mask_p <= 1:
+        raise PipelineError(f"{PARAMS_FILE}: {STAGE}.random_mask_p must be in [0, 1]")
+    revision = (
+        None if base == FINETUNED_SD else resolve_revision(base, p.get("revision"), f"{STAGE}.base")
+    )
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
+    set_seed(cfg.seed)
+    train_file = subset_path(subset, "train")
+    table = read_table(train_file)
+    rows, val_rows = train_validation_rows(table, section(params, "split"))
+    rows = training_rows(STAGE, rows, cfg.n_images, cfg.seed)
+    data = InpaintData(
+        read_images(train_file, rows),
+        table["caption"].iloc[rows].tolist(),
+        redress_masks(read_segmentation(train_file, rows), redress),
+    )
+    pipe = training_start(base, revision, sd, base_sd)
+    start_from = str(sd) if base == FINETUNED_SD else base
+    tuner = InpaintFineTuner(
+        pipe,
+        DDPMScheduler.from_config(pipe.scheduler.config),  # the training noise schedule
+        cfg,
+        data,
+        accelerator,
+        training_fingerprint(start_from, revision, data.captions, data.images),
+        random_mask_p,
+        {k: redress[k] for k in ("mask_classes", "mask_dilation")},
+        (base, revision),
+    )
+    grid = None
+    if cfg.validation_prompts and len(val_rows):  # validation images, a prompt each
+        shown = val_rows[: len(cfg.validation_prompts)]
+        grid = partial(
+            validation_grid,
+            tuner,
+            cfg.validation_prompts[: len(shown)],
+            read_images(train_file, shown),
+            redress_masks(read_segmentation(train_file, shown), redress),
+        )
+    train_and_save(tuner, out, checkpoints, live_dir, grid)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,143 @@
+"""finetune_inpaint: the UNet's extra inputs (mask, masked-image latents), a run that saves a
+9-channel pipeline with validation redress grids, and resume; on the tiny SD of
+tests/sd_testdata.py, fine-tuned first by finetune_sd as the demo does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from safetensors.torch import load_file
+
+import finetune_inpaint
+import finetune_sd
+from fashion.data.subset import read_images, read_segmentation, read_table
+from fashion.inpaint.models import load_finetuned_inpainting, training_start
+from fashion.inpaint.training import InpaintData, InpaintFineTuner
+from fashion.sd.config import TrainConfig
+
+LIVE = Path("dvclive/finetune_inpaint")
+
+
+@pytest.fixture(scope="module")
+def sd_project(sd_base_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The base project with finetune_sd run (models/sd), read-only."""
+    project = tmp_path_factory.mktemp("inpaint") / "p"
+    shutil.copytree(sd_base_project, project)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        AcceleratorState._reset_state(True)
+        finetune_sd.main()
+    return project
+
+
+@pytest.fixture(scope="module")
+def trained(sd_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("inpaint") / "trained"
+    shutil.copytree(sd_project, project)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        AcceleratorState._reset_state(True)
+        finetune_inpaint.main()
+    return project
+
+
+def set_params(project: Path, **changed: object) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune_inpaint"].update(changed)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    AcceleratorState._reset_state(True)
+    finetune_inpaint.main()
+
+
+def test_the_unet_reads_the_mask_and_the_masked_images_latents(
+    sd_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(sd_project)
+    AcceleratorState._reset_state(True)
+    pipe = training_start("finetuned_sd", None, Path("models/sd"), Path("models/base_sd"))
+    train = "data/subset/train.h5"
+    images = read_images(train)
+    masks = read_segmentation(train) == 3  # upper clothes
+    data = InpaintData(images, read_table(train)["caption"].tolist(), masks)
+    cfg = TrainConfig(resolution=32, batch_size=8, random_flip=True)
+    tuner = InpaintFineTuner(
+        pipe, finetune_sd.noise_scheduler("models/base_sd/pipeline"), cfg, data, Accelerator(),
+        random_mask_p=0.0,
+    )  # fmt: skip
+    seen: list[torch.Tensor] = []
+    encode = tuner.vae.encode
+    monkeypatch.setattr(
+        tuner.vae, "encode", lambda x, *a, **k: seen.append(x) or encode(x, *a, **k)
+    )
+    rows = np.arange(8)
+    flip = np.array([True, False] * 4)
+    extra = tuner.conditioning(rows, flip, np.random.default_rng(0))
+    assert extra.shape == (8, 5, 16, 16)  # mask + 4 latent channels at 32 px / 2
+    want = masks[rows].copy()
+    want[flip] = want[flip][:, :, ::-1]  # flipped with its image
+    small = torch.nn.functional.interpolate(
+        torch.from_numpy(want[:, None]).float(), size=(16, 16), mode="nearest"
+    )
+    torch.testing.assert_close(extra[:, :1], small)
+    big = torch.nn.functional.interpolate(
+        torch.from_numpy(want[:, None]).float(), size=(32, 32), mode="nearest"
+    )
+    pixels = seen[-1]
+    assert (pixels[big.expand_as(pixels) > 0.5] == 0).all()  # masked pixels blanked
+    assert (pixels[big.expand_as(pixels) < 0.5] != 0).float().mean() > 0.9
+
+
+def test_finetune_saves_a_nine_channel_pipeline_with_validation_grids(trained: Path) -> None:
+    source = json.loads((trained / "models/inpaint/source.json").read_text())
+    assert source == {"pretrained": "finetuned_sd", "revision": None}
+    pipe = load_finetuned_inpainting(
+        trained / "models/inpaint", trained / "models/sd", trained / "models/base_sd"
+    )
+    assert pipe.unet.config.in_channels == 9
+    saved = load_file(trained / "models/inpaint/unet/diffusion_pytorch_model.safetensors")
+    t2i = load_file(trained / "models/sd/unet/diffusion_pytorch_model.safetensors")
+    assert saved["conv_in.weight"].shape[1] == 9
+    assert saved["conv_in.weight"][:, 4:].abs().max() > 0  # the new channels learned
+    assert not torch.equal(saved["conv_in.weight"][:, :4], t2i["conv_in.weight"])
+    live = trained / LIVE
+    losses = pd.read_csv(live / "plots/metrics/train/loss.tsv", sep="\t")
+    assert losses.step.tolist() == [1, 2, 3, 4] and np.isfinite(losses.loss).all()
+    grids = sorted((live / "plots/images/validation").glob("*.png"))
+    assert [g.name for g in grids] == ["step-000002.png", "step-000004.png"]
+    from PIL import Image
+
+    assert Image.open(grids[-1]).size == (2 * 128, 2 * 128)  # 2 (input above output) pairs
+
+
+def test_more_steps_resume_and_match_a_fresh_run(
+    sd_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """4 steps of an 8-step schedule, then 8: resumes from step 4 and ends on the weights of
+    one uninterrupted 8-step run (the masks' random draws included)."""
+    resumed, fresh = tmp_path / "resumed", tmp_path / "fresh"
+    for project in (resumed, fresh):
+        shutil.copytree(sd_project, project)
+    set_params(resumed, steps=4, schedule_steps=8)
+    run(resumed, monkeypatch)
+    set_params(resumed, steps=8)
+    capsys.readouterr()
+    run(resumed, monkeypatch)
+    assert "resumed from the step 4 checkpoint" in capsys.readouterr().out
+    set_params(fresh, steps=8, schedule_steps=8)
+    run(fresh, monkeypatch)
+    unet = "models/inpaint/unet/diffusion_pytorch_model.safetensors"
+    a, b = load_file(resumed / unet), load_file(fresh / unet)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
