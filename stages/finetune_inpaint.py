@@ -27,7 +27,7 @@ from fashion.core.provenance import resolve_revision, training_fingerprint
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
-from fashion.inpaint.masks import class_ids, composite, garment_mask
+from fashion.inpaint.masks import composite, redress_masks
 from fashion.inpaint.models import FINETUNED_SD, training_start
 from fashion.inpaint.training import InpaintData, InpaintFineTuner
 from fashion.sd.config import TrainConfig
@@ -36,13 +36,6 @@ from fashion.train.settings import training_rows
 
 STAGE = "finetune_inpaint"
 INPAINT_ONLY = ("base", "revision", "random_mask_p")
-
-
-def redress_masks(segmentation: np.ndarray, redress: dict) -> np.ndarray:
-    """The garment masks of `redress.mask_classes`, dilated by `redress.mask_dilation`."""
-    return garment_mask(
-        segmentation, class_ids(redress["mask_classes"]), int(redress["mask_dilation"])
-    )
 
 
 def validation_grid(

@@ -19,13 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerDiscreteScheduler,
-    PNDMScheduler,
-    StableDiffusionPipeline,
-)
+from diffusers import StableDiffusionPipeline
 from PIL import Image
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
@@ -37,14 +31,7 @@ from fashion.data.attributes import ATTRIBUTES
 from fashion.data.splits import matched_sample
 from fashion.sd.models import load_base_sd, load_finetuned_sd
 from fashion.sd.prompts import Prompt, build_prompts, file_prompts, matched_prompts
-
-PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-SCHEDULERS = {
-    "pndm": PNDMScheduler,
-    "ddim": DDIMScheduler,
-    "dpm": DPMSolverMultistepScheduler,
-    "euler": EulerDiscreteScheduler,
-}
+from fashion.sd.sampling import check_scheduler, device_and_dtype, grid
 
 
 def generate(
@@ -93,25 +80,6 @@ def warn_truncated(tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], pa
             )
 
 
-def grid(images: list[Image.Image], columns: int) -> Image.Image:
-    w, h = images[0].size
-    rows = -(-len(images) // columns)
-    sheet = Image.new("RGB", (columns * w, rows * h), "white")
-    for i, im in enumerate(images):
-        sheet.paste(im, ((i % columns) * w, (i // columns) * h))
-    return sheet
-
-
-def device_and_dtype(precision: str) -> tuple[str, torch.dtype]:
-    """The GPU if there is one, with weights in `precision`; fp16 on the CPU runs in fp32
-    (CPU half-precision kernels are slow or missing), bf16 is kept there."""
-    if precision not in PRECISIONS:
-        raise PipelineError(f"{PARAMS_FILE}: generate.precision must be one of {list(PRECISIONS)}")
-    if torch.cuda.is_available():
-        return "cuda", PRECISIONS[precision]
-    return "cpu", torch.float32 if precision == "fp16" else PRECISIONS[precision]
-
-
 def generation_jobs(params: dict, subset: Path) -> list[tuple[Prompt, int]]:
     """(prompt, seed) of every image: the grid, free-form and prompt file prompts,
     `images_per_prompt` each, then the matched set; seeds count up from `generate.seed`, so
@@ -137,10 +105,7 @@ def main(
 ) -> None:
     all_params = load_params()
     params = section(all_params, "generate")
-    if params.get("scheduler") not in SCHEDULERS:
-        raise PipelineError(
-            f"{PARAMS_FILE}: generate.scheduler must be one of {sorted(SCHEDULERS)}"
-        )
+    scheduler = check_scheduler(params.get("scheduler"), "generate.scheduler")
     device, dtype = device_and_dtype(params["precision"])
     negative = negative_prompt(params)
     jobs = generation_jobs(all_params, subset)
@@ -159,7 +124,7 @@ def main(
                 if model == "base"
                 else load_finetuned_sd(sd, base_sd, torch_dtype=dtype)
             )
-            pipe.scheduler = SCHEDULERS[params["scheduler"]].from_config(pipe.scheduler.config)
+            pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
             pipe.set_progress_bar_config(disable=True)
             if model == "base" and in_file:  # the fine-tune keeps the base's tokenizer
                 warn_truncated(pipe.tokenizer, in_file, params["prompts_file"])

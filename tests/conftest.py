@@ -51,6 +51,14 @@ SMALL_PARAMS: dict[str, Any] = {
         "eval_every": 3,
         "validation_steps": 2,
     },
+    "finetune_inpaint": {
+        "steps": 6,
+        "batch_size": 8,
+        "checkpoint_every": 3,
+        "eval_every": 3,
+        "validation_steps": 2,
+    },
+    "redress": {"n_pairs": 16, "steps": 3, "batch_size": 16},
     "generate": {
         "prompts": {
             "colors": ["red", "blue"],
@@ -146,3 +154,35 @@ def real_annotations() -> Path:
     if not (SHARED_ANNOTATIONS / "language_original.mat").is_file():
         pytest.skip(f"real annotations not found at {SHARED_ANNOTATIONS}")
     return SHARED_ANNOTATIONS
+
+
+@pytest.fixture(scope="session")
+def sd_finetuned_project(sd_base_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sd_base_project` with finetune_sd run (models/sd), read-only."""
+    from accelerate.state import AcceleratorState
+
+    import finetune_sd
+
+    project = tmp_path_factory.mktemp("sd") / "finetuned"
+    shutil.copytree(sd_base_project, project)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        AcceleratorState._reset_state(True)
+        finetune_sd.main()
+    return project
+
+
+@pytest.fixture(scope="session")
+def inpaint_project(sd_finetuned_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sd_finetuned_project` with finetune_inpaint run (models/inpaint), read-only."""
+    from accelerate.state import AcceleratorState
+
+    import finetune_inpaint
+
+    project = tmp_path_factory.mktemp("inpaint") / "trained"
+    shutil.copytree(sd_finetuned_project, project)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        AcceleratorState._reset_state(True)
+        finetune_inpaint.main()
+    return project

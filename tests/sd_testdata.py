@@ -25,8 +25,11 @@ def random_codes(n: int, rng: np.random.Generator, multicolor: float = 0.33) -> 
     )
 
 
-def write_subset(path: Path, n: int, seed: int = 0, multicolor: float = 0.33) -> Path:
-    """A subset file of `n` drawn garments with captions in the benchmark's patterns."""
+def write_subset(
+    path: Path, n: int, seed: int = 0, multicolor: float = 0.33, pairs: bool = False
+) -> Path:
+    """A subset file of `n` drawn garments with captions in the benchmark's patterns; with
+    `pairs`, a test file's redress targets too (a seeded permutation of its images)."""
     rng = np.random.default_rng(seed)
     codes = random_codes(n, rng, multicolor)
     images, segmentation = draw_garments(*codes.T, rng=rng)
@@ -47,6 +50,8 @@ def write_subset(path: Path, n: int, seed: int = 0, multicolor: float = 0.33) ->
         word_ids = f.create_dataset("word_ids", (n,), dtype=h5py.vlen_dtype(np.int16))
         for i in range(n):
             word_ids[i] = np.arange(3, dtype=np.int16)
+        if pairs:
+            f["redress_target"] = np.random.default_rng([seed, 7]).permutation(n).astype(np.int64)
     return path
 
 
@@ -89,6 +94,7 @@ TINY_SD_PARAMS = {
         "warmup_steps": 0,
         "validation_prompts": ["the lady is wearing a red dress.", "a man in a blue coat"],
     },
+    "redress": {"n_pairs": "all", "steps": 2, "batch_size": 8, "resolution": 32, "grid_rows": 3},
     "generate": {
         "resolution": 32,
         "steps": 2,
@@ -118,5 +124,5 @@ def make_sd_project(
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     write_subset(dest / "data/subset/train.h5", n_train, seed=0)
-    write_subset(dest / "data/subset/test.h5", 8, seed=1)
+    write_subset(dest / "data/subset/test.h5", 8, seed=1, pairs=True)
     return dest

@@ -27,29 +27,6 @@ from fashion.sd.config import TrainConfig
 LIVE = Path("dvclive/finetune_inpaint")
 
 
-@pytest.fixture(scope="module")
-def sd_project(sd_base_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The base project with finetune_sd run (models/sd), read-only."""
-    project = tmp_path_factory.mktemp("inpaint") / "p"
-    shutil.copytree(sd_base_project, project)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project)
-        AcceleratorState._reset_state(True)
-        finetune_sd.main()
-    return project
-
-
-@pytest.fixture(scope="module")
-def trained(sd_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = tmp_path_factory.mktemp("inpaint") / "trained"
-    shutil.copytree(sd_project, project)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project)
-        AcceleratorState._reset_state(True)
-        finetune_inpaint.main()
-    return project
-
-
 def set_params(project: Path, **changed: object) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["finetune_inpaint"].update(changed)
@@ -63,9 +40,9 @@ def run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_unet_reads_the_mask_and_the_masked_images_latents(
-    sd_project: Path, monkeypatch: pytest.MonkeyPatch
+    sd_finetuned_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(sd_project)
+    monkeypatch.chdir(sd_finetuned_project)
     AcceleratorState._reset_state(True)
     pipe = training_start("finetuned_sd", None, Path("models/sd"), Path("models/base_sd"))
     train = "data/subset/train.h5"
@@ -100,19 +77,23 @@ def test_the_unet_reads_the_mask_and_the_masked_images_latents(
     assert (pixels[big.expand_as(pixels) < 0.5] != 0).float().mean() > 0.9
 
 
-def test_finetune_saves_a_nine_channel_pipeline_with_validation_grids(trained: Path) -> None:
-    source = json.loads((trained / "models/inpaint/source.json").read_text())
+def test_finetune_saves_a_nine_channel_pipeline_with_validation_grids(
+    inpaint_project: Path,
+) -> None:
+    source = json.loads((inpaint_project / "models/inpaint/source.json").read_text())
     assert source == {"pretrained": "finetuned_sd", "revision": None}
     pipe = load_finetuned_inpainting(
-        trained / "models/inpaint", trained / "models/sd", trained / "models/base_sd"
+        inpaint_project / "models/inpaint",
+        inpaint_project / "models/sd",
+        inpaint_project / "models/base_sd",
     )
     assert pipe.unet.config.in_channels == 9
-    saved = load_file(trained / "models/inpaint/unet/diffusion_pytorch_model.safetensors")
-    t2i = load_file(trained / "models/sd/unet/diffusion_pytorch_model.safetensors")
+    saved = load_file(inpaint_project / "models/inpaint/unet/diffusion_pytorch_model.safetensors")
+    t2i = load_file(inpaint_project / "models/sd/unet/diffusion_pytorch_model.safetensors")
     assert saved["conv_in.weight"].shape[1] == 9
     assert saved["conv_in.weight"][:, 4:].abs().max() > 0  # the new channels learned
     assert not torch.equal(saved["conv_in.weight"][:, :4], t2i["conv_in.weight"])
-    live = trained / LIVE
+    live = inpaint_project / LIVE
     losses = pd.read_csv(live / "plots/metrics/train/loss.tsv", sep="\t")
     assert losses.step.tolist() == [1, 2, 3, 4] and np.isfinite(losses.loss).all()
     grids = sorted((live / "plots/images/validation").glob("*.png"))
@@ -123,13 +104,16 @@ def test_finetune_saves_a_nine_channel_pipeline_with_validation_grids(trained: P
 
 
 def test_more_steps_resume_and_match_a_fresh_run(
-    sd_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    sd_finetuned_project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     """4 steps of an 8-step schedule, then 8: resumes from step 4 and ends on the weights of
     one uninterrupted 8-step run (the masks' random draws included)."""
     resumed, fresh = tmp_path / "resumed", tmp_path / "fresh"
     for project in (resumed, fresh):
-        shutil.copytree(sd_project, project)
+        shutil.copytree(sd_finetuned_project, project)
     set_params(resumed, steps=4, schedule_steps=8)
     run(resumed, monkeypatch)
     set_params(resumed, steps=8)

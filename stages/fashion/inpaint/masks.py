@@ -38,6 +38,14 @@ def class_ids(names: Iterable[str]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ids[name] for name in names))
 
 
+def redress_masks(segmentation: np.ndarray, redress: dict) -> np.ndarray:
+    """The garment masks the `redress` params define: `mask_classes`, dilated by
+    `mask_dilation` pixels."""
+    return garment_mask(
+        segmentation, class_ids(redress["mask_classes"]), int(redress["mask_dilation"])
+    )
+
+
 def garment_mask(segmentation: np.ndarray, classes: Iterable[int], dilation: int) -> np.ndarray:
     """bool (N, H, W): pixels of `classes` in uint8 (N, H, W) `segmentation`, dilated by
     `dilation` pixels (a square (2d + 1) window; 0: the plain union).

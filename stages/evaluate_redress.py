@@ -1,0 +1,126 @@
+"""Metrics of redress (`metrics/redress.json`): base vs fine-tuned inpainting on the same
+official pairs, with the target's own photo as the ceiling.
+
+Per model: attribute transfer by judge (`fashion.metrics.redress`: target accuracy and
+source leak over the pairs that change an attribute, kept over those that do not; judges
+as in `evaluate`: the fine-tuned CLIP, the base CLIP zero-shot, on the demo the pixel
+colour judge); the preservation check (the largest pixel difference outside the mask: 0
+for a composite); realism (FID/KID against the other half of the test split, the images no
+pair was drawn from; null when `evaluate.skip_inception`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from fashion.clip.models import load_base_clip, load_clip
+from fashion.core.atomic import atomic_path
+from fashion.core.params import load_params, section
+from fashion.core.stage import PipelineError, run_stage
+from fashion.data.attributes import ATTRIBUTES
+from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
+from fashion.inpaint.masks import redress_masks
+from fashion.metrics.image import (
+    extract_features,
+    fetch_inception_weights,
+    frechet_distance,
+    kernel_distance,
+    load_inception,
+)
+from fashion.metrics.judges import Judges
+from fashion.metrics.redress import outside_mask_difference, redress_accuracy
+from fashion.metrics.reference import compute_device
+
+MODELS = ("base", "finetuned")
+
+
+def read_redressed(folder: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """(the pairs, in order; per model its uint8 images in the same order)."""
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        raise PipelineError(f"{manifest}: manifest of redressed images not found (run redress)")
+    table = pd.read_csv(manifest)
+    images, pairs = {}, None
+    for model in MODELS:
+        rows = table[table["model"] == model].sort_values("pair").reset_index(drop=True)
+        if pairs is None:
+            pairs = rows
+        elif not rows[["source_row", "target_row"]].equals(pairs[["source_row", "target_row"]]):
+            raise PipelineError(f"{manifest}: base and fine-tuned were run on other pairs")
+        try:
+            images[model] = np.stack([np.asarray(Image.open(folder / f)) for f in rows["file"]])
+        except (OSError, ValueError) as err:
+            raise PipelineError(f"{manifest}: cannot read the '{model}' images ({err})") from err
+    return pairs, images
+
+
+def realism(
+    p: dict[str, Any], images: dict[str, np.ndarray], reference: np.ndarray, device: str
+) -> dict[str, dict]:
+    """FID and KID of each image set against the reference images (null when skipped)."""
+    if p["skip_inception"]:
+        return {name: {"fid": None, "kid": None, "kid_std": None} for name in images}
+    model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
+    batch, seed = int(p["batch_size"]), int(p["seed"])
+    real = extract_features(reference, model, batch, device)[1]
+    out = {}
+    for name, shown in images.items():
+        pool = extract_features(shown, model, batch, device)[1]
+        kid, kid_std = kernel_distance(
+            pool, real, int(p["kid_subsets"]), int(p["kid_subset_size"]), seed
+        )
+        out[name] = {"fid": frechet_distance(pool, real), "kid": kid, "kid_std": kid_std}
+    return out
+
+
+def main(
+    subset: Path = Path("data/subset"),
+    redressed: Path = Path("data/redressed"),
+    base_clip: Path = Path("models/base_clip"),
+    clip: Path = Path("models/clip"),
+    metrics_file: Path = Path("metrics/redress.json"),
+) -> None:
+    params = load_params()
+    p, r = section(params, "evaluate"), section(params, "redress")
+    device = compute_device()
+    pairs, images = read_redressed(redressed)
+    test_file = subset_path(subset, "test")
+    table = read_table(test_file)
+    source, target = pairs["source_row"].to_numpy(), pairs["target_row"].to_numpy()
+    sources = read_images(test_file, source)
+    masks = redress_masks(read_segmentation(test_file, source), r)
+    images["ceiling"] = read_images(test_file, target)  # the target's own photo
+    reference = pd.read_csv(redressed / "reference.csv")["row"].to_numpy()
+    judges = Judges(
+        {"finetuned_clip": load_clip(clip), "base_clip": load_base_clip(base_clip)},
+        bool(p["pixel_judge"]),
+        int(p["batch_size"]),
+        device,
+    )
+    codes = table[list(ATTRIBUTES)]
+    source_codes = codes.iloc[source].reset_index(drop=True)
+    target_codes = codes.iloc[target].reset_index(drop=True)
+    scores = realism(p, images, read_images(test_file, reference), device)
+    metrics: dict[str, Any] = {
+        "n_pairs": len(pairs),
+        "n_reference": len(reference),
+        "changes_gender": int((source_codes["gender"] != target_codes["gender"]).sum()),
+    }
+    for name, shown in images.items():
+        block = {"attr": redress_accuracy(judges, shown, source_codes, target_codes)}
+        if name in MODELS:
+            block["max_abs_diff_outside_mask"] = outside_mask_difference(shown, sources, masks)
+        metrics[name] = block | scores[name]
+    with atomic_path(metrics_file) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(metrics, sort_keys=True))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,112 @@
+"""Redress on the benchmark's pairs: which pairs are run, the sentence-guided inpainting of
+each source's garment region, and the figure of the results.
+
+The test split is cut in two halves by a seeded shuffle: sources are drawn from one half
+(`redress.n_pairs` of the pairs whose source lies there), and the other half is the real
+reference of the realism metrics, so no redressed image is compared with its own source.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import StableDiffusionInpaintPipeline
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from fashion.core.params import PARAMS_FILE
+from fashion.core.stage import PipelineError
+from fashion.data.subset import sample_rows
+from fashion.inpaint.masks import composite
+
+
+@dataclass
+class RedressSample:
+    source: np.ndarray  # test subset rows of the redressed images
+    target: np.ndarray  # rows whose sentences they are redressed to, pair by pair
+    reference: np.ndarray  # the other half of the test split: the realism reference
+
+
+def sample_pairs(
+    source: np.ndarray, target: np.ndarray, n_rows: int, n_pairs: int | str, seed: int
+) -> RedressSample:
+    """`n_pairs` (or all) of the pairs (`source`, `target` rows) whose source lies in the
+    source half of the `n_rows` test rows, a fixed-seed sample kept in pair order."""
+    order = np.random.default_rng([seed, 0]).permutation(n_rows)
+    half = (n_rows + 1) // 2
+    eligible = np.flatnonzero(np.isin(source, order[:half]))
+    if not len(eligible):
+        raise PipelineError(f"{PARAMS_FILE}: redress: no pair has its source in the test subset")
+    if n_pairs != "all" and isinstance(n_pairs, int) and n_pairs > len(eligible):
+        warnings.warn(
+            f"{PARAMS_FILE}: redress.n_pairs={n_pairs}, but {len(eligible)} pairs have their "
+            "source in the source half of the test split: using all of them",
+            stacklevel=2,
+        )
+        n_pairs = "all"
+    chosen = eligible[sample_rows(len(eligible), n_pairs, seed, "redress.n_pairs")]
+    return RedressSample(source[chosen], target[chosen], np.sort(order[half:]))
+
+
+def redress_images(
+    pipe: StableDiffusionInpaintPipeline,
+    images: np.ndarray,
+    masks: np.ndarray,
+    prompts: list[str],
+    seeds: list[int],
+    params: dict,
+) -> np.ndarray:
+    """uint8 images (n, H, W, 3): each source redrawn inside its mask to its prompt at
+    `resolution`, resized back to the source's size, and composited onto the source (every
+    pixel outside the mask is the source's). Each image's noise comes from its own seed."""
+    size, out = int(params["resolution"]), []
+    side = images.shape[1]
+    batch = int(params["batch_size"])
+    for start in tqdm(range(0, len(images), batch), desc="redress", mininterval=5):
+        part = slice(start, start + batch)
+        with torch.no_grad():
+            drawn = pipe(
+                prompt=prompts[part],
+                image=[Image.fromarray(i) for i in images[part]],
+                mask_image=[Image.fromarray(m.astype(np.uint8) * 255) for m in masks[part]],
+                height=size,
+                width=size,
+                num_inference_steps=int(params["steps"]),
+                guidance_scale=float(params["guidance_scale"]),
+                generator=[torch.Generator().manual_seed(s) for s in seeds[part]],
+            ).images
+        out += [np.asarray(d.convert("RGB").resize((side, side), Image.BICUBIC)) for d in drawn]
+    return composite(images, np.stack(out), masks)
+
+
+def redress_grid(
+    inputs: np.ndarray, sentences: list[str], columns: dict[str, np.ndarray]
+) -> Image.Image:
+    """Rows of: input | target sentence | one image per model (`columns`), under a header."""
+    cell = inputs.shape[1]
+    names = ["input", "target sentence", *columns]
+    header = 20
+    sheet = Image.new("RGB", (cell * len(names), header + cell * len(inputs)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = _font(12)
+    for j, name in enumerate(names):
+        draw.text((j * cell + 4, 4), name, fill="black", font=font)
+    for i, (image, sentence) in enumerate(zip(inputs, sentences, strict=True)):
+        top = header + i * cell
+        sheet.paste(Image.fromarray(image), (0, top))
+        text = "\n".join(textwrap.wrap(sentence, width=cell // 7))
+        draw.multiline_text((cell + 4, top + 8), text, fill="black", font=font, spacing=3)
+        for j, images in enumerate(columns.values()):
+            sheet.paste(Image.fromarray(images[i]), ((j + 2) * cell, top))
+    return sheet
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable font
+    except TypeError:
+        return ImageFont.load_default()

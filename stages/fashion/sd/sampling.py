@@ -1,0 +1,51 @@
+"""What the sampling stages (`generate`, `redress`) share: the sampler by name, the device
+and weight precision, and contact sheets of images."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+)
+from PIL import Image
+
+from fashion.core.params import PARAMS_FILE
+from fashion.core.stage import PipelineError
+
+PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+SCHEDULERS = {
+    "pndm": PNDMScheduler,
+    "ddim": DDIMScheduler,
+    "dpm": DPMSolverMultistepScheduler,
+    "euler": EulerDiscreteScheduler,
+}
+
+
+def check_scheduler(name: object, param: str) -> type:
+    """The scheduler class of a `scheduler` param, or a one-line error naming it."""
+    if name not in SCHEDULERS:
+        raise PipelineError(f"{PARAMS_FILE}: {param} must be one of {sorted(SCHEDULERS)}")
+    return SCHEDULERS[name]
+
+
+def device_and_dtype(precision: str, param: str = "generate.precision") -> tuple[str, torch.dtype]:
+    """The GPU if there is one, with weights in `precision`; fp16 on the CPU runs in fp32
+    (CPU half-precision kernels are slow or missing), bf16 is kept there."""
+    if precision not in PRECISIONS:
+        raise PipelineError(f"{PARAMS_FILE}: {param} must be one of {list(PRECISIONS)}")
+    if torch.cuda.is_available():
+        return "cuda", PRECISIONS[precision]
+    return "cpu", torch.float32 if precision == "fp16" else PRECISIONS[precision]
+
+
+def grid(images: list[Image.Image], columns: int) -> Image.Image:
+    """The images on a white sheet, `columns` a row."""
+    w, h = images[0].size
+    rows = -(-len(images) // columns)
+    sheet = Image.new("RGB", (columns * w, rows * h), "white")
+    for i, im in enumerate(images):
+        sheet.paste(im, ((i % columns) * w, (i // columns) * h))
+    return sheet

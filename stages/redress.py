@@ -1,0 +1,98 @@
+"""Redress test images to the sentences of their official pairs, base and fine-tuned.
+
+For a fixed-seed sample of the benchmark's pairs (`redress.n_pairs`; sources from one half
+of the test split, `fashion.inpaint.redress`), each source's garment region (`redress`
+mask params) is redrawn to its target's sentence by the zero-shot base
+(`fashion.inpaint.models`) and by the fine-tuned inpainting model, with the same seeds,
+then composited so every pixel outside the mask is the source's. Writes
+data/redressed/{base,finetuned}/*.png with data/redressed/manifest.csv (file, model, seed,
+pair, the source and target rows, benchmark indices and captions), reference.csv (the test
+rows of the other half: the realism reference) and plots/redress/grid.png (rows of input |
+target sentence | base | fine-tuned).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from fashion.core.atomic import atomic_path
+from fashion.core.params import load_params, section
+from fashion.core.provenance import read_source
+from fashion.core.stage import run_stage
+from fashion.data.pairs import redress_rows
+from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
+from fashion.inpaint.masks import redress_masks
+from fashion.inpaint.models import base_pipeline, load_finetuned_inpainting
+from fashion.inpaint.redress import redress_grid, redress_images, sample_pairs
+from fashion.sd.sampling import check_scheduler, device_and_dtype
+
+MODELS = ("base", "finetuned")
+
+
+def main(
+    subset: Path = Path("data/subset"),
+    sd: Path = Path("models/sd"),
+    base_sd: Path = Path("models/base_sd"),
+    inpaint: Path = Path("models/inpaint"),
+    out: Path = Path("data/redressed"),
+    plots: Path = Path("plots/redress"),
+) -> None:
+    p = section(load_params(), "redress")
+    scheduler = check_scheduler(p.get("scheduler"), "redress.scheduler")
+    device, dtype = device_and_dtype(p["precision"], "redress.precision")
+    test_file = subset_path(subset, "test")
+    table = read_table(test_file)
+    sample = sample_pairs(*redress_rows(test_file), len(table), p["n_pairs"], int(p["seed"]))
+    images = read_images(test_file, sample.source)
+    masks = redress_masks(read_segmentation(test_file, sample.source), p)
+    prompts = table["caption"].iloc[sample.target].tolist()
+    seeds = [int(p["seed"]) + k for k in range(len(prompts))]
+    base, revision = read_source(inpaint)
+    redressed = {}
+    for model in MODELS:
+        pipe = (
+            base_pipeline(base, revision, sd, base_sd, torch_dtype=dtype)
+            if model == "base"
+            else load_finetuned_inpainting(inpaint, sd, base_sd, torch_dtype=dtype)
+        )
+        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        redressed[model] = redress_images(pipe.to(device), images, masks, prompts, seeds, p)
+
+    rows = []
+    out_dir, plots_dir = out, plots
+    with atomic_path(out_dir, is_dir=True) as out, atomic_path(plots_dir, is_dir=True) as plots:
+        for model in MODELS:
+            (out / model).mkdir()
+            for k, image in enumerate(redressed[model]):
+                name = f"{model}/{k:05d}.png"
+                Image.fromarray(image).save(out / name)
+                source, target = int(sample.source[k]), int(sample.target[k])
+                rows.append(
+                    {
+                        "file": name,
+                        "model": model,
+                        "seed": seeds[k],
+                        "pair": k,
+                        "source_row": source,
+                        "target_row": target,
+                        "source_index": int(table["index"].iloc[source]),
+                        "target_index": int(table["index"].iloc[target]),
+                        "source_caption": table["caption"].iloc[source],
+                        "target_caption": prompts[k],
+                    }
+                )
+        pd.DataFrame(rows).to_csv(out / "manifest.csv", index=False)
+        pd.DataFrame({"row": sample.reference}).to_csv(out / "reference.csv", index=False)
+        shown = slice(0, int(p["grid_rows"]))
+        redress_grid(images[shown], prompts[shown], {m: redressed[m][shown] for m in MODELS}).save(
+            plots / "grid.png"
+        )
+    print(f"redressed {len(prompts)} test images per model ({len(sample.reference)} reference)")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,151 @@
+"""redress and evaluate_redress on the tiny inpainting project (tests/conftest.py): the
+official pairs sampled from one half of the test split, outputs identical to the inputs
+outside the mask, the fine-tuned weights the ones used, and the metrics' blocks; the
+metric functions on known answers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import evaluate_redress
+import redress
+from fashion.clip.models import build_tiny_clip
+from fashion.core.provenance import write_source
+from fashion.data.pairs import redress_rows
+from fashion.data.subset import read_images, read_segmentation, read_table
+from fashion.inpaint.masks import redress_masks
+from fashion.inpaint.redress import sample_pairs
+from fashion.metrics.redress import outside_mask_difference, transfer
+from test_image_metrics import TINY
+
+TEST = Path("data/subset/test.h5")
+
+
+@pytest.fixture(scope="module")
+def redressed(inpaint_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("redress") / "p"
+    shutil.copytree(inpaint_project, project)
+    captions = read_table(project / "data/subset/train.h5")["caption"].tolist()
+    for folder, seed in (("base_clip", 0), ("clip", 1)):
+        model, processor = build_tiny_clip(captions, TINY, seed=seed)
+        model.save_pretrained(project / "models" / folder)
+        processor.save_pretrained(project / "models" / folder)
+    write_source(project / "models/base_clip", "models/base_clip")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        redress.main()
+        evaluate_redress.main()
+    return project
+
+
+def test_pairs_come_from_one_half_and_keep_their_targets(
+    redressed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(redressed)
+    manifest = pd.read_csv("data/redressed/manifest.csv")
+    base, tuned = (manifest[manifest.model == m].reset_index(drop=True) for m in redress.MODELS)
+    columns = ["pair", "seed", "source_row", "target_row", "target_caption"]
+    assert base[columns].equals(tuned[columns])  # the same pairs and seeds for both models
+    source, target = redress_rows(TEST)
+    pairs = dict(zip(source.tolist(), target.tolist(), strict=True))
+    assert all(pairs[s] == t for s, t in zip(base.source_row, base.target_row, strict=True))
+    reference = pd.read_csv("data/redressed/reference.csv")["row"].tolist()
+    assert not set(reference) & set(base.source_row)  # realism never meets a source
+    assert len(reference) + len(base) == 8  # 8 test images: every source in the other half
+    captions = read_table(TEST)["caption"]
+    assert base.target_caption.tolist() == captions.iloc[base.target_row].tolist()
+    grid = Image.open("plots/redress/grid.png")
+    assert grid.size == (4 * 128, 20 + 3 * 128)  # input | sentence | base | fine-tuned
+
+
+def test_outside_the_mask_the_output_is_the_input(
+    redressed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(redressed)
+    manifest = pd.read_csv("data/redressed/manifest.csv")
+    params = evaluate_redress.load_params()["redress"]
+    for model in redress.MODELS:
+        rows = manifest[manifest.model == model]
+        sources = read_images(TEST, rows.source_row.to_numpy())
+        masks = redress_masks(read_segmentation(TEST, rows.source_row.to_numpy()), params)
+        out = np.stack([np.asarray(Image.open(f"data/redressed/{f}")) for f in rows.file])
+        assert (out[~masks] == sources[~masks]).all()
+        assert (out[masks] != sources[masks]).any()  # and the garment region is redrawn
+    metrics = json.loads(Path("metrics/redress.json").read_text())
+    assert metrics["base"]["max_abs_diff_outside_mask"] == 0
+    assert metrics["finetuned"]["max_abs_diff_outside_mask"] == 0
+
+
+def test_redress_uses_the_finetuned_weights(
+    inpaint_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(inpaint_project, project)
+    monkeypatch.chdir(project)
+    unets = []
+    run = redress.redress_images
+    monkeypatch.setattr(
+        redress, "redress_images", lambda pipe, *a: unets.append(pipe.unet) or run(pipe, *a)
+    )
+    redress.main()
+    base, tuned = unets
+    assert base.config.in_channels == 4  # zero-shot: the text-to-image UNet, known latents blended
+    saved = load_file("models/inpaint/unet/diffusion_pytorch_model.safetensors")
+    loaded = tuned.state_dict()
+    assert tuned.config.in_channels == 9 and saved.keys() == loaded.keys()
+    for name, tensor in saved.items():
+        assert torch.equal(loaded[name], tensor), name
+
+
+def test_metrics_hold_every_block(redressed: Path) -> None:
+    metrics = json.loads((redressed / "metrics/redress.json").read_text())
+    assert metrics["n_pairs"] == 4 and metrics["n_reference"] == 4
+    for name in ("base", "finetuned", "ceiling"):
+        block = metrics[name]
+        assert set(block["attr"]) == {"finetuned_clip", "base_clip", "pixel"}
+        assert set(block["attr"]["finetuned_clip"]) == {"color", "sleeve", "category"}
+        assert block["fid"] is None and block["kid"] is None  # skip_inception: never random
+        for attribute in block["attr"]["finetuned_clip"].values():
+            assert attribute["changed"]["n"] + attribute["unchanged"]["n"] <= 4
+    assert "max_abs_diff_outside_mask" not in metrics["ceiling"]
+
+
+def test_transfer_known_answer() -> None:
+    source = np.array([1, 1, 2, 2, 3, 3])
+    target = np.array([2, 2, 2, 2, 1, 5])
+    predicted = np.array([2, 1, 2, 9, 1, 3])
+    counted = np.array([True, True, True, True, True, False])
+    out = transfer(predicted, source, target, counted)
+    # changed and counted: pairs 0, 1, 4; hit target in 0 and 4, source in 1
+    assert out["changed"] == {"n": 3, "target_acc": 2 / 3, "source_leak": 1 / 3}
+    assert out["unchanged"] == {"n": 2, "kept": 0.5}  # pairs 2 (kept) and 3 (not)
+    none = transfer(predicted, source, target, np.zeros(6, bool))
+    assert none["changed"]["target_acc"] is None and none["unchanged"]["n"] == 0
+
+
+def test_sample_pairs_and_the_outside_difference() -> None:
+    source, target = np.arange(10), (np.arange(10) + 3) % 10
+    sample = sample_pairs(source, target, 10, "all", seed=0)
+    assert len(sample.source) == 5 and len(sample.reference) == 5
+    assert not set(sample.source) & set(sample.reference)
+    np.testing.assert_array_equal(sample.target, (sample.source + 3) % 10)
+    again = sample_pairs(source, target, 10, 3, seed=0)
+    assert set(again.source) <= set(sample.source) and len(again.source) == 3
+    with pytest.warns(UserWarning, match="redress.n_pairs=9, but 5 pairs"):
+        sample_pairs(source, target, 10, 9, seed=0)
+    a = np.zeros((1, 4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 200
+    b[0, 3, 3] = 7
+    mask = np.zeros((1, 4, 4), bool)
+    mask[0, 0, 0] = True
+    assert outside_mask_difference(b, a, mask) == 7
