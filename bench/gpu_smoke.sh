@@ -38,6 +38,8 @@ CPU_OVERRIDES=(
   finetune_clip.batch_size=32 finetune_clip.num_workers=0
   finetune_sd.resolution=64 finetune_sd.batch_size=4 finetune_sd.grad_accum=1
   finetune_sd.validation_steps=4 generate.resolution=64 generate.steps=4
+  finetune_inpaint.resolution=64 finetune_inpaint.batch_size=4 finetune_inpaint.grad_accum=1
+  finetune_inpaint.validation_steps=4 redress.resolution=64 redress.steps=4
 )
 
 die() { echo "error: $*" >&2; exit 1; }

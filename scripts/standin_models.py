@@ -7,6 +7,8 @@ writes
     OUT_DIR/clip-vit-base-patch32/   CLIPModel + CLIPProcessor (openai/clip-vit-base-patch32)
     OUT_DIR/stable-diffusion-v1-5/   StableDiffusionPipeline (stable-diffusion-v1-5), no
                                      safety checker, fp32 safetensors as the hub's main branch
+    OUT_DIR/stable-diffusion-inpainting/  StableDiffusionInpaintPipeline: the same parts, the
+                                     UNet with 9 input channels (stable-diffusion-inpainting)
     OUT_DIR/inception-standin.pth    torch-fidelity Inception-v3 state dict (random)
 
 The real BPE vocabulary is a download, so the tokenizer is CLIP's byte-level BPE trained
@@ -34,7 +36,13 @@ from unittest import mock
 import numpy as np
 import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    PNDMScheduler,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from torch import nn
 from torchmetrics.image.fid import NoTrainInceptionV3
 from transformers import (
@@ -58,6 +66,7 @@ from fashion.sd.models import SD15_SCHEDULER
 
 CLIP_DIR = "clip-vit-base-patch32"
 SD_DIR = "stable-diffusion-v1-5"
+INPAINT_DIR = "stable-diffusion-inpainting"
 INCEPTION_FILE = "inception-standin.pth"
 VOCAB_SIZE = 49408  # CLIP's BPE vocabulary (both CLIP and SD v1.5's text encoder)
 MAX_LENGTH = 77
@@ -251,6 +260,14 @@ def build_sd(tokenizer: CLIPTokenizer, reduced: bool) -> StableDiffusionPipeline
     )
 
 
+def build_sd_inpainting(tokenizer: CLIPTokenizer, reduced: bool) -> StableDiffusionInpaintPipeline:
+    """SD v1.5 inpainting: SD v1.5's parts, the UNet reading 9 channels (latents, mask,
+    masked-image latents), random weights."""
+    parts = build_sd(tokenizer, reduced).components
+    parts["unet"] = UNet2DConditionModel(**{**unet_config(reduced), "in_channels": 9})
+    return StableDiffusionInpaintPipeline(**parts, requires_safety_checker=False)
+
+
 def build_inception() -> nn.Module:
     """torch-fidelity's Inception-v3, randomly initialised (its weights are not downloaded)."""
     with (
@@ -277,6 +294,13 @@ def write_sd(out_dir: Path, tokenizer: CLIPTokenizer, reduced: bool) -> dict[str
         pipe.save_pretrained(tmp, safe_serialization=True)
     parts = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder}
     return {name: n_parameters(part) for name, part in parts.items()}
+
+
+def write_sd_inpainting(out_dir: Path, tokenizer: CLIPTokenizer, reduced: bool) -> int:
+    pipe = build_sd_inpainting(tokenizer, reduced)
+    with atomic_path(out_dir / INPAINT_DIR, is_dir=True) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+    return n_parameters(pipe.unet)
 
 
 def load_standin_inception(path: Path) -> NoTrainInceptionV3:
@@ -314,6 +338,7 @@ def write_standins(
     with torch.device(device):
         counts = {"clip": write_clip(out_dir, tokenizer, reduced)}
         counts.update(write_sd(out_dir, tokenizer, reduced))
+        counts["inpainting_unet"] = write_sd_inpainting(out_dir, tokenizer, reduced)
     counts["inception"] = write_inception(out_dir)
     return counts
 

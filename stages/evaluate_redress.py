@@ -5,8 +5,9 @@ Per model: attribute transfer by judge (`fashion.metrics.redress`: target accura
 source leak over the pairs that change an attribute, kept over those that do not; judges
 as in `evaluate`: the fine-tuned CLIP, the base CLIP zero-shot, on the demo the pixel
 colour judge); the preservation check (the largest pixel difference outside the mask: 0
-for a composite); realism (FID/KID against the other half of the test split, the images no
-pair was drawn from; null when `evaluate.skip_inception`).
+for a composite); realism (FID/KID of the redressed images whose source lies in one half of
+the test split against the real images of the other half; null when
+`evaluate.skip_inception`).
 """
 
 from __future__ import annotations
@@ -106,10 +107,13 @@ def main(
     codes = table[list(ATTRIBUTES)]
     source_codes = codes.iloc[source].reset_index(drop=True)
     target_codes = codes.iloc[target].reset_index(drop=True)
-    scores = realism(p, images, read_images(test_file, reference), device)
+    scored = pairs["realism"].to_numpy(dtype=bool)
+    scores = realism(
+        p, {k: v[scored] for k, v in images.items()}, read_images(test_file, reference), device
+    )
     metrics: dict[str, Any] = {
         "n_pairs": len(pairs),
-        "n_reference": len(reference),
+        "realism": {"n_redressed": int(scored.sum()), "n_reference": len(reference)},
         "changes_gender": int((source_codes["gender"] != target_codes["gender"]).sum()),
     }
     for name, shown in images.items():

@@ -1,14 +1,14 @@
 """Redress test images to the sentences of their official pairs, base and fine-tuned.
 
-For a fixed-seed sample of the benchmark's pairs (`redress.n_pairs`; sources from one half
-of the test split, `fashion.inpaint.redress`), each source's garment region (`redress`
-mask params) is redrawn to its target's sentence by the zero-shot base
-(`fashion.inpaint.models`) and by the fine-tuned inpainting model, with the same seeds,
-then composited so every pixel outside the mask is the source's. Writes
-data/redressed/{base,finetuned}/*.png with data/redressed/manifest.csv (file, model, seed,
-pair, the source and target rows, benchmark indices and captions), reference.csv (the test
-rows of the other half: the realism reference) and plots/redress/grid.png (rows of input |
-target sentence | base | fine-tuned).
+For a fixed-seed sample of the benchmark's pairs (`redress.n_pairs`;
+`fashion.inpaint.redress`), each source's garment region (`redress` mask params) is redrawn
+to its target's sentence by the zero-shot base (`fashion.inpaint.models`) and by the
+fine-tuned inpainting model, with the same seeds, then composited so every pixel outside
+the mask is the source's. Writes data/redressed/{base,finetuned}/*.png with
+data/redressed/manifest.csv (file, model, seed, pair, the source and target rows, benchmark
+indices and captions, whether realism scores it), reference.csv (the test rows of the
+realism reference) and plots/redress/grid.png (rows of input | target sentence | base |
+fine-tuned).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def main(
                         "target_index": int(table["index"].iloc[target]),
                         "source_caption": table["caption"].iloc[source],
                         "target_caption": prompts[k],
+                        "realism": bool(sample.realism[k]),
                     }
                 )
         pd.DataFrame(rows).to_csv(out / "manifest.csv", index=False)
@@ -91,7 +92,10 @@ def main(
         redress_grid(images[shown], prompts[shown], {m: redressed[m][shown] for m in MODELS}).save(
             plots / "grid.png"
         )
-    print(f"redressed {len(prompts)} test images per model ({len(sample.reference)} reference)")
+    print(
+        f"redressed {len(prompts)} test images per model; realism: {int(sample.realism.sum())} "
+        f"of them against {len(sample.reference)} reference images"
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,10 @@ def test_pairs_come_from_one_half_and_keep_their_targets(
     pairs = dict(zip(source.tolist(), target.tolist(), strict=True))
     assert all(pairs[s] == t for s, t in zip(base.source_row, base.target_row, strict=True))
     reference = pd.read_csv("data/redressed/reference.csv")["row"].tolist()
-    assert not set(reference) & set(base.source_row)  # realism never meets a source
-    assert len(reference) + len(base) == 8  # 8 test images: every source in the other half
+    assert len(base) == 8  # n_pairs all: every pair of the 8 test images
+    scored = base.source_row[base.realism]
+    assert not set(reference) & set(scored)  # realism never meets its own source
+    assert len(reference) == len(scored) == 4
     captions = read_table(TEST)["caption"]
     assert base.target_caption.tolist() == captions.iloc[base.target_row].tolist()
     grid = Image.open("plots/redress/grid.png")
@@ -108,14 +110,15 @@ def test_redress_uses_the_finetuned_weights(
 
 def test_metrics_hold_every_block(redressed: Path) -> None:
     metrics = json.loads((redressed / "metrics/redress.json").read_text())
-    assert metrics["n_pairs"] == 4 and metrics["n_reference"] == 4
+    assert metrics["n_pairs"] == 8
+    assert metrics["realism"] == {"n_redressed": 4, "n_reference": 4}
     for name in ("base", "finetuned", "ceiling"):
         block = metrics[name]
         assert set(block["attr"]) == {"finetuned_clip", "base_clip", "pixel"}
         assert set(block["attr"]["finetuned_clip"]) == {"color", "sleeve", "category"}
         assert block["fid"] is None and block["kid"] is None  # skip_inception: never random
         for attribute in block["attr"]["finetuned_clip"].values():
-            assert attribute["changed"]["n"] + attribute["unchanged"]["n"] <= 4
+            assert attribute["changed"]["n"] + attribute["unchanged"]["n"] <= 8
     assert "max_abs_diff_outside_mask" not in metrics["ceiling"]
 
 
@@ -135,13 +138,14 @@ def test_transfer_known_answer() -> None:
 def test_sample_pairs_and_the_outside_difference() -> None:
     source, target = np.arange(10), (np.arange(10) + 3) % 10
     sample = sample_pairs(source, target, 10, "all", seed=0)
-    assert len(sample.source) == 5 and len(sample.reference) == 5
-    assert not set(sample.source) & set(sample.reference)
+    assert len(sample.source) == 10 and sample.realism.sum() == 5 and len(sample.reference) == 5
+    assert not set(sample.source[sample.realism]) & set(sample.reference)
     np.testing.assert_array_equal(sample.target, (sample.source + 3) % 10)
     again = sample_pairs(source, target, 10, 3, seed=0)
-    assert set(again.source) <= set(sample.source) and len(again.source) == 3
-    with pytest.warns(UserWarning, match="redress.n_pairs=9, but 5 pairs"):
-        sample_pairs(source, target, 10, 9, seed=0)
+    assert len(again.source) == 3 and np.all(np.diff(again.source) > 0)
+    np.testing.assert_array_equal(again.reference, sample.reference)  # halves: seed only
+    with pytest.warns(UserWarning, match="redress.n_pairs=12, but the test subset holds 10"):
+        sample_pairs(source, target, 10, 12, seed=0)
     a = np.zeros((1, 4, 4, 3), np.uint8)
     b = a.copy()
     b[0, 0, 0] = 200

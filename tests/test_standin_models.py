@@ -17,11 +17,13 @@ import pytest
 import torch
 import yaml
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from PIL import Image
 from transformers import CLIPModel, CLIPTextModel
 
 from conftest import ROOT
 from fashion.clip.models import load_clip
 from fashion.core.stage import PipelineError
+from fashion.inpaint.models import load_inpainting
 from fashion.sd.models import load_sd
 
 
@@ -119,6 +121,26 @@ def test_reduced_sd_loads_like_a_hub_pipeline_and_generates(reduced: Path) -> No
     assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()
 
 
+def test_reduced_inpainting_stand_in_loads_and_redraws_a_masked_region(reduced: Path) -> None:
+    pipe = load_inpainting(reduced / standin.INPAINT_DIR)
+    assert pipe.unet.config.in_channels == 9 and pipe.safety_checker is None
+    sd = load_sd(reduced / standin.SD_DIR)
+    assert pipe.tokenizer.get_vocab() == sd.tokenizer.get_vocab()  # one tokenizer for both
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    images = pipe(
+        "the lady wore a red dress.",
+        image=Image.new("RGB", (64, 64), "white"),
+        mask_image=Image.fromarray(mask),
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).images
+    assert images.shape == (1, 64, 64, 3) and np.isfinite(images).all()
+
+
 def test_inception_stand_in_loads_as_evaluate_loads_it(reduced: Path) -> None:
     path = reduced / standin.INCEPTION_FILE
     net = standin.load_standin_inception(path)
@@ -145,6 +167,7 @@ def test_smoke_profile_points_at_the_stand_ins_written_here(tmp_path: Path) -> N
     assert Path(p["evaluate"]["inception_weights"]).name == standin.INCEPTION_FILE
     assert p["base_clip"]["pretrained"] == str(models / standin.CLIP_DIR)
     assert p["base_sd"]["pretrained"] == str(models / standin.SD_DIR)
+    assert p["finetune_inpaint"]["base"] == str(models / standin.INPAINT_DIR)
     assert p["evaluate"]["skip_inception"] is False
     assert p["benchmark"]["root"] == "data/demo_benchmark"
 
