@@ -125,3 +125,18 @@ def test_more_steps_resume_and_match_a_fresh_run(
     unet = "models/inpaint/unet/diffusion_pytorch_model.safetensors"
     a, b = load_file(resumed / unet), load_file(fresh / unet)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+
+
+def test_bf16_mixed_precision_trains_validates_and_saves(
+    sd_finetuned_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `accelerate launch --mixed_precision bf16` runs on a GPU: a bf16 VAE and text
+    encoder, the masked-image latents and the validation redress grid included."""
+    project = tmp_path / "p"
+    shutil.copytree(sd_finetuned_project, project)
+    set_params(project, steps=1, eval_every=1)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    run(project, monkeypatch)
+    assert len(list((LIVE / "plots/images/validation").glob("*.png"))) == 1
+    pipe = load_finetuned_inpainting("models/inpaint", Path("models/sd"), Path("models/base_sd"))
+    assert pipe.unet.config.in_channels == 9
