@@ -49,11 +49,9 @@ def test_the_unet_reads_the_mask_and_the_masked_images_latents(
     images = read_images(train)
     masks = read_segmentation(train) == 3  # upper clothes
     data = InpaintData(images, read_table(train)["caption"].tolist(), masks)
-    cfg = TrainConfig(resolution=32, batch_size=8, random_flip=True)
-    tuner = InpaintFineTuner(
-        pipe, finetune_sd.noise_scheduler("models/base_sd/pipeline"), cfg, data, Accelerator(),
-        random_mask_p=0.0,
-    )  # fmt: skip
+    cfg = TrainConfig(resolution=32, batch_size=8, random_flip=True, cache_latents=False)
+    scheduler = finetune_sd.noise_scheduler("models/base_sd/pipeline")
+    tuner = InpaintFineTuner(pipe, scheduler, cfg, data, Accelerator(), random_mask_p=0.0)
     seen: list[torch.Tensor] = []
     encode = tuner.vae.encode
     monkeypatch.setattr(
@@ -75,6 +73,15 @@ def test_the_unet_reads_the_mask_and_the_masked_images_latents(
     pixels = seen[-1]
     assert (pixels[big.expand_as(pixels) > 0.5] == 0).all()  # masked pixels blanked
     assert (pixels[big.expand_as(pixels) < 0.5] != 0).float().mean() > 0.9
+
+    # cached garment-masked latents: the same draw as encoding in the step
+    cfg = TrainConfig(resolution=32, batch_size=8, random_flip=True, cache_latents=True)
+    cached = InpaintFineTuner(pipe, scheduler, cfg, data, Accelerator(), random_mask_p=0.0)
+    torch.manual_seed(3)
+    a = tuner.conditioning(rows, flip, np.random.default_rng(0))
+    torch.manual_seed(3)
+    b = cached.conditioning(rows, flip, np.random.default_rng(0))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_finetune_saves_a_nine_channel_pipeline_with_validation_grids(

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDPMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from fashion.core.provenance import write_source
 from fashion.inpaint.masks import random_masks
@@ -67,6 +68,28 @@ class InpaintFineTuner(FineTuner):
         self.base = base
         super().__init__(pipe, noise_sched, cfg, data, accelerator, source)
 
+    @torch.no_grad()
+    def _build_caches(self) -> None:
+        """Also the latent distributions of every image under its garment mask (both
+        orientations if flipping): only the random-mask images are encoded in the steps."""
+        super()._build_caches()
+        chunks = []
+        for start in range(0, len(self.data.images), 64):
+            part = slice(start, start + 64)
+            views = [self._masked_latents(self.data.images[part], self.data.masks[part])]
+            if self.cfg.random_flip:
+                flipped = (self.data.images[part][:, :, ::-1], self.data.masks[part][:, :, ::-1])
+                views.append(self._masked_latents(*flipped))
+            chunks.append(torch.stack([v.parameters for v in views], dim=1))
+        self.masked_cache = torch.cat(chunks)  # (N, views, 2 * latent channels, h, w)
+
+    def _masked_latents(
+        self, images: np.ndarray, masks: np.ndarray
+    ) -> DiagonalGaussianDistribution:
+        pixels, _ = masked_input(np.ascontiguousarray(images), masks, self.cfg.resolution)
+        device = self.accelerator.device
+        return self.vae.encode(pixels.to(device, self.weight_dtype)).latent_dist
+
     def conditioning(
         self, rows: np.ndarray, flip: np.ndarray, rng: np.random.Generator
     ) -> torch.Tensor:
@@ -77,13 +100,21 @@ class InpaintFineTuner(FineTuner):
         masks[flip] = masks[flip][:, :, ::-1]
         images = self.data.images[rows].copy()
         images[flip] = images[flip][:, :, ::-1]
-        pixels, mask = masked_input(images, masks, self.cfg.resolution)
-        device = self.accelerator.device
         with torch.no_grad():
-            latents = self.vae.encode(pixels.to(device, self.weight_dtype)).latent_dist.sample()
-        latents = latents.float() * self.vae.config.scaling_factor
+            if self.latent_cache is not None:  # garment masks cached, random ones encoded
+                params = self.masked_cache[
+                    torch.as_tensor(rows), torch.as_tensor(flip.astype(np.int64))
+                ]
+                if drawn.any():
+                    fresh = self._masked_latents(images[drawn], masks[drawn]).parameters
+                    params[torch.as_tensor(drawn)] = fresh.to(params.dtype)
+                dist = DiagonalGaussianDistribution(params)
+            else:
+                dist = self._masked_latents(images, masks)
+            latents = dist.sample().float() * self.vae.config.scaling_factor
+        mask = torch.from_numpy(np.ascontiguousarray(masks[:, None])).float()
         small = F.interpolate(mask, size=latents.shape[-2:], mode="nearest")
-        return torch.cat([small.to(device), latents], dim=1)
+        return torch.cat([small.to(latents.device), latents], dim=1)
 
     def inference_pipeline(self, use_ema: bool) -> StableDiffusionInpaintPipeline:
         components = super().inference_pipeline(use_ema).components
