@@ -3,8 +3,8 @@ and its garment-masked copy, both orientations) against the time it saves in eac
 
 On the demo's tiny SD (params.yaml's base_sd.tiny) grown to 9 channels, with drawn garments
 and their masks: the inpainting step with and without caches, interleaved, one of each per
-round (medians), and the cache build per image. Prints one JSON line; a cache of N images pays for itself after N x
-`break_even_steps_per_image` steps.
+round (medians), and the cache build per image. Prints one JSON line; a cache of N images
+pays for itself after N x `break_even_steps_per_image` steps.
 Usage: python bench/inpaint_step.py [--rounds 15] [--batch 32] [--images 512]
 """
 
@@ -17,15 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
+from sd_step import drawn  # bench/ is on the path when a bench script runs
 
-from fashion.data.attributes import ATTRIBUTES
-from fashion.data.captions import compose_caption
-from fashion.demo.codes import sample_codes
-from fashion.demo.drawing import draw_garments
 from fashion.inpaint.masks import DEFAULT_MASK_CLASSES, class_ids, garment_mask
 from fashion.inpaint.training import InpaintData, InpaintFineTuner
 from fashion.inpaint.unet import inpainting_unet
@@ -35,14 +31,9 @@ from fashion.sd.models import build_tiny_sd, load_sd, noise_scheduler
 
 def drawn_data(n: int, seed: int = 0) -> InpaintData:
     """`n` demo drawings, their captions and garment masks (the default classes, 2 px)."""
-    rng = np.random.default_rng(seed)
-    sampled = sample_codes(n, rng)
-    codes = np.stack([sampled[k].astype(np.int64) for k in ATTRIBUTES], axis=1)
-    images, segmentation = draw_garments(*codes.T, rng=rng)
+    images, captions, segmentation = drawn(n, seed)
     return InpaintData(
-        (images * 255).round().astype(np.uint8),
-        [compose_caption(*map(int, c)) for c in codes],
-        garment_mask(segmentation, class_ids(DEFAULT_MASK_CLASSES), 2),
+        images, captions, garment_mask(segmentation, class_ids(DEFAULT_MASK_CLASSES), 2)
     )
 
 

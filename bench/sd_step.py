@@ -34,15 +34,21 @@ from fashion.sd.models import build_tiny_sd, load_sd, noise_scheduler, to_vae_pi
 from fashion.sd.training import FineTuner, TrainData
 
 
-def drawn_data(n: int, seed: int = 0) -> TrainData:
-    """`n` demo drawings with codes drawn as the real annotations' and their captions."""
+def drawn(n: int, seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """`n` demo drawings (uint8), with codes drawn as the real annotations', their captions
+    and segmentation maps."""
     rng = np.random.default_rng(seed)
     sampled = sample_codes(n, rng)
     codes = np.stack([sampled[k].astype(np.int64) for k in ATTRIBUTES], axis=1)
-    images, _ = draw_garments(*codes.T, rng=rng)
-    return TrainData(
-        (images * 255).round().astype(np.uint8), [compose_caption(*map(int, c)) for c in codes]
-    )
+    images, segmentation = draw_garments(*codes.T, rng=rng)
+    captions = [compose_caption(*map(int, c)) for c in codes]
+    return (images * 255).round().astype(np.uint8), captions, segmentation
+
+
+def drawn_data(n: int, seed: int = 0) -> TrainData:
+    """`n` demo drawings and their captions."""
+    images, captions, _ = drawn(n, seed)
+    return TrainData(images, captions)
 
 
 def plain_step(

@@ -91,12 +91,13 @@ def main(
     p, r = section(params, "evaluate"), section(params, "redress")
     device = compute_device()
     pairs, images = read_redressed(redressed)
-    test_file = subset_path(subset, "test")
-    table = read_table(test_file)
+    # the split's file: test.h5, or train.h5 for the validation split's pairs
+    split_file = subset_path(subset, "test" if pairs["split"].iloc[0] == "test" else "train")
+    table = read_table(split_file)
     source, target = pairs["source_row"].to_numpy(), pairs["target_row"].to_numpy()
-    sources = read_images(test_file, source)
-    masks = redress_masks(read_segmentation(test_file, source), r)
-    images["ceiling"] = read_images(test_file, target)  # the target's own photo
+    sources = read_images(split_file, source)
+    masks = redress_masks(read_segmentation(split_file, source), r)
+    images["ceiling"] = read_images(split_file, target)  # the target's own photo
     reference = pd.read_csv(redressed / "reference.csv")["row"].to_numpy()
     judges = Judges(
         {"finetuned_clip": load_clip(clip), "base_clip": load_base_clip(base_clip)},
@@ -109,9 +110,10 @@ def main(
     target_codes = codes.iloc[target].reset_index(drop=True)
     scored = pairs["realism"].to_numpy(dtype=bool)
     scores = realism(
-        p, {k: v[scored] for k, v in images.items()}, read_images(test_file, reference), device
+        p, {k: v[scored] for k, v in images.items()}, read_images(split_file, reference), device
     )
     metrics: dict[str, Any] = {
+        "split": str(pairs["split"].iloc[0]),
         "n_pairs": len(pairs),
         "realism": {"n_redressed": int(scored.sum()), "n_reference": len(reference)},
         "changes_gender": int((source_codes["gender"] != target_codes["gender"]).sum()),

@@ -1,11 +1,12 @@
 """Redress test images to the sentences of their official pairs, base and fine-tuned.
 
 For a fixed-seed sample of the benchmark's pairs (`redress.n_pairs`;
-`fashion.inpaint.redress`), each source's garment region (`redress` mask params) is redrawn
-to its target's sentence by the zero-shot base (`fashion.inpaint.models`) and by the
-fine-tuned inpainting model, with the same seeds, then composited so every pixel outside
-the mask is the source's. Writes data/redressed/{base,finetuned}/*.png with
-data/redressed/manifest.csv (file, model, seed, pair, the source and target rows, benchmark
+`fashion.inpaint.redress`; on `split.evaluate: validation`, seeded pairs of validation
+images instead, for choosing defaults), each source's garment region (`redress` mask
+params) is redrawn to its target's sentence by the zero-shot base (`fashion.inpaint.models`)
+and by the fine-tuned inpainting model, with the same seeds, then composited so every pixel
+outside the mask is the source's. Writes data/redressed/{base,finetuned}/*.png with
+data/redressed/manifest.csv (file, model, split, seed, pair, the source and target rows, benchmark
 indices and captions, whether realism scores it), reference.csv (the test rows of the
 realism reference) and plots/redress/grid.png (rows of input | target sentence | base |
 fine-tuned).
@@ -22,8 +23,9 @@ from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
 from fashion.core.provenance import read_source
 from fashion.core.stage import run_stage
-from fashion.data.pairs import redress_rows
-from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
+from fashion.data.pairs import redress_rows, validation_pairs
+from fashion.data.splits import evaluated_split
+from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.models import base_pipeline, load_finetuned_inpainting
 from fashion.inpaint.redress import redress_grid, redress_images, sample_pairs
@@ -40,14 +42,20 @@ def main(
     out: Path = Path("data/redressed"),
     plots: Path = Path("plots/redress"),
 ) -> None:
-    p = section(load_params(), "redress")
+    params = load_params()
+    p = section(params, "redress")
     scheduler = check_scheduler(p.get("scheduler"), "redress.scheduler")
     device, dtype = device_and_dtype(p["precision"], "redress.precision")
-    test_file = subset_path(subset, "test")
-    table = read_table(test_file)
-    sample = sample_pairs(*redress_rows(test_file), len(table), p["n_pairs"], int(p["seed"]))
-    images = read_images(test_file, sample.source)
-    masks = redress_masks(read_segmentation(test_file, sample.source), p)
+    split = evaluated_split(params, subset)
+    pairs = (
+        redress_rows(split.path)
+        if split.name == "test"
+        else validation_pairs(split.rows, int(p["seed"]))
+    )
+    table = read_table(split.path)
+    sample = sample_pairs(*pairs, split.rows, p["n_pairs"], int(p["seed"]))
+    images = read_images(split.path, sample.source)
+    masks = redress_masks(read_segmentation(split.path, sample.source), p)
     prompts = table["caption"].iloc[sample.target].tolist()
     seeds = [int(p["seed"]) + k for k in range(len(prompts))]
     base, revision = read_source(inpaint)
@@ -75,6 +83,7 @@ def main(
                     {
                         "file": name,
                         "model": model,
+                        "split": split.name,
                         "seed": seeds[k],
                         "pair": k,
                         "source_row": source,

@@ -156,33 +156,33 @@ def real_annotations() -> Path:
     return SHARED_ANNOTATIONS
 
 
+def run_stage_in_copy(source: Path, dest: Path, stage: Any) -> Path:
+    """A copy of the project `source` at `dest` with `stage.main()` run in it."""
+    from accelerate.state import AcceleratorState
+
+    shutil.copytree(source, dest)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(dest)
+        AcceleratorState._reset_state(True)
+        stage.main()
+    return dest
+
+
 @pytest.fixture(scope="session")
 def sd_finetuned_project(sd_base_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`sd_base_project` with finetune_sd run (models/sd), read-only."""
-    from accelerate.state import AcceleratorState
-
     import finetune_sd
 
-    project = tmp_path_factory.mktemp("sd") / "finetuned"
-    shutil.copytree(sd_base_project, project)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project)
-        AcceleratorState._reset_state(True)
-        finetune_sd.main()
-    return project
+    return run_stage_in_copy(
+        sd_base_project, tmp_path_factory.mktemp("sd") / "finetuned", finetune_sd
+    )
 
 
 @pytest.fixture(scope="session")
 def inpaint_project(sd_finetuned_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`sd_finetuned_project` with finetune_inpaint run (models/inpaint), read-only."""
-    from accelerate.state import AcceleratorState
-
     import finetune_inpaint
 
-    project = tmp_path_factory.mktemp("inpaint") / "trained"
-    shutil.copytree(sd_finetuned_project, project)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(project)
-        AcceleratorState._reset_state(True)
-        finetune_inpaint.main()
-    return project
+    return run_stage_in_copy(
+        sd_finetuned_project, tmp_path_factory.mktemp("inpaint") / "trained", finetune_inpaint
+    )

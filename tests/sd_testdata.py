@@ -55,6 +55,16 @@ def write_subset(
     return path
 
 
+# The SD training stages' tiny run: 4 steps, checkpoints and validation images every 2.
+TINY_TRAINING = {
+    "resolution": 32,
+    "batch_size": 8,
+    "steps": 4,
+    "checkpoint_every": 2,
+    "eval_every": 2,
+    "validation_steps": 2,
+    "warmup_steps": 0,
+}
 # Small enough that each stage runs in seconds on 2 CPU cores.
 TINY_SD_PARAMS = {
     "split": {"validation_images": 4},  # two products of two images
@@ -74,24 +84,9 @@ TINY_SD_PARAMS = {
         },
         "vae_pretraining": {"steps": 2, "batch_size": 8},
     },
-    "finetune_sd": {
-        "resolution": 32,
-        "batch_size": 8,
-        "steps": 4,
-        "checkpoint_every": 2,
-        "eval_every": 2,
-        "validation_steps": 2,
-        "warmup_steps": 0,
-        "validation_prompts": ["the lady is wearing a red dress."],
-    },
+    "finetune_sd": {**TINY_TRAINING, "validation_prompts": ["the lady is wearing a red dress."]},
     "finetune_inpaint": {
-        "resolution": 32,
-        "batch_size": 8,
-        "steps": 4,
-        "checkpoint_every": 2,
-        "eval_every": 2,
-        "validation_steps": 2,
-        "warmup_steps": 0,
+        **TINY_TRAINING,
         "validation_prompts": ["the lady is wearing a red dress.", "a man in a blue coat"],
     },
     "redress": {"n_pairs": "all", "steps": 2, "batch_size": 8, "resolution": 32, "grid_rows": 3},

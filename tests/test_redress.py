@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -20,7 +21,8 @@ import evaluate_redress
 import redress
 from fashion.clip.models import build_tiny_clip
 from fashion.core.provenance import write_source
-from fashion.data.pairs import redress_rows
+from fashion.data.pairs import redress_rows, validation_pairs
+from fashion.data.splits import evaluated_split
 from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.redress import sample_pairs
@@ -137,15 +139,15 @@ def test_transfer_known_answer() -> None:
 
 def test_sample_pairs_and_the_outside_difference() -> None:
     source, target = np.arange(10), (np.arange(10) + 3) % 10
-    sample = sample_pairs(source, target, 10, "all", seed=0)
+    sample = sample_pairs(source, target, np.arange(10), "all", seed=0)
     assert len(sample.source) == 10 and sample.realism.sum() == 5 and len(sample.reference) == 5
     assert not set(sample.source[sample.realism]) & set(sample.reference)
     np.testing.assert_array_equal(sample.target, (sample.source + 3) % 10)
-    again = sample_pairs(source, target, 10, 3, seed=0)
+    again = sample_pairs(source, target, np.arange(10), 3, seed=0)
     assert len(again.source) == 3 and np.all(np.diff(again.source) > 0)
     np.testing.assert_array_equal(again.reference, sample.reference)  # halves: seed only
-    with pytest.warns(UserWarning, match="redress.n_pairs=12, but the test subset holds 10"):
-        sample_pairs(source, target, 10, 12, seed=0)
+    with pytest.warns(UserWarning, match="redress.n_pairs=12, but the evaluated split holds 10"):
+        sample_pairs(source, target, np.arange(10), 12, seed=0)
     a = np.zeros((1, 4, 4, 3), np.uint8)
     b = a.copy()
     b[0, 0, 0] = 200
@@ -153,3 +155,28 @@ def test_sample_pairs_and_the_outside_difference() -> None:
     mask = np.zeros((1, 4, 4), bool)
     mask[0, 0, 0] = True
     assert outside_mask_difference(b, a, mask) == 7
+
+
+def test_validation_split_pairs_its_own_images(
+    inpaint_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`split.evaluate: validation`: seeded pairs of validation images (for choosing
+    defaults), read from train.h5; every image a source once and a target once."""
+    rows = np.array([3, 5, 8, 13])
+    source, target = validation_pairs(rows, seed=0)
+    np.testing.assert_array_equal(source, rows)
+    assert sorted(target) == sorted(rows) and not np.any(source == target)
+    project = tmp_path / "p"
+    shutil.copytree(inpaint_project, project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["split"]["evaluate"] = "validation"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(project)
+    redress.main()
+    manifest = pd.read_csv("data/redressed/manifest.csv")
+    assert set(manifest.split) == {"validation"}
+    validation = evaluated_split(params, "data/subset").rows
+    assert set(manifest.source_row) == set(validation) == set(manifest.target_row)
+    table = read_table("data/subset/train.h5")
+    tuned = manifest[manifest.model == "finetuned"]
+    assert tuned.target_caption.tolist() == table.caption.iloc[tuned.target_row].tolist()

@@ -81,3 +81,15 @@ def redress_rows(test_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
             )
         index, target = f["index"][()], f[REDRESS_TARGET][()]
     return subset_pairs(index, index, target, test_file)
+
+
+def validation_pairs(rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Redress pairs within the validation split, where the benchmark has none: each of
+    `rows` paired with another of them (a seeded cycle through all), for choosing redress
+    defaults without the test pairs."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) < 2:
+        raise PipelineError("redress on the validation split needs 2 or more validation images")
+    order = np.random.default_rng([seed, 3]).permutation(rows)
+    target = dict(zip(order.tolist(), np.roll(order, -1).tolist(), strict=True))
+    return rows, np.array([target[r] for r in rows.tolist()], dtype=np.int64)

@@ -20,7 +20,7 @@ from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
 from fashion.inpaint.unet import inpainting_unet
-from fashion.sd.models import LORA_WEIGHTS, load_finetuned_sd
+from fashion.sd.models import LORA_WEIGHTS, fuse_lora, load_finetuned_sd, load_sd
 
 FINETUNED_SD = "finetuned_sd"
 
@@ -35,18 +35,7 @@ def load_inpainting(
     pretrained: str | Path, revision: str | None = None, **kwargs: Any
 ) -> StableDiffusionInpaintPipeline:
     """An SD inpainting pipeline from a hub id or folder, without the safety checker."""
-    try:
-        return StableDiffusionInpaintPipeline.from_pretrained(
-            str(pretrained),
-            revision=revision,
-            safety_checker=None,
-            requires_safety_checker=False,
-            **kwargs,
-        )
-    except (OSError, ValueError) as err:
-        raise PipelineError(
-            f"{pretrained}: cannot load a Stable Diffusion inpainting pipeline ({err})"
-        ) from err
+    return load_sd(pretrained, revision, StableDiffusionInpaintPipeline, **kwargs)
 
 
 def base_pipeline(
@@ -78,16 +67,7 @@ def load_finetuned_inpainting(
     if (inpaint_dir / "model_index.json").is_file():
         return load_inpainting(inpaint_dir, **kwargs)
     if (inpaint_dir / LORA_WEIGHTS).is_file():
-        base, revision = read_source(inpaint_dir)
-        pipe = load_inpainting(base, revision, **kwargs)
-        pipe.load_lora_weights(inpaint_dir, weight_name=LORA_WEIGHTS)
-        pipe.fuse_lora()
-        pipe.unload_lora_weights()
-        if (inpaint_dir / "scheduler").is_dir():
-            pipe.scheduler = type(pipe.scheduler).from_pretrained(
-                inpaint_dir, subfolder="scheduler"
-            )
-        return pipe
+        return fuse_lora(load_inpainting(*read_source(inpaint_dir), **kwargs), inpaint_dir)
     raise PipelineError(
         f"{inpaint_dir}: neither a saved pipeline nor {LORA_WEIGHTS} (run finetune_inpaint)"
     )

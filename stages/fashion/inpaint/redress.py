@@ -1,10 +1,12 @@
 """Redress on the benchmark's pairs: which pairs are run, the sentence-guided inpainting of
 each source's garment region, and the figure of the results.
 
-The test split is cut in two halves by a seeded shuffle. Realism compares the redressed
+The evaluated split (`split.evaluate`: the test split with the benchmark's pairs, or the
+validation split with seeded pairs, for choosing defaults) is cut in two halves by a seeded
+shuffle. Realism compares the redressed
 images whose source lies in one half with the real images of the other, so no redressed
 image is compared with its own source; the pairs themselves are drawn from the whole split
-(`redress.n_pairs`, or all 8,979 on the real benchmark).
+(`redress.n_pairs`, or all 8,979 test pairs on the real benchmark).
 """
 
 from __future__ import annotations
@@ -34,22 +36,22 @@ class RedressSample:
 
 
 def sample_pairs(
-    source: np.ndarray, target: np.ndarray, n_rows: int, n_pairs: int | str, seed: int
+    source: np.ndarray, target: np.ndarray, split_rows: np.ndarray, n_pairs: int | str, seed: int
 ) -> RedressSample:
     """`n_pairs` (or all) of the pairs (`source`, `target` rows), a fixed-seed sample kept in
-    pair order, and the halves of the `n_rows` test rows that realism compares."""
+    pair order, and the halves of the split's rows (`split_rows`) that realism compares."""
     if not len(source):
-        raise PipelineError(f"{PARAMS_FILE}: redress: no pair has both images in the test subset")
+        raise PipelineError(f"{PARAMS_FILE}: redress: no pair has both images in the split")
     if n_pairs != "all" and isinstance(n_pairs, int) and n_pairs > len(source):
         warnings.warn(
-            f"{PARAMS_FILE}: redress.n_pairs={n_pairs}, but the test subset holds "
+            f"{PARAMS_FILE}: redress.n_pairs={n_pairs}, but the evaluated split holds "
             f"{len(source)} pairs: using all of them",
             stacklevel=2,
         )
         n_pairs = "all"
     chosen = sample_rows(len(source), n_pairs, seed, "redress.n_pairs")
-    order = np.random.default_rng([seed, 0]).permutation(n_rows)
-    half = (n_rows + 1) // 2
+    order = np.random.default_rng([seed, 0]).permutation(np.asarray(split_rows))
+    half = (len(order) + 1) // 2
     return RedressSample(
         source[chosen],
         target[chosen],

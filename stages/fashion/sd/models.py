@@ -192,11 +192,15 @@ def pretrain_vae(
 
 
 def load_sd(
-    pretrained: str | Path, revision: str | None = None, **kwargs: Any
+    pretrained: str | Path,
+    revision: str | None = None,
+    pipeline_class: type[StableDiffusionPipeline] = StableDiffusionPipeline,
+    **kwargs: Any,
 ) -> StableDiffusionPipeline:
-    """A `StableDiffusionPipeline` from a hub id or directory, without the safety checker."""
+    """A Stable Diffusion pipeline (`pipeline_class`, e.g. the inpainting one) from a hub id
+    or directory, without the safety checker."""
     try:
-        return StableDiffusionPipeline.from_pretrained(
+        return pipeline_class.from_pretrained(
             str(pretrained),
             revision=revision,
             safety_checker=None,
@@ -205,8 +209,20 @@ def load_sd(
         )
     except (OSError, ValueError) as err:
         raise PipelineError(
-            f"{pretrained}: cannot load a Stable Diffusion pipeline ({err})"
+            f"{pretrained}: cannot load a {pipeline_class.__name__} ({err})"
         ) from err
+
+
+def fuse_lora(pipe: StableDiffusionPipeline, lora_dir: Path) -> StableDiffusionPipeline:
+    """`pipe` with the LoRA weights of `lora_dir` baked in and the adapter layers dropped
+    (generation runs a plain UNet with the fine-tuned weights), and the fine-tune's
+    scheduler (its prediction type, not the base's) when it saved one."""
+    pipe.load_lora_weights(lora_dir, weight_name=LORA_WEIGHTS)
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
+    if (lora_dir / "scheduler").is_dir():
+        pipe.scheduler = type(pipe.scheduler).from_pretrained(lora_dir, subfolder="scheduler")
+    return pipe
 
 
 def load_base_sd(base_dir: str | Path, **kwargs: Any) -> StableDiffusionPipeline:
@@ -223,13 +239,7 @@ def load_finetuned_sd(
     if (sd_dir / "model_index.json").is_file():
         return load_sd(sd_dir, **kwargs)
     if (sd_dir / LORA_WEIGHTS).is_file():
-        pipe = load_base_sd(base_dir, **kwargs)
-        pipe.load_lora_weights(sd_dir, weight_name=LORA_WEIGHTS)
-        pipe.fuse_lora()  # bake the adapters into the weights, then drop the adapter layers:
-        pipe.unload_lora_weights()  # generation runs a plain UNet with the fine-tuned weights
-        if (sd_dir / "scheduler").is_dir():  # the fine-tune's prediction type, not the base's
-            pipe.scheduler = type(pipe.scheduler).from_pretrained(sd_dir, subfolder="scheduler")
-        return pipe
+        return fuse_lora(load_base_sd(base_dir, **kwargs), sd_dir)
     raise PipelineError(f"{sd_dir}: neither a saved pipeline nor {LORA_WEIGHTS} (run finetune_sd)")
 
 
