@@ -45,7 +45,30 @@ FIT_TO_TEST = [
     "generate.prompts.categories=[tee]",
     "reference.n_eval=8",
     "evaluate.skip_inception=true",
+    "finetune_inpaint.resolution=64",
+    "finetune_inpaint.steps=4",
+    "finetune_inpaint.batch_size=4",
+    "finetune_inpaint.grad_accum=1",
+    "finetune_inpaint.checkpoint_every=2",
+    "finetune_inpaint.eval_every=2",
+    "finetune_inpaint.validation_steps=2",
+    "redress.resolution=64",
+    "redress.steps=2",
+    "redress.n_pairs=8",
+    "redress.precision=bf16",
 ]
+
+
+def inpainting_stand_in(pipeline_dir: Path, dest: Path) -> None:
+    """The tiny SD grown to an inpainting pipeline (9-channel UNet), where the real profile
+    names SD v1.5's inpainting model."""
+    from fashion.inpaint.models import as_inpainting
+    from fashion.inpaint.unet import inpainting_unet
+    from fashion.sd.models import load_sd
+
+    pipe = load_sd(pipeline_dir)
+    pipe.unet = inpainting_unet(pipe.unet)
+    as_inpainting(pipe).save_pretrained(dest)
 
 
 @pytest.mark.slow
@@ -53,6 +76,7 @@ def test_real_profile_runs_offline_with_stand_in_models(pipeline: Path, tmp_path
     hub = tmp_path / "hub"
     shutil.copytree(pipeline / "models" / "base_clip", hub / "clip-vit-base-patch32")
     shutil.copytree(pipeline / "models" / "base_sd" / "pipeline", hub / "stable-diffusion-v1-5")
+    inpainting_stand_in(hub / "stable-diffusion-v1-5", hub / "stable-diffusion-inpainting")
     benchmark = tmp_path / "Fashion Synthesis Benchmark"
     shutil.copytree(pipeline / "data" / "demo_benchmark", benchmark)
     password = yaml.safe_load((pipeline / "params.yaml").read_text())["demo"]["password"]
@@ -66,6 +90,7 @@ def test_real_profile_runs_offline_with_stand_in_models(pipeline: Path, tmp_path
             f"benchmark.root={benchmark}",
             f"base_clip.pretrained={hub / 'clip-vit-base-patch32'}",
             f"base_sd.pretrained={hub / 'stable-diffusion-v1-5'}",
+            f"finetune_inpaint.base={hub / 'stable-diffusion-inpainting'}",
             *FIT_TO_TEST,
         ],
         project,
@@ -76,6 +101,9 @@ def test_real_profile_runs_offline_with_stand_in_models(pipeline: Path, tmp_path
     run(["dvc", "repro"], project, env={"FASHION_ZIP_PASSWORD": password}, timeout=1200)
 
     assert (project / "models" / "sd" / "pytorch_lora_weights.safetensors").is_file()
+    assert (project / "models" / "inpaint" / "pytorch_lora_weights.safetensors").is_file()
+    redress = json.loads((project / "metrics" / "redress.json").read_text())
+    assert redress["finetuned"]["max_abs_diff_outside_mask"] == 0
     clip = json.loads((project / "metrics" / "clip.json").read_text())
     assert clip["n"] > 0 and set(clip) >= {"base", "finetuned"}
     generation = json.loads((project / "metrics" / "generation.json").read_text())
