@@ -1,0 +1,83 @@
+"""How the tiny VAE's pretraining settings keep garment colours: pretrain a fresh tiny VAE
+(params.yaml's base_sd.tiny) on the train split less validation, then read the validation
+images' colours with the pixel judge after its round trip, overall and per colour. For
+choosing `base_sd.vae_pretraining` on the validation split. Prints one JSON line.
+
+    python bench/vae_pretraining.py --steps 3000 [--crop 32|none] [--lr 0.003]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from fashion.data.attributes import COLOR
+from fashion.data.splits import train_validation_rows
+from fashion.data.subset import read_images, read_table
+from fashion.metrics.garment_color import SOLID_CODES, garment_color
+from fashion.sd.models import build_tiny_sd, pretrain_vae, to_vae_pixels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--crop", default="32", help="crop size, or none")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--subset", type=Path, default=Path("data/subset"))
+    args = parser.parse_args()
+    params = yaml.safe_load(args.params.read_text())
+    tiny, vae_params = params["base_sd"]["tiny"], params["base_sd"]["vae_pretraining"]
+    resolution, crop = int(tiny["resolution"]), None if args.crop == "none" else int(args.crop)
+    train = args.subset / "train.h5"
+    table = read_table(train)
+    rows, val = train_validation_rows(table, params["split"])
+    vae = build_tiny_sd(table["caption"].iloc[rows], tiny, 0).vae
+    training_images = read_images(train, rows)
+    began = time.perf_counter()
+    pretrain_vae(
+        vae, training_images, resolution, args.steps, int(vae_params["batch_size"]),
+        args.lr, float(vae_params["kl_weight"]), 0, crop, vae_params["loss"],
+    )  # fmt: skip
+    seconds = time.perf_counter() - began
+    truth = table["color"].to_numpy()[val]
+    solid = np.isin(truth, SOLID_CODES)
+    images, truth = read_images(train, val[solid]), truth[solid]
+    with torch.no_grad():
+        out = [
+            vae(to_vae_pixels(images[i : i + 64], resolution)).sample
+            for i in range(0, len(images), 64)
+        ]
+    decoded = ((torch.cat(out).clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+    hit = garment_color(decoded) == truth
+    per_color = {
+        COLOR[int(c)]: {
+            "n": int((truth == c).sum()),
+            "acc": round(float(hit[truth == c].mean()), 3),
+        }
+        for c in np.unique(truth)
+    }
+    print(
+        json.dumps(
+            {
+                "bench": "vae_pretraining",
+                "steps": args.steps,
+                "crop": crop,
+                "lr": args.lr,
+                "seconds": round(seconds),
+                "validation_images": len(truth),
+                "acc": round(float(hit.mean()), 3),
+                "per_color": per_color,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
