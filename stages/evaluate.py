@@ -40,9 +40,8 @@ from fashion.data.subset import read_images
 from fashion.metrics.image import (
     extract_features,
     fetch_inception_weights,
-    frechet_distance,
+    fid_kid,
     inception_score,
-    kernel_distance,
     load_arrays,
     load_inception,
     nearest_pixel_distances,
@@ -167,10 +166,7 @@ def inception_metrics(
         if name == "real":
             out[name] |= {"fid": None, "kid": None, "kid_std": None}
             continue
-        kid, kid_std = kernel_distance(
-            pool, real, int(p["kid_subsets"]), int(p["kid_subset_size"]), seed
-        )
-        out[name] |= {"fid": frechet_distance(pool, real), "kid": kid, "kid_std": kid_std}
+        out[name] |= fid_kid(pool, real, p)
     return out
 
 

@@ -30,8 +30,7 @@ from fashion.inpaint.masks import redress_masks
 from fashion.metrics.image import (
     extract_features,
     fetch_inception_weights,
-    frechet_distance,
-    kernel_distance,
+    fid_kid,
     load_inception,
 )
 from fashion.metrics.judges import Judges
@@ -68,16 +67,12 @@ def realism(
     if p["skip_inception"]:
         return {name: {"fid": None, "kid": None, "kid_std": None} for name in images}
     model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
-    batch, seed = int(p["batch_size"]), int(p["seed"])
+    batch = int(p["batch_size"])
     real = extract_features(reference, model, batch, device)[1]
-    out = {}
-    for name, shown in images.items():
-        pool = extract_features(shown, model, batch, device)[1]
-        kid, kid_std = kernel_distance(
-            pool, real, int(p["kid_subsets"]), int(p["kid_subset_size"]), seed
-        )
-        out[name] = {"fid": frechet_distance(pool, real), "kid": kid, "kid_std": kid_std}
-    return out
+    return {
+        name: fid_kid(extract_features(shown, model, batch, device)[1], real, p)
+        for name, shown in images.items()
+    }
 
 
 def main(

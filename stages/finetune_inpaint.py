@@ -20,15 +20,15 @@ import numpy as np
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers import DDPMScheduler
-from PIL import Image
 
 from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.provenance import resolve_revision, training_fingerprint
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
-from fashion.inpaint.masks import composite, redress_masks
+from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.models import FINETUNED_SD, training_start
+from fashion.inpaint.redress import paste_back, pipeline_inputs
 from fashion.inpaint.training import InpaintData, InpaintFineTuner
 from fashion.sd.config import TrainConfig
 from fashion.sd.loop import train_and_save, validation_images
@@ -44,24 +44,15 @@ def validation_grid(
     """Validation images redressed with `prompts`, composited at their size: one row of
     (input above output) pairs, uint8 HWC."""
     cfg = tuner.cfg
-    out = validation_images(
+    drawn = validation_images(
         tuner,
         prompt=prompts,
-        image=[Image.fromarray(i) for i in images],
-        mask_image=[Image.fromarray(m.astype(np.uint8) * 255) for m in masks],
+        **pipeline_inputs(images, masks),
         height=cfg.resolution,
         width=cfg.resolution,
     )
-    size = images.shape[1]
-    out = np.stack(
-        [np.asarray(Image.fromarray(to_uint8(o)).resize((size, size), Image.BICUBIC)) for o in out]
-    )
-    pairs = zip(images, composite(images, out, masks), strict=True)
+    pairs = zip(images, paste_back(images, drawn, masks), strict=True)
     return np.concatenate([np.concatenate(pair, axis=0) for pair in pairs], axis=1)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 
 
 def main(

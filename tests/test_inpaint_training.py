@@ -82,6 +82,16 @@ def test_the_unet_reads_the_mask_and_the_masked_images_latents(
     torch.manual_seed(3)
     b = cached.conditioning(rows, flip, np.random.default_rng(0))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # and with random masks on some images: those are encoded in the step, flipped alike
+    for model in (tuner, cached):
+        model.random_mask_p = 0.5
+    torch.manual_seed(4)
+    a = tuner.conditioning(rows, flip, np.random.default_rng(1))
+    torch.manual_seed(4)
+    b = cached.conditioning(rows, flip, np.random.default_rng(1))
+    drawn = np.random.default_rng(1).random(8) < 0.5
+    assert 0 < drawn.sum() < 8  # a mix of cached and encoded images
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_finetune_saves_a_nine_channel_pipeline_with_validation_grids(

@@ -1,9 +1,11 @@
-"""Reading `params.yaml`: the whole file, or one section with an error that names it; and
-`merged`, the one way a profile or an override is laid onto params."""
+"""Reading `params.yaml`: the whole file, or one section with an error that names it;
+`merged`, the one way a profile or an override is laid onto params; and `capped_size`, the
+one rule for a sample size larger than what there is to sample."""
 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +34,18 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in params or not isinstance(params[name], dict):
         raise PipelineError(f"{PARAMS_FILE}: missing section '{name}'")
     return params[name]
+
+
+def capped_size(size: Any, available: int, param: str, holder: str) -> Any:
+    """A sample size from params.yaml (a number or "all") as it is, or "all" with a warning
+    when it is a number larger than the `available` items; the warning names the param and
+    `holder` (what holds them, e.g. "the validation split holds 204 images")."""
+    if isinstance(size, int) and not isinstance(size, bool) and size > available:
+        warnings.warn(
+            f"{PARAMS_FILE}: {param}={size}, but {holder}: using all of them", stacklevel=3
+        )
+        return "all"
+    return size
 
 
 def merged(base: Tree, override: Mapping[str, Any], *, known_keys_only: bool = False) -> Tree:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fashion.core.params import PARAMS_FILE, section
+from fashion.core.params import PARAMS_FILE, capped_size, section
 from fashion.core.stage import PipelineError
 from fashion.data.subset import read_table, sample_rows, subset_path
 
@@ -107,13 +106,8 @@ class EvaluatedSplit:
         """The same split cut to a fixed-seed sample of `n` rows ("all": every row). A
         larger `n` than the split holds (the validation split is small) takes every row, with
         a warning."""
-        if n != "all" and not isinstance(n, bool) and isinstance(n, int) and n > len(self.rows):
-            warnings.warn(
-                f"{PARAMS_FILE}: {param}={n}, but the {self.name} split holds "
-                f"{len(self.rows)} images: using all of them",
-                stacklevel=2,
-            )
-            n = "all"
+        holder = f"the {self.name} split holds {len(self.rows)} images"
+        n = capped_size(n, len(self.rows), param, holder)
         chosen = sample_rows(len(self.rows), n, seed, param)
         return dataclasses.replace(
             self, rows=self.rows[chosen], table=self.table.iloc[chosen].reset_index(drop=True)

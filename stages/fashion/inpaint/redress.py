@@ -12,7 +12,6 @@ image is compared with its own source; the pairs themselves are drawn from the w
 from __future__ import annotations
 
 import textwrap
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from fashion.core.params import PARAMS_FILE
+from fashion.core.params import PARAMS_FILE, capped_size
 from fashion.core.stage import PipelineError
 from fashion.data.subset import sample_rows
 from fashion.inpaint.masks import composite
@@ -42,13 +41,8 @@ def sample_pairs(
     pair order, and the halves of the split's rows (`split_rows`) that realism compares."""
     if not len(source):
         raise PipelineError(f"{PARAMS_FILE}: redress: no pair has both images in the split")
-    if n_pairs != "all" and isinstance(n_pairs, int) and n_pairs > len(source):
-        warnings.warn(
-            f"{PARAMS_FILE}: redress.n_pairs={n_pairs}, but the evaluated split holds "
-            f"{len(source)} pairs: using all of them",
-            stacklevel=2,
-        )
-        n_pairs = "all"
+    holder = f"the evaluated split holds {len(source)} pairs"
+    n_pairs = capped_size(n_pairs, len(source), "redress.n_pairs", holder)
     chosen = sample_rows(len(source), n_pairs, seed, "redress.n_pairs")
     order = np.random.default_rng([seed, 0]).permutation(np.asarray(split_rows))
     half = (len(order) + 1) // 2
@@ -58,6 +52,30 @@ def sample_pairs(
         np.isin(source[chosen], order[:half]),
         np.sort(order[half:]),
     )
+
+
+def pipeline_inputs(images: np.ndarray, masks: np.ndarray) -> dict[str, list[Image.Image]]:
+    """`StableDiffusionInpaintPipeline`'s `image` and `mask_image` (white: redraw) of uint8
+    images and bool masks."""
+    return {
+        "image": [Image.fromarray(i) for i in images],
+        "mask_image": [Image.fromarray(m.astype(np.uint8) * 255) for m in masks],
+    }
+
+
+def paste_back(sources: np.ndarray, drawn: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The pipeline's float images in [0, 1] (`output_type="np"`, at its resolution) resized
+    to the uint8 sources' size and composited onto them: outside the masks, the sources."""
+    side = sources.shape[1]
+    resized = [
+        np.asarray(Image.fromarray(to_uint8(d)).resize((side, side), Image.BICUBIC)) for d in drawn
+    ]
+    return composite(sources, np.stack(resized), masks)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] as uint8, rounded as diffusers' PIL output is."""
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 
 
 def redress_images(
@@ -71,24 +89,22 @@ def redress_images(
     """uint8 images (n, H, W, 3): each source redrawn inside its mask to its prompt at
     `resolution`, resized back to the source's size, and composited onto the source (every
     pixel outside the mask is the source's). Each image's noise comes from its own seed."""
-    size, out = int(params["resolution"]), []
-    side = images.shape[1]
-    batch = int(params["batch_size"])
+    size, batch, out = int(params["resolution"]), int(params["batch_size"]), []
     for start in tqdm(range(0, len(images), batch), desc="redress", mininterval=5):
         part = slice(start, start + batch)
         with torch.no_grad():
             drawn = pipe(
                 prompt=prompts[part],
-                image=[Image.fromarray(i) for i in images[part]],
-                mask_image=[Image.fromarray(m.astype(np.uint8) * 255) for m in masks[part]],
+                **pipeline_inputs(images[part], masks[part]),
                 height=size,
                 width=size,
                 num_inference_steps=int(params["steps"]),
                 guidance_scale=float(params["guidance_scale"]),
                 generator=[torch.Generator().manual_seed(s) for s in seeds[part]],
+                output_type="np",
             ).images
-        out += [np.asarray(d.convert("RGB").resize((side, side), Image.BICUBIC)) for d in drawn]
-    return composite(images, np.stack(out), masks)
+        out.append(paste_back(images[part], drawn, masks[part]))
+    return np.concatenate(out)
 
 
 def redress_grid(

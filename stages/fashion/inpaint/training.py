@@ -34,15 +34,12 @@ class InpaintData(TrainData):
     masks: np.ndarray  # bool (N, H, W): each image's garment mask, at the images' size
 
 
-def masked_input(
-    images: np.ndarray, masks: np.ndarray, resolution: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pixels in [-1, 1] with the masked ones 0, the mask as float (b, 1, r, r)) of uint8
-    images and bool masks, at `resolution`, as the inpainting pipeline prepares them."""
+def masked_pixels(images: np.ndarray, masks: np.ndarray, resolution: int) -> torch.Tensor:
+    """Pixels in [-1, 1] at `resolution` with the masked ones 0, of uint8 images and bool
+    masks, as the inpainting pipeline prepares its masked image."""
     mask = torch.from_numpy(np.ascontiguousarray(masks[:, None])).float()
     mask = F.interpolate(mask, size=(resolution, resolution), mode="nearest")
-    pixels = to_vae_pixels(images, resolution)
-    return pixels * (mask < 0.5), mask
+    return to_vae_pixels(np.ascontiguousarray(images), resolution) * (mask < 0.5)
 
 
 class InpaintFineTuner(FineTuner):
@@ -86,7 +83,7 @@ class InpaintFineTuner(FineTuner):
     def _masked_latents(
         self, images: np.ndarray, masks: np.ndarray
     ) -> DiagonalGaussianDistribution:
-        pixels, _ = masked_input(np.ascontiguousarray(images), masks, self.cfg.resolution)
+        pixels = masked_pixels(images, masks, self.cfg.resolution)
         device = self.accelerator.device
         return self.vae.encode(pixels.to(device, self.weight_dtype)).latent_dist
 
@@ -98,15 +95,17 @@ class InpaintFineTuner(FineTuner):
         if drawn.any():
             masks[drawn] = random_masks(rng, int(drawn.sum()), masks.shape[-1])
         masks[flip] = masks[flip][:, :, ::-1]
-        images = self.data.images[rows].copy()
-        images[flip] = images[flip][:, :, ::-1]
+        # the images to encode: all of them, or with caches only the random-mask ones
+        encoded = drawn if self.latent_cache is not None else np.ones(len(rows), bool)
+        images = self.data.images[rows[encoded]].copy()
+        images[flip[encoded]] = images[flip[encoded]][:, :, ::-1]
         with torch.no_grad():
             if self.latent_cache is not None:  # garment masks cached, random ones encoded
                 params = self.masked_cache[
                     torch.as_tensor(rows), torch.as_tensor(flip.astype(np.int64))
                 ]
                 if drawn.any():
-                    fresh = self._masked_latents(images[drawn], masks[drawn]).parameters
+                    fresh = self._masked_latents(images, masks[drawn]).parameters
                     params[torch.as_tensor(drawn)] = fresh.to(params.dtype)
                 dist = DiagonalGaussianDistribution(params)
             else:

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from http.client import HTTPException
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -202,6 +203,15 @@ def kernel_distance(
         torch.manual_seed(seed)
         mean, std = metric.compute()
     return float(mean), float(std)
+
+
+def fid_kid(fake: Tensor, real: Tensor, params: dict[str, Any]) -> dict[str, float]:
+    """FID and KID (mean, std) of pool features `fake` against `real`, with the `evaluate`
+    params' KID subsets and seed."""
+    kid, kid_std = kernel_distance(
+        fake, real, int(params["kid_subsets"]), int(params["kid_subset_size"]), int(params["seed"])
+    )
+    return {"fid": frechet_distance(fake, real), "kid": kid, "kid_std": kid_std}
 
 
 # --- reference arrays shared between stages ---------------------------------------------

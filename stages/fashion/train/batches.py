@@ -47,8 +47,8 @@ class StepBatches:
         self.global_batch = batch_size * world_size
         step_rows = self.global_batch * grad_accum
         self.full_steps = n // step_rows
-        self.remainder = n - self.full_steps * step_rows if keep_remainder else 0
-        self.steps_per_epoch = self.full_steps + (self.remainder > 0)
+        partial_step = keep_remainder and n % step_rows > 0
+        self.steps_per_epoch = self.full_steps + int(partial_step)
         if self.steps_per_epoch == 0:
             raise PipelineError(
                 f"{n} training images, fewer than one global batch ({batch_size} x "

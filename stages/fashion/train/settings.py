@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from fashion.core.params import PARAMS_FILE
+from fashion.core.params import PARAMS_FILE, capped_size
 from fashion.core.stage import PipelineError
 
 # Old names of the shared params (SD's were diffusers' script's) -> their name now.
@@ -81,13 +81,9 @@ def training_rows(
         raise PipelineError(
             f"{PARAMS_FILE}: {stage}.n_images must be a positive integer or all, got {n_images!r}"
         )
-    if n_images >= len(rows):
-        if n_images > len(rows):
-            warnings.warn(
-                f"{PARAMS_FILE}: {stage}.n_images={n_images}, but the training split holds "
-                f"{len(rows)} images: using all of them",
-                stacklevel=2,
-            )
+    holder = f"the training split holds {len(rows)} images"
+    n_images = capped_size(n_images, len(rows), f"{stage}.n_images", holder)
+    if n_images == "all" or n_images == len(rows):
         return rows
     return np.sort(np.random.default_rng([seed, 1]).choice(rows, n_images, replace=False))
 
