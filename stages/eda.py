@@ -30,7 +30,7 @@ from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import CATEGORY, COLOR, GENDER, LABEL_MAPS, SEGMENTATION
-from fashion.data.subset import SPLITS, open_subset, subset_path
+from fashion.data.subset import SPLITS, open_subset, read_dataset_rows, subset_path
 from fashion.eda.figures import (
     caption_lengths,
     plot_bars,
@@ -76,9 +76,8 @@ def check_matches_subset(labels: pd.DataFrame, source: Path, subset: Path) -> No
 
 def read_rows(path: Path, dataset: str, rows: np.ndarray) -> np.ndarray:
     """Rows of one dataset of a subset file, in the given order."""
-    unique, inverse = np.unique(rows, return_inverse=True)
     with h5py.File(path, "r") as f:
-        return f[dataset][unique][inverse]
+        return read_dataset_rows(f[dataset], rows)
 
 
 def write_samples(labels: pd.DataFrame, subset: Path, grid_size: int, seed: int, out: Path) -> None:

@@ -18,7 +18,7 @@ import yaml
 from benchmark_builder import PASSWORD, WRONG_LAYOUTS, Source, build_benchmark, edit_g2
 from fashion.data.pairs import redress_rows
 from fashion.data.release import ANNOTATIONS_REL, SPLIT_REL, ZIP_REL
-from fashion.data.subset import read_images, read_table
+from fashion.data.subset import read_dataset_rows, read_images, read_table
 from fashion.demo.release_writer import write_split
 
 STAGES = Path(__file__).resolve().parents[1] / "stages"
@@ -278,3 +278,23 @@ def test_a_failed_run_keeps_the_previous_subset(project: Path) -> None:
     assert run_prepare(project, password="wrong").returncode == 1
     assert (project / "data/subset" / "train.h5").read_bytes() == before
     assert sorted(p.name for p in (project / "data").iterdir()) == ["subset"]
+
+
+@pytest.mark.parametrize("gap", [0, 3, 64])
+def test_subset_rows_are_read_in_any_order_with_repeats(tmp_path: Path, gap: int) -> None:
+    path = tmp_path / "rows.h5"
+    values = np.random.default_rng(0).integers(0, 255, (300, 4, 4, 3), dtype=np.uint8)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=values, chunks=(1, 4, 4, 3), compression="lzf")
+    rng = np.random.default_rng(1)
+    selections = [
+        np.arange(300),  # all, in order
+        np.sort(rng.choice(300, 40, replace=False)),  # sparse
+        rng.integers(0, 300, 500),  # unsorted, repeated
+        np.array([299, 0, 299]),
+        np.array([], dtype=np.int64),
+    ]
+    with h5py.File(path, "r") as f:
+        for rows in selections:
+            got = read_dataset_rows(f["images"], rows, gap=gap, span=50)
+            np.testing.assert_array_equal(got, values[rows])
