@@ -3,7 +3,10 @@
 images' colours with the pixel judge after its round trip, overall and per colour. For
 choosing `base_sd.vae_pretraining` on the validation split. Prints one JSON line.
 
-    python bench/vae_pretraining.py --steps 3000 [--crop 32|none] [--lr 0.003]
+    python bench/vae_pretraining.py [--steps 3000] [--crop 32|none] [--lr 0.003]
+        [--chroma-weight 3] [--norm-groups 1] [--batch 32]
+
+Settings not given are params.yaml's.
 """
 
 from __future__ import annotations
@@ -26,15 +29,30 @@ from fashion.sd.models import build_tiny_sd, pretrain_vae, to_vae_pixels
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--crop", default="32", help="crop size, or none")
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--crop", default=None, help="crop size, or none")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--chroma-weight", type=float, default=None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--norm-groups", type=int, default=None)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--subset", type=Path, default=Path("data/subset"))
     args = parser.parse_args()
     params = yaml.safe_load(args.params.read_text())
     tiny, vae_params = params["base_sd"]["tiny"], params["base_sd"]["vae_pretraining"]
-    resolution, crop = int(tiny["resolution"]), None if args.crop == "none" else int(args.crop)
+    for name in ("steps", "crop", "lr", "chroma_weight", "batch_size"):
+        given = getattr(args, "batch" if name == "batch_size" else name)
+        if given is not None:
+            vae_params[name] = None if given == "none" else given
+    steps, lr, chroma_weight = (
+        int(vae_params["steps"]),
+        float(vae_params["lr"]),
+        float(vae_params.get("chroma_weight", 0.0)),
+    )
+    if args.norm_groups is not None:
+        tiny["vae_norm_groups"] = args.norm_groups
+    resolution, crop = int(tiny["resolution"]), vae_params.get("crop")
+    crop = None if crop is None else int(crop)
     train = args.subset / "train.h5"
     table = read_table(train)
     rows, val = train_validation_rows(table, params["split"])
@@ -42,8 +60,8 @@ def main() -> None:
     training_images = read_images(train, rows)
     began = time.perf_counter()
     pretrain_vae(
-        vae, training_images, resolution, args.steps, int(vae_params["batch_size"]),
-        args.lr, float(vae_params["kl_weight"]), 0, crop, vae_params["loss"],
+        vae, training_images, resolution, steps, int(vae_params["batch_size"]), lr,
+        float(vae_params["kl_weight"]), 0, crop, vae_params["loss"], chroma_weight=chroma_weight,
     )  # fmt: skip
     seconds = time.perf_counter() - began
     truth = table["color"].to_numpy()[val]
@@ -67,9 +85,12 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "vae_pretraining",
-                "steps": args.steps,
+                "steps": steps,
                 "crop": crop,
-                "lr": args.lr,
+                "lr": lr,
+                "chroma_weight": chroma_weight,
+                "norm_groups": tiny.get("vae_norm_groups", 8),
+                "batch": int(vae_params["batch_size"]),
                 "seconds": round(seconds),
                 "validation_images": len(truth),
                 "acc": round(float(hit.mean()), 3),

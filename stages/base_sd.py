@@ -89,6 +89,7 @@ def main(
             vae.get("crop"),
             vae.get("loss", "mse"),
             on_step=lambda step, loss: log_step(live, step, {"vae/loss": loss}),
+            chroma_weight=float(vae.get("chroma_weight", 0.0)),
         )
         colors = vae_colors(
             pipe.vae, read_images(train_file, val_rows), table["color"].to_numpy()[val_rows],

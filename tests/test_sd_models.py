@@ -16,6 +16,7 @@ from fashion.sd.models import (
     build_tiny_sd,
     load_base_sd,
     load_finetuned_sd,
+    pretrain_vae,
     random_crops,
     to_vae_pixels,
 )
@@ -84,6 +85,20 @@ def test_random_crops_are_windows_of_each_image() -> None:
     for image, crop in zip(x, crops, strict=True):
         top, left = divmod(int(crop[0, 0, 0]) % 64, 8)  # the window's top-left pixel
         assert torch.equal(crop, image[:, top : top + 4, left : left + 4])
+
+
+def test_vae_colour_settings_reach_the_model_and_the_loss() -> None:
+    tiny = {**TINY_SD_PARAMS["base_sd"]["tiny"], "vae_norm_groups": 1}
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    first_losses = {}
+    for chroma_weight in (0.0, 3.0):
+        vae = build_tiny_sd(["a red dress"] * 4, tiny).vae  # the same seeded weights each time
+        assert vae.config.norm_num_groups == 1
+        assert all(m.num_groups == 1 for m in vae.modules() if isinstance(m, torch.nn.GroupNorm))
+        losses = pretrain_vae(vae, images, 32, 1, 4, 0.0, 1e-6, 0, None, "l1", None, chroma_weight)
+        first_losses[chroma_weight] = losses[0]
+    # same weights and batch: the chroma term adds its (positive) error on coloured pixels
+    assert first_losses[3.0] > first_losses[0.0] + 0.01
 
 
 @pytest.mark.parametrize("pooled", [False, True])

@@ -52,12 +52,15 @@ def build_tiny_sd(
 ) -> StableDiffusionPipeline:
     """A randomly initialised small SD pipeline from the `base_sd.tiny` params.
 
-    The VAE halves the resolution once per block after the first (16->32->32 channels:
-    latents 16x16 at 64 px); the UNet attends to the text only at its lowest level, where
-    attention is cheap, and with `unet_pooled_text` also gets the attention-pooled caption
-    in its timestep embedding (diffusers' `addition_embed_type="text"`). The text config's
-    bos/eos/pad ids are the trained tokenizer's: CLIP pools the hidden state at the EOS
-    token, and a wrong id pools another token silently.
+    The VAE halves the resolution once per block after the first (`vae_channels`; the
+    default's four blocks give 8 x 8 latents at 64 px, SD's factor 8). Its group norms
+    take `vae_norm_groups` groups: one group keeps the ratios between all channels, where
+    a colour lives, which per-group normalisation divides away. The UNet attends to the
+    text only at its lowest level, where attention is cheap, and with `unet_pooled_text`
+    also gets the attention-pooled caption in its timestep embedding (diffusers'
+    `addition_embed_type="text"`). The text config's bos/eos/pad ids are the trained
+    tokenizer's: CLIP pools the hidden state at the EOS token, and a wrong id pools another
+    token silently.
     """
     tokenizer = train_caption_tokenizer(captions, int(tiny["vocab_size"]))
     tokenizer.model_max_length = int(tiny["max_length"])
@@ -83,7 +86,7 @@ def build_tiny_sd(
         block_out_channels=vae_channels,
         latent_channels=4,
         layers_per_block=1,
-        norm_num_groups=8,
+        norm_num_groups=int(tiny.get("vae_norm_groups", 8)),
         sample_size=int(tiny["resolution"]),
         mid_block_add_attention=False,
     )
@@ -145,6 +148,7 @@ def pretrain_vae(
     crop: int | None = None,
     loss: str = "mse",
     on_step: Callable[[int, float], None] | None = None,
+    chroma_weight: float = 0.0,
 ) -> list[float]:
     """Train the VAE to reconstruct `images` (uint8 HWC), then set its `scaling_factor`.
 
@@ -153,6 +157,9 @@ def pretrain_vae(
     (resolution / crop)^2 less cost per step, as SD's VAE was trained on 256 px crops.
     `loss` is the reconstruction term: "l1" (as SD's VAE) pulls flat garment colours to
     their value harder than "mse", which leaves them regressed towards the mean colour.
+    `chroma_weight` adds that term again on the colour less its lightness (each pixel less
+    its grey level): mostly-grey backgrounds and skin dominate the plain term, and a tiny VAE
+    then learns lightness long before saturated hues (red, purple).
     The scaling factor makes the latents unit-variance (SD v1's 0.18215 was found the
     same way), so the UNet sees noise and latents of one scale. Returns the losses;
     `on_step(step, loss)` (steps counted from 1) sees each as it comes, e.g. to log a curve.
@@ -171,6 +178,10 @@ def pretrain_vae(
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         total = reconstruction(recon, x) + kl_weight * posterior.kl().mean()
+        if chroma_weight > 0:  # the colour apart from its lightness: each pixel less its grey
+            total = total + chroma_weight * reconstruction(
+                recon - recon.mean(1, keepdim=True), x - x.mean(1, keepdim=True)
+            )
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
