@@ -91,7 +91,7 @@ def main(
     steps = training_steps("finetune_clip", p.get("steps"), epochs, batches.steps_per_epoch)
     schedule = schedule_steps("finetune_clip", steps, p.get("schedule_steps"))
 
-    optimizer = make_optimizer(model, p)
+    optimizer = make_optimizer(model, p, accelerator.device)
     scheduler = make_scheduler(optimizer, p, schedule)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)

@@ -15,6 +15,7 @@ from accelerate.state import AcceleratorState
 from fashion.core.stage import PipelineError
 from fashion.train.batches import StepBatches, StepDataset
 from fashion.train.checkpoints import FINGERPRINT_FILE, Checkpoints
+from fashion.train.optimizer import adamw
 from fashion.train.settings import (
     check_names,
     fingerprint,
@@ -157,3 +158,28 @@ def test_checkpoints_rotate_resume_and_restart_on_another_fingerprint(
         capsys.readouterr().out
     )
     assert other.list() == [] and (root / FINGERPRINT_FILE).is_file()
+
+
+def test_adamw_is_fused_on_cpu_and_makes_the_plain_update() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.GELU(), torch.nn.Linear(8, 2))
+    twin = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
+    groups = [{"params": list(model.parameters())[:2], "weight_decay": 0.1}]
+    groups.append({"params": list(model.parameters())[2:], "weight_decay": 0.0})
+    fused = adamw(groups, torch.device("cpu"), lr=1e-2)
+    plain = torch.optim.AdamW(
+        [{"params": twin[:2], "weight_decay": 0.1}, {"params": twin[2:], "weight_decay": 0.0}],
+        lr=1e-2,
+    )
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    x = torch.randn(16, 6)
+    for _ in range(3):
+        for params, opt in ((list(model.parameters()), fused), (twin, plain)):
+            h = torch.nn.functional.gelu(x @ params[0].T + params[1]) @ params[2].T + params[3]
+            opt.zero_grad()
+            h.square().mean().backward()
+            opt.step()
+    for mine, reference in zip(model.parameters(), twin, strict=True):
+        torch.testing.assert_close(mine, reference)
+    # no fused kernel there under the torch floor: the multi-tensor update
+    assert not adamw([torch.nn.Parameter(torch.ones(2))], "mps", lr=1e-3).defaults["fused"]

@@ -22,6 +22,7 @@ from transformers import CLIPModel, CLIPProcessor, get_cosine_schedule_with_warm
 from fashion.clip.data import Pairs
 from fashion.clip.models import embed_images, embed_texts
 from fashion.metrics.retrieval import chunked_ranks
+from fashion.train.optimizer import adamw
 
 LOGIT_SCALE_MAX = math.log(100.0)
 
@@ -79,17 +80,21 @@ def batch_loss(
     return contrastive_loss(logit_scale * (images @ texts.T), caption_ids)
 
 
-def make_optimizer(model: torch.nn.Module, params: dict[str, Any]) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases, norms (1-d parameters) and the logit scale."""
+def make_optimizer(
+    model: torch.nn.Module, params: dict[str, Any], device: torch.device | str = "cpu"
+) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases, norms (1-d parameters) and the logit scale, for
+    weights that train on `device`."""
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)  # logit_scale is 0-d
-    return torch.optim.AdamW(
+    return adamw(
         [
             {"params": decay, "weight_decay": float(params["weight_decay"])},
             {"params": no_decay, "weight_decay": 0.0},
         ],
+        device,
         lr=float(params["lr"]),
         betas=tuple(float(b) for b in params["betas"]),
         eps=float(params["eps"]),

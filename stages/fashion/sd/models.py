@@ -28,6 +28,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
 from fashion.data.tokenizer import train_caption_tokenizer
+from fashion.train.optimizer import adamw
 
 TINY = "tiny"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -167,7 +168,7 @@ def pretrain_vae(
     reconstruction = {"mse": F.mse_loss, "l1": F.l1_loss}[loss]
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr)
+    opt = adamw(vae.parameters(), next(vae.parameters()).device, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)  # ends with fine steps
     losses = []
     vae.train()

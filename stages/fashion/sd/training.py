@@ -32,6 +32,7 @@ from fashion.sd.diffusion import diffusion_loss, drop_captions, padded_token_ids
 from fashion.sd.lora import TEXT_LORA_TARGETS, UNET_LORA_TARGETS, LoraAdapters, lora_config
 from fashion.sd.models import to_vae_pixels
 from fashion.train.batches import StepBatches
+from fashion.train.optimizer import adamw
 from fashion.train.settings import fingerprint, fit_batch_size, training_steps
 
 # Bumped when what a checkpoint holds changes (3: `fashion.train.checkpoints` folders).
@@ -143,7 +144,7 @@ class FineTuner:
         groups = [{"params": unet_params, "lr": cfg.lr}]
         if te_params:
             groups.append({"params": te_params, "lr": cfg.text_encoder_lr})
-        optimizer = torch.optim.AdamW(groups)
+        optimizer = adamw(groups, acc.device)
         lr_scheduler = get_scheduler(
             cfg.lr_scheduler,
             optimizer,

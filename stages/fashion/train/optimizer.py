@@ -1,0 +1,20 @@
+"""The optimiser every training loop of the pipeline uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+# Devices with torch's fused AdamW kernel from the project's torch floor (2.4) on.
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def adamw(params: Iterable[Any], device: torch.device | str, **kwargs: Any) -> torch.optim.AdamW:
+    """`torch.optim.AdamW` over `params` (tensors or param groups), fused where the weights
+    train on a device with the fused kernel: one kernel for all parameters instead of a
+    dozen small ops per tensor, 15.3 -> 5.3 ms a step for the demo's tiny UNet on 2 CPU
+    cores (`bench/optimizer_step.py`); the same update up to float rounding."""
+    fused = torch.device(device).type in FUSED_DEVICES
+    return torch.optim.AdamW(params, fused=fused or None, **kwargs)
