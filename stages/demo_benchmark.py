@@ -10,6 +10,8 @@ in batches so that memory stays flat up to the real 78,979 images.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,21 +65,38 @@ def check_params(demo: dict) -> tuple[int, int, str, str, str, str]:
     return n, seed, password, encryption, attributes, phrasing
 
 
+def draw_batch(
+    task: tuple[dict[str, np.ndarray], np.random.SeedSequence],
+) -> tuple[np.ndarray, np.ndarray]:
+    codes, seed = task
+    return draw_garments(*(codes[k] for k in ATTRIBUTES), np.random.default_rng(seed))
+
+
 def image_batches(
-    codes: dict[str, np.ndarray], rng: np.random.Generator
+    codes: dict[str, np.ndarray], seed: np.random.SeedSequence, processes: int | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The drawings of `codes`, in order, BATCH at a time, drawn by a pool of `processes`
+    (default: one a core) while the caller writes. Each batch has its own seed, so the
+    images do not depend on the number of processes."""
     n = len(codes["gender"])
-    for start in tqdm(range(0, n, BATCH), desc="drawing", unit="batch"):
-        yield draw_garments(*(codes[k][start : start + BATCH] for k in ATTRIBUTES), rng)
+    starts = range(0, n, BATCH)
+    tasks = (
+        ({k: v[start : start + BATCH] for k, v in codes.items()}, batch_seed)
+        for start, batch_seed in zip(starts, seed.spawn(len(starts)), strict=True)
+    )
+    with multiprocessing.Pool(processes or os.cpu_count() or 1) as pool:
+        yield from tqdm(
+            pool.imap(draw_batch, tasks), total=len(starts), desc="drawing", unit="batch"
+        )
 
 
 def main(out: Path = Path("data/demo_benchmark")) -> None:
     n, seed, password, encryption, attributes, phrasing = check_params(
         section(load_params(), "demo")
     )
-    codes_rng, names_rng, split_rng, caption_rng, draw_rng, mean_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)
-    )
+    seeds = np.random.SeedSequence(seed).spawn(6)
+    draw_seed = seeds.pop(4)
+    codes_rng, names_rng, split_rng, caption_rng, mean_rng = map(np.random.default_rng, seeds)
     codes = sample_codes(n, codes_rng, attributes)
     order, names = folder_order(codes["category"], names_rng)
     codes = {k: v[order] for k, v in codes.items()}
@@ -95,7 +114,7 @@ def main(out: Path = Path("data/demo_benchmark")) -> None:
         for rel in (ZIP_REL, ANNOTATIONS_REL, SPLIT_REL):
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         h5 = tmp / ZIP_REL.parent / MEMBER
-        write_g2_h5(h5, n, image_batches(codes, draw_rng), ih_mean)
+        write_g2_h5(h5, n, image_batches(codes, draw_seed), ih_mean)
         print(f"encrypting {h5.stat().st_size / 2**20:.0f} MB ({encryption})")
         write_encrypted_zip(tmp / ZIP_REL, h5, MEMBER, password, encryption)
         h5.unlink()

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from clip_stand_ins import TensorFeatures
 from fashion.clip.models import build_tiny_clip, embed_images, embed_texts, load_clip, lock_towers
+from fashion.core.stage import PipelineError
 from fashion.data.attributes import LABEL_MAPS
 from fashion.data.captions import TEMPLATES, compose_caption
 from fashion.metrics.zero_shot import ZeroShotClassifier, accuracy, balanced_accuracy
@@ -30,6 +31,15 @@ def test_text_config_uses_the_tokenizer_special_ids(tiny):
     )  # fmt: skip
     # id 2 would switch transformers to its legacy argmax pooling (wrong for this vocabulary)
     assert cfg.eos_token_id != 2
+
+
+def test_activation_is_a_param_checked_by_name():
+    assert build_tiny_clip(CAPTIONS, TINY)[0].config.vision_config.hidden_act == "quick_gelu"
+    model, _ = build_tiny_clip(CAPTIONS, {**TINY, "activation": "gelu"})
+    assert model.config.text_config.hidden_act == model.config.vision_config.hidden_act == "gelu"
+    assert type(model.vision_model.encoder.layers[0].mlp.activation_fn).__name__ == "GELUActivation"
+    with pytest.raises(PipelineError, match="base_clip.tiny.activation"):
+        build_tiny_clip(CAPTIONS, {**TINY, "activation": "gelu2"})
 
 
 def test_text_is_pooled_at_the_eos_token(tiny):

@@ -240,6 +240,19 @@ def run_stage(tmp_path: Path, **demo) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
 
 
+def test_stage_drawings_do_not_depend_on_the_process_count():
+    import demo_benchmark
+
+    codes = sample_codes(300, np.random.default_rng(0))
+    one, two = (
+        list(demo_benchmark.image_batches(codes, np.random.SeedSequence(1), processes=p))
+        for p in (1, 2)
+    )
+    assert len(one) == len(two) == 3  # batches of 128, in order
+    for (images, seg), (images_2, seg_2) in zip(one, two, strict=True):
+        assert np.array_equal(images, images_2) and np.array_equal(seg, seg_2)
+
+
 @pytest.mark.parametrize("encryption", ["zipcrypto", "aes"])
 def test_stage_writes_the_real_layout(tmp_path: Path, encryption: str):
     proc = run_stage(tmp_path, n_images=60, encryption=encryption, password="pw")

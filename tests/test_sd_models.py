@@ -167,3 +167,23 @@ def test_vae_colours_of_a_perfect_round_trip_equal_the_originals() -> None:
     assert same["color_acc_reconstructed"] == same["color_acc_original"] > 0.8
     grey = base_sd.vae_colors(Grey(), images, color, 64)
     assert grey["color_acc_reconstructed"] <= 3 / n  # grey is one colour of the palette at most
+
+
+def test_vae_pretraining_layout_changes_speed_not_results(tmp_path: Path) -> None:
+    """NHWC (channels_last) training computes what NCHW does, and hands the VAE back in
+    the default layout (so it saves and runs as any other)."""
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    tiny = TINY_SD_PARAMS["base_sd"]["tiny"]
+    losses, vaes = {}, {}
+    for channels_last in (False, True):
+        vaes[channels_last] = vae = build_tiny_sd(["a red dress"] * 4, tiny).vae
+        losses[channels_last] = pretrain_vae(
+            vae, images, 32, 3, 4, 1e-3, 1e-6, 0, None, "l1", channels_last=channels_last
+        )
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+    # Adam's first steps move a weight by about lr whatever its gradient's size, so a
+    # near-zero gradient whose sign the layouts' rounding flips moves it up to lr a step
+    for a, b in zip(vaes[False].parameters(), vaes[True].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=3 * 1e-3)
+    assert all(p.is_contiguous() for p in vaes[True].parameters())
+    vaes[True].save_pretrained(tmp_path / "vae")

@@ -14,14 +14,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
 from fashion.clip.data import pixel_values, text_inputs
+from fashion.core.params import PARAMS_FILE
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
 from fashion.data.tokenizer import train_caption_tokenizer
 
 TINY = "tiny"
+TINY_ACTIVATION = "quick_gelu"  # OpenAI CLIP's
 
 
 def build_tiny_clip(
@@ -30,8 +33,15 @@ def build_tiny_clip(
     """A small, randomly initialised CLIP and its processor, from the `base_clip.tiny` params.
 
     The text config's bos/eos/pad ids are the trained tokenizer's: CLIP pools the text at
-    the first EOS token, so a wrong id would silently pool another token.
+    the first EOS token, so a wrong id would silently pool another token. `activation`
+    (default OpenAI CLIP's quick_gelu) is any transformers activation name.
     """
+    activation = tiny.get("activation", TINY_ACTIVATION)
+    if activation not in ACT2FN:
+        raise PipelineError(
+            f"{PARAMS_FILE}: base_clip.tiny.activation must be a transformers activation "
+            f"such as gelu or quick_gelu, got {activation!r}"
+        )
     tokenizer = train_caption_tokenizer(captions, int(tiny["vocab_size"]))
     image_size = int(tiny["image_size"])
 
@@ -42,6 +52,7 @@ def build_tiny_clip(
             "intermediate_size": 4 * width,
             "num_hidden_layers": int(tiny[f"{name}_layers"]),
             "num_attention_heads": int(tiny[f"{name}_heads"]),
+            "hidden_act": activation,
         }
 
     config = CLIPConfig(

@@ -132,12 +132,14 @@ def write_encrypted_zip(
         if shutil.which("zip") is None:
             raise PipelineError("ZipCrypto needs the `zip` tool (apt install zip), or use 'aes'")
         # `zip` names members by their path: link the member under `arcname` in a scratch dir.
+        # Deflate level 1: 1.18x faster than the default 6 on demo drawings, 2% larger
+        # (bench/demo_zip.py).
         with tempfile.TemporaryDirectory(dir=zip_path.parent) as scratch:
             link = Path(scratch) / arcname
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(member)
             subprocess.run(
-                ["zip", "-q", "-P", password, str(zip_path), arcname], cwd=scratch, check=True
+                ["zip", "-q", "-1", "-P", password, str(zip_path), arcname], cwd=scratch, check=True
             )
     else:
         raise PipelineError(f"unknown encryption '{encryption}' (expected one of {ENCRYPTIONS})")

@@ -150,6 +150,7 @@ def pretrain_vae(
     loss: str = "mse",
     on_step: Callable[[int, float], None] | None = None,
     chroma_weight: float = 0.0,
+    channels_last: bool = True,
 ) -> list[float]:
     """Train the VAE to reconstruct `images` (uint8 HWC), then set its `scaling_factor`.
 
@@ -164,6 +165,8 @@ def pretrain_vae(
     The scaling factor makes the latents unit-variance (SD v1's 0.18215 was found the
     same way), so the UNet sees noise and latents of one scale. Returns the losses;
     `on_step(step, loss)` (steps counted from 1) sees each as it comes, e.g. to log a curve.
+    `channels_last` trains in the NHWC layout, where oneDNN's convolutions are faster
+    (bench/vae_step.py); the VAE is handed back in the default layout.
     """
     reconstruction = {"mse": F.mse_loss, "l1": F.l1_loss}[loss]
     rng = np.random.default_rng(seed)
@@ -171,11 +174,13 @@ def pretrain_vae(
     opt = adamw(vae.parameters(), next(vae.parameters()).device, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)  # ends with fine steps
     losses = []
-    vae.train()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    vae.to(memory_format=layout).train()
     for step in tqdm(range(1, steps + 1), desc="pretrain VAE", mininterval=5):
         x = to_vae_pixels(images[np.sort(rng.choice(len(images), batch_size))], resolution)
         if crop is not None and crop < resolution:
             x = random_crops(x, crop, rng)
+        x = x.contiguous(memory_format=layout)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         total = reconstruction(recon, x) + kl_weight * posterior.kl().mean()
@@ -190,7 +195,7 @@ def pretrain_vae(
         losses.append(total.item())
         if on_step is not None:
             on_step(step, losses[-1])
-    vae.eval()
+    vae.to(memory_format=torch.contiguous_format).eval()
     with torch.no_grad():
         sample = images[rng.choice(len(images), min(len(images), 256), replace=False)]
         latents = torch.cat(
