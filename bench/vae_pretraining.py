@@ -4,7 +4,8 @@ images' colours with the pixel judge after its round trip, overall and per colou
 choosing `base_sd.vae_pretraining` on the validation split. Prints one JSON line.
 
     python bench/vae_pretraining.py [--steps 3000] [--crop 32|none] [--lr 0.003]
-        [--chroma-weight 3] [--norm-groups 1] [--batch 32]
+        [--chroma-weight 3] [--norm-groups 1] [--batch 32] [--seed 0] [--layout nhwc|nchw]
+        [--color-balance 0.5]
 
 Settings not given are params.yaml's.
 """
@@ -24,7 +25,7 @@ from fashion.data.attributes import COLOR
 from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_table
 from fashion.metrics.garment_color import SOLID_CODES, garment_color
-from fashion.sd.models import build_tiny_sd, pretrain_vae, to_vae_pixels
+from fashion.sd.models import balanced_weights, build_tiny_sd, pretrain_vae, to_vae_pixels
 
 
 def main() -> None:
@@ -35,19 +36,23 @@ def main() -> None:
     parser.add_argument("--chroma-weight", type=float, default=None)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--norm-groups", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="as base_sd.seed: weights and batches")
+    parser.add_argument("--layout", choices=["nhwc", "nchw"], default="nhwc")
+    parser.add_argument("--color-balance", type=float, default=None)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--subset", type=Path, default=Path("data/subset"))
     args = parser.parse_args()
     params = yaml.safe_load(args.params.read_text())
     tiny, vae_params = params["base_sd"]["tiny"], params["base_sd"]["vae_pretraining"]
-    for name in ("steps", "crop", "lr", "chroma_weight", "batch_size"):
+    for name in ("steps", "crop", "lr", "chroma_weight", "batch_size", "color_balance"):
         given = getattr(args, "batch" if name == "batch_size" else name)
         if given is not None:
             vae_params[name] = None if given == "none" else given
-    steps, lr, chroma_weight = (
+    steps, lr, chroma_weight, color_balance = (
         int(vae_params["steps"]),
         float(vae_params["lr"]),
         float(vae_params.get("chroma_weight", 0.0)),
+        float(vae_params.get("color_balance", 0.0)),
     )
     if args.norm_groups is not None:
         tiny["vae_norm_groups"] = args.norm_groups
@@ -56,12 +61,14 @@ def main() -> None:
     train = args.subset / "train.h5"
     table = read_table(train)
     rows, val = train_validation_rows(table, params["split"])
-    vae = build_tiny_sd(table["caption"].iloc[rows], tiny, 0).vae
+    vae = build_tiny_sd(table["caption"].iloc[rows], tiny, args.seed).vae
     training_images = read_images(train, rows)
     began = time.perf_counter()
     pretrain_vae(
         vae, training_images, resolution, steps, int(vae_params["batch_size"]), lr,
-        float(vae_params["kl_weight"]), 0, crop, vae_params["loss"], chroma_weight=chroma_weight,
+        float(vae_params["kl_weight"]), args.seed, crop, vae_params["loss"],
+        chroma_weight=chroma_weight, channels_last=args.layout == "nhwc",
+        sample_weights=balanced_weights(table["color"].to_numpy()[rows], color_balance),
     )  # fmt: skip
     seconds = time.perf_counter() - began
     truth = table["color"].to_numpy()[val]
@@ -89,8 +96,11 @@ def main() -> None:
                 "crop": crop,
                 "lr": lr,
                 "chroma_weight": chroma_weight,
+                "color_balance": color_balance,
                 "norm_groups": tiny.get("vae_norm_groups", 8),
                 "batch": int(vae_params["batch_size"]),
+                "seed": args.seed,
+                "layout": args.layout,
                 "seconds": round(seconds),
                 "validation_images": len(truth),
                 "acc": round(float(hit.mean()), 3),

@@ -26,7 +26,14 @@ from fashion.core.stage import PipelineError, run_stage
 from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_table, subset_path
 from fashion.metrics.garment_color import color_accuracy
-from fashion.sd.models import TINY, VAE_LOSSES, build_tiny_sd, pretrain_vae, to_vae_pixels
+from fashion.sd.models import (
+    TINY,
+    VAE_LOSSES,
+    balanced_weights,
+    build_tiny_sd,
+    pretrain_vae,
+    to_vae_pixels,
+)
 from fashion.train.live import log_step, open_live
 
 
@@ -90,6 +97,9 @@ def main(
             vae.get("loss", "mse"),
             on_step=lambda step, loss: log_step(live, step, {"vae/loss": loss}),
             chroma_weight=float(vae.get("chroma_weight", 0.0)),
+            sample_weights=balanced_weights(
+                table["color"].to_numpy()[rows], float(vae.get("color_balance", 0.0))
+            ),
         )
         colors = vae_colors(
             pipe.vae, read_images(train_file, val_rows), table["color"].to_numpy()[val_rows],

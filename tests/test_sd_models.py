@@ -13,6 +13,7 @@ import torch
 import base_sd
 from fashion.core.stage import PipelineError
 from fashion.sd.models import (
+    balanced_weights,
     build_tiny_sd,
     load_base_sd,
     load_finetuned_sd,
@@ -187,3 +188,26 @@ def test_vae_pretraining_layout_changes_speed_not_results(tmp_path: Path) -> Non
         torch.testing.assert_close(a, b, rtol=0, atol=3 * 1e-3)
     assert all(p.is_contiguous() for p in vaes[True].parameters())
     vaes[True].save_pretrained(tmp_path / "vae")
+
+
+def test_balanced_weights_draw_rare_labels_more_often() -> None:
+    labels = np.array([3, 3, 3, 7])
+    np.testing.assert_allclose(balanced_weights(labels, 0.0), [1, 1, 1, 1])
+    np.testing.assert_allclose(balanced_weights(labels, 1.0), [1 / 3, 1 / 3, 1 / 3, 1])
+    np.testing.assert_allclose(balanced_weights(labels, 0.5), [3**-0.5] * 3 + [1])
+
+
+def test_vae_pretraining_draws_batches_by_the_sample_weights() -> None:
+    """Weight on one image only: every batch is that image, as if it were all there is."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    tiny = TINY_SD_PARAMS["base_sd"]["tiny"]
+    weights = np.array([0, 0, 1.0, 0, 0, 0])
+    weighted = pretrain_vae(build_tiny_sd(["a dress"] * 4, tiny).vae, images, 32, 2, 4, 1e-3,
+                            1e-6, 0, None, "l1", sample_weights=weights)  # fmt: skip
+    only = pretrain_vae(build_tiny_sd(["a dress"] * 4, tiny).vae, images[[2] * 6], 32, 2, 4,
+                        1e-3, 1e-6, 0, None, "l1")  # fmt: skip
+    uniform = pretrain_vae(build_tiny_sd(["a dress"] * 4, tiny).vae, images, 32, 2, 4, 1e-3,
+                           1e-6, 0, None, "l1")  # fmt: skip
+    np.testing.assert_allclose(weighted, only, rtol=1e-5)
+    assert abs(weighted[0] - uniform[0]) > 1e-4

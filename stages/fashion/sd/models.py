@@ -137,6 +137,13 @@ def random_crops(x: torch.Tensor, size: int, rng: np.random.Generator) -> torch.
     )
 
 
+def balanced_weights(labels: np.ndarray, power: float) -> np.ndarray:
+    """Per-item sampling weights count(label)^-power: 0 draws uniformly, 1 draws every
+    label equally often."""
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return counts[inverse].astype(np.float64) ** -float(power)
+
+
 def pretrain_vae(
     vae: AutoencoderKL,
     images: np.ndarray,
@@ -151,6 +158,7 @@ def pretrain_vae(
     on_step: Callable[[int, float], None] | None = None,
     chroma_weight: float = 0.0,
     channels_last: bool = True,
+    sample_weights: np.ndarray | None = None,
 ) -> list[float]:
     """Train the VAE to reconstruct `images` (uint8 HWC), then set its `scaling_factor`.
 
@@ -165,8 +173,10 @@ def pretrain_vae(
     The scaling factor makes the latents unit-variance (SD v1's 0.18215 was found the
     same way), so the UNet sees noise and latents of one scale. Returns the losses;
     `on_step(step, loss)` (steps counted from 1) sees each as it comes, e.g. to log a curve.
-    `channels_last` trains in the NHWC layout, where oneDNN's convolutions are faster
-    (bench/vae_step.py); the VAE is handed back in the default layout.
+    `sample_weights` (one per image, any scale): how often each image is drawn into a batch
+    (None: uniformly). `channels_last` trains in the NHWC layout, where oneDNN's
+    convolutions are faster (bench/vae_step.py); the VAE is handed back in the default
+    layout.
     """
     reconstruction = {"mse": F.mse_loss, "l1": F.l1_loss}[loss]
     rng = np.random.default_rng(seed)
@@ -175,9 +185,10 @@ def pretrain_vae(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)  # ends with fine steps
     losses = []
     layout = torch.channels_last if channels_last else torch.contiguous_format
+    p = None if sample_weights is None else sample_weights / sample_weights.sum()
     vae.to(memory_format=layout).train()
     for step in tqdm(range(1, steps + 1), desc="pretrain VAE", mininterval=5):
-        x = to_vae_pixels(images[np.sort(rng.choice(len(images), batch_size))], resolution)
+        x = to_vae_pixels(images[np.sort(rng.choice(len(images), batch_size, p=p))], resolution)
         if crop is not None and crop < resolution:
             x = random_crops(x, crop, rng)
         x = x.contiguous(memory_format=layout)
