@@ -81,6 +81,13 @@ def main(
             raise PipelineError(
                 f"{PARAMS_FILE}: base_sd.vae_pretraining.loss must be one of {VAE_LOSSES}"
             )
+        for name in ("chroma_weight", "color_balance"):
+            value = vae.get(name, 0.0)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise PipelineError(
+                    f"{PARAMS_FILE}: base_sd.vae_pretraining.{name} must be a number >= 0, "
+                    f"got {value!r}"
+                )
         table = read_table(train_file)
         rows, val_rows = train_validation_rows(table, section(all_params, "split"))
         pipe = build_tiny_sd(table["caption"].iloc[rows], tiny, seed)

@@ -132,6 +132,18 @@ def test_unknown_vae_loss_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
     assert not Path("models/base_sd").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("name, value", [("color_balance", -1), ("chroma_weight", "high")])
+def test_bad_vae_pretraining_weight_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: object
+) -> None:
+    overrides = {"base_sd": {"vae_pretraining": {name: value}}}
+    project = make_sd_project(tmp_path / "p", ROOT, n_train=8, overrides=overrides)
+    monkeypatch.chdir(project)
+    with pytest.raises(PipelineError, match=rf"base_sd.vae_pretraining.{name} must be a number"):
+        base_sd.main()
+    assert not Path("models/base_sd").exists()
+
+
 def test_vae_colour_fidelity_is_written(sd_base_project: Path) -> None:
     colors = json.loads((sd_base_project / "models/base_sd/vae_colors.json").read_text())
     assert colors["n"] == 4  # the validation split of the tiny project: two products of two
