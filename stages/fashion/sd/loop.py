@@ -5,6 +5,7 @@ curves (loss and images/s per step, mean loss per epoch), validation images ever
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics.aggregation import MeanMetric
 from tqdm import tqdm
 
 from fashion.core.atomic import atomic_path
@@ -71,7 +71,10 @@ def train_and_save(
         live.log_params({"world_size": accelerator.num_processes, "resumed_from": start})
         # declared as DVC plots: present (empty) without validation images too
         (live_dir / "plots/images").mkdir(parents=True, exist_ok=True)
-    epoch_loss = MeanMetric(sync_on_compute=False)  # step losses are already process means
+    # step losses are already means over the processes: the epoch's is a plain mean (a
+    # torchmetrics MeanMetric would add 0.9 s of imports and nothing else;
+    # bench/import_time.py)
+    epoch_losses: list[float] = []
     for step in tqdm(
         range(start, cfg.steps),
         desc=cfg.stage,
@@ -83,15 +86,15 @@ def train_and_save(
         began = time.perf_counter()
         loss = tuner.train_step(step)  # a float: the GPU has finished the step
         seconds = time.perf_counter() - began
-        epoch_loss.update(loss)
+        epoch_losses.append(loss)
         done = step + 1
         # training throughput (all processes), the measured rate behind time estimates
         metrics = {"train/loss": loss, "perf/images_per_s": tuner.global_batch / seconds}
         epoch_ends = tuner.epoch_of(done) != tuner.epoch_of(step)
         if epoch_ends or done == cfg.steps:  # the mean over the epoch's steps, not its last batch
-            metrics["train/epoch_loss"] = float(epoch_loss.compute())
+            metrics["train/epoch_loss"] = statistics.fmean(epoch_losses)
         if epoch_ends:
-            epoch_loss.reset()
+            epoch_losses.clear()
         if validation_grid is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
             grid = validation_grid()
             if live is not None:
