@@ -59,7 +59,7 @@ def main() -> None:
         })  # fmt: skip
 
     accelerator = Accelerator()
-    optimizer = make_optimizer(model, p)
+    optimizer = make_optimizer(model, p, accelerator.device)
     scheduler = make_scheduler(optimizer, p, args.steps + 3)  # spans every step run
     model, optimizer = accelerator.prepare(model, optimizer)
     plain_optimizer = torch.optim.AdamW(plain.parameters(), lr=float(p["lr"]))

@@ -7,7 +7,8 @@ choosing `base_sd.vae_pretraining` on the validation split. Prints one JSON line
         [--chroma-weight 3] [--norm-groups 1] [--batch 32] [--seed 0] [--layout nhwc|nchw]
         [--color-balance 0.5]
 
-Settings not given are params.yaml's.
+Pretraining settings not given are params.yaml's; `--seed` (weights and batches) is 0 and
+`--layout` nhwc unless given.
 """
 
 from __future__ import annotations

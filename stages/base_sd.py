@@ -13,6 +13,7 @@ can reach at best).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -83,9 +84,10 @@ def main(
             )
         for name in ("chroma_weight", "color_balance"):
             value = vae.get(name, 0.0)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0:
                 raise PipelineError(
-                    f"{PARAMS_FILE}: base_sd.vae_pretraining.{name} must be a number >= 0, "
+                    f"{PARAMS_FILE}: base_sd.vae_pretraining.{name} must be a finite number >= 0, "
                     f"got {value!r}"
                 )
         table = read_table(train_file)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterator
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
 import numpy as np
@@ -66,9 +68,9 @@ def check_params(demo: dict) -> tuple[int, int, str, str, str, str]:
 
 
 def draw_batch(
-    task: tuple[dict[str, np.ndarray], np.random.SeedSequence],
+    codes: dict[str, np.ndarray], seed: np.random.SeedSequence
 ) -> tuple[np.ndarray, np.ndarray]:
-    codes, seed = task
+    """One batch's drawings (a pool task): images and segmentation of `codes`' rows."""
     return draw_garments(*(codes[k] for k in ATTRIBUTES), np.random.default_rng(seed))
 
 
@@ -76,18 +78,29 @@ def image_batches(
     codes: dict[str, np.ndarray], seed: np.random.SeedSequence, processes: int | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The drawings of `codes`, in order, BATCH at a time, drawn by a pool of `processes`
-    (default: one a core) while the caller writes. Each batch has its own seed, so the
-    images do not depend on the number of processes."""
+    (default: one per core this process may use) while the caller writes. Each batch has
+    its own seed, so the images do not depend on the number of processes. At most two
+    batches a process are in flight, so memory stays flat however far drawing runs ahead."""
     n = len(codes["gender"])
     starts = range(0, n, BATCH)
-    tasks = (
-        ({k: v[start : start + BATCH] for k, v in codes.items()}, batch_seed)
-        for start, batch_seed in zip(starts, seed.spawn(len(starts)), strict=True)
-    )
-    with multiprocessing.Pool(processes or os.cpu_count() or 1) as pool:
-        yield from tqdm(
-            pool.imap(draw_batch, tasks), total=len(starts), desc="drawing", unit="batch"
-        )
+    seeds = seed.spawn(len(starts))
+    if not processes:  # the cores this process may run on (its affinity: Linux only)
+        usable = getattr(os, "sched_getaffinity", None)
+        processes = len(usable(0)) if usable else os.cpu_count() or 1
+    with (
+        multiprocessing.Pool(processes) as pool,
+        tqdm(total=len(starts), desc="drawing", unit="batch") as bar,
+    ):
+        pending: deque[AsyncResult] = deque()
+        for start, batch_seed in zip(starts, seeds, strict=True):
+            rows = {k: v[start : start + BATCH] for k, v in codes.items()}
+            pending.append(pool.apply_async(draw_batch, (rows, batch_seed)))
+            if len(pending) >= 2 * processes:
+                yield pending.popleft().get()
+                bar.update()
+        while pending:
+            yield pending.popleft().get()
+            bar.update()
 
 
 def main(out: Path = Path("data/demo_benchmark")) -> None:
@@ -95,7 +108,7 @@ def main(out: Path = Path("data/demo_benchmark")) -> None:
         section(load_params(), "demo")
     )
     seeds = np.random.SeedSequence(seed).spawn(6)
-    draw_seed = seeds.pop(4)
+    draw_seed = seeds.pop(4)  # the drawings' (one child a batch); the others keep their slots
     codes_rng, names_rng, split_rng, caption_rng, mean_rng = map(np.random.default_rng, seeds)
     codes = sample_codes(n, codes_rng, attributes)
     order, names = folder_order(codes["category"], names_rng)

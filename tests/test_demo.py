@@ -251,6 +251,10 @@ def test_stage_drawings_do_not_depend_on_the_process_count():
     assert len(one) == len(two) == 3  # batches of 128, in order
     for (images, seg), (images_2, seg_2) in zip(one, two, strict=True):
         assert np.array_equal(images, images_2) and np.array_equal(seg, seg_2)
+    # each batch is drawn from its own child of the seed, not from copies of one generator
+    last = {k: v[256:] for k, v in codes.items()}
+    third_seed = np.random.SeedSequence(1).spawn(3)[2]
+    assert np.array_equal(one[2][0], demo_benchmark.draw_batch(last, third_seed)[0])
 
 
 @pytest.mark.parametrize("encryption", ["zipcrypto", "aes"])

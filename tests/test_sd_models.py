@@ -132,14 +132,17 @@ def test_unknown_vae_loss_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
     assert not Path("models/base_sd").exists()  # nothing half-written
 
 
-@pytest.mark.parametrize("name, value", [("color_balance", -1), ("chroma_weight", "high")])
+@pytest.mark.parametrize(
+    "name, value",
+    [("color_balance", -1), ("chroma_weight", "high"), ("chroma_weight", float("nan"))],
+)
 def test_bad_vae_pretraining_weight_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: object
 ) -> None:
     overrides = {"base_sd": {"vae_pretraining": {name: value}}}
     project = make_sd_project(tmp_path / "p", ROOT, n_train=8, overrides=overrides)
     monkeypatch.chdir(project)
-    with pytest.raises(PipelineError, match=rf"base_sd.vae_pretraining.{name} must be a number"):
+    with pytest.raises(PipelineError, match=rf"vae_pretraining.{name} must be a finite number"):
         base_sd.main()
     assert not Path("models/base_sd").exists()
 

@@ -181,5 +181,5 @@ def test_adamw_is_fused_on_cpu_and_makes_the_plain_update() -> None:
             opt.step()
     for mine, reference in zip(model.parameters(), twin, strict=True):
         torch.testing.assert_close(mine, reference)
-    # no fused kernel there under the torch floor: the multi-tensor update
+    # no fused kernel there under the torch floor: the default update
     assert not adamw([torch.nn.Parameter(torch.ones(2))], "mps", lr=1e-3).defaults["fused"]

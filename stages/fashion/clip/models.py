@@ -33,11 +33,12 @@ def build_tiny_clip(
     """A small, randomly initialised CLIP and its processor, from the `base_clip.tiny` params.
 
     The text config's bos/eos/pad ids are the trained tokenizer's: CLIP pools the text at
-    the first EOS token, so a wrong id would silently pool another token. `activation`
-    (default OpenAI CLIP's quick_gelu) is any transformers activation name.
+    the first EOS token, so a wrong id would silently pool another token. `activation` is
+    any transformers activation name; without one, OpenAI CLIP's quick_gelu, so a config
+    written before the param existed builds the model it built then.
     """
     activation = tiny.get("activation", TINY_ACTIVATION)
-    if activation not in ACT2FN:
+    if not isinstance(activation, str) or activation not in ACT2FN:
         raise PipelineError(
             f"{PARAMS_FILE}: base_clip.tiny.activation must be a transformers activation "
             f"such as gelu or quick_gelu, got {activation!r}"

@@ -81,7 +81,7 @@ def batch_loss(
 
 
 def make_optimizer(
-    model: torch.nn.Module, params: dict[str, Any], device: torch.device | str = "cpu"
+    model: torch.nn.Module, params: dict[str, Any], device: torch.device | str
 ) -> torch.optim.AdamW:
     """AdamW without weight decay on biases, norms (1-d parameters) and the logit scale, for
     weights that train on `device`."""

@@ -122,7 +122,7 @@ def read_dataset_rows(
     h5py's point selection reads one chunk per row through a slow path (47 s for the demo's
     14,000 training images against 1.2 s for the whole file; `bench/read_rows.py`). So rows
     no more than `gap` apart are read as one slice of at most `span` rows and picked in
-    memory: a dense selection costs a whole-file read at most, a sparse one a chunk a row.
+    memory: a dense selection costs about a whole-file read, a sparse one a chunk a row.
     """
     unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
     out = np.empty((len(unique), *data.shape[1:]), dtype=data.dtype)

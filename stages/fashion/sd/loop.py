@@ -72,8 +72,8 @@ def train_and_save(
         # declared as DVC plots: present (empty) without validation images too
         (live_dir / "plots/images").mkdir(parents=True, exist_ok=True)
     # step losses are already means over the processes: the epoch's is a plain mean (a
-    # torchmetrics MeanMetric would add 0.9 s of imports and nothing else;
-    # bench/import_time.py)
+    # torchmetrics MeanMetric costs 0.9 s of imports, bench/import_time.py, and would drop
+    # a NaN loss with a warning: a diverged run shows as NaN here, as in train/loss)
     epoch_losses: list[float] = []
     for step in tqdm(
         range(start, cfg.steps),

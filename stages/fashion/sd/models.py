@@ -185,7 +185,8 @@ def pretrain_vae(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)  # ends with fine steps
     losses = []
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    p = None if sample_weights is None else sample_weights / sample_weights.sum()
+    uniform = sample_weights is None or np.all(sample_weights == sample_weights[0])
+    p = None if uniform else sample_weights / sample_weights.sum()  # None: draws as before
     vae.to(memory_format=layout).train()
     for step in tqdm(range(1, steps + 1), desc="pretrain VAE", mininterval=5):
         x = to_vae_pixels(images[np.sort(rng.choice(len(images), batch_size, p=p))], resolution)

@@ -14,7 +14,7 @@ FUSED_DEVICES = ("cpu", "cuda")
 def adamw(params: Iterable[Any], device: torch.device | str, **kwargs: Any) -> torch.optim.AdamW:
     """`torch.optim.AdamW` over `params` (tensors or param groups), fused where the weights
     train on a device with the fused kernel: one kernel for all parameters instead of a
-    dozen small ops per tensor, 15.3 -> 5.3 ms a step for the demo's tiny UNet on 2 CPU
+    dozen small ops per tensor, 15.7 -> 5.2 ms a step for the demo's tiny UNet on 2 CPU
     cores (`bench/optimizer_step.py`); the same update up to float rounding."""
     fused = torch.device(device).type in FUSED_DEVICES
     return torch.optim.AdamW(params, fused=fused or None, **kwargs)
