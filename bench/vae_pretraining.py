@@ -5,10 +5,11 @@ choosing `base_sd.vae_pretraining` on the validation split. Prints one JSON line
 
     python bench/vae_pretraining.py [--steps 3000] [--crop 32|none] [--lr 0.003]
         [--chroma-weight 3] [--norm-groups 1] [--batch 32] [--seed 0] [--layout nhwc|nchw]
-        [--color-balance 0.5]
+        [--color-balance 0.5] [--precision bf16|fp32]
 
 Pretraining settings not given are params.yaml's; `--seed` (weights and batches) is 0 and
-`--layout` nhwc unless given.
+`--layout` nhwc unless given; `--precision` as `base_sd.vae_pretraining.precision` (bf16
+runs as fp32 on a CPU without bf16 instructions; the JSON line says what ran).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_table
 from fashion.metrics.garment_color import SOLID_CODES, garment_color
 from fashion.sd.models import balanced_weights, build_tiny_sd, pretrain_vae, to_vae_pixels
+from fashion.sd.precision import compute_dtype
 
 
 def main() -> None:
@@ -40,12 +42,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="as base_sd.seed: weights and batches")
     parser.add_argument("--layout", choices=["nhwc", "nchw"], default="nhwc")
     parser.add_argument("--color-balance", type=float, default=None)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default=None)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--subset", type=Path, default=Path("data/subset"))
     args = parser.parse_args()
     params = yaml.safe_load(args.params.read_text())
     tiny, vae_params = params["base_sd"]["tiny"], params["base_sd"]["vae_pretraining"]
-    for name in ("steps", "crop", "lr", "chroma_weight", "batch_size", "color_balance"):
+    names = ("steps", "crop", "lr", "chroma_weight", "batch_size", "color_balance", "precision")
+    for name in names:
         given = getattr(args, "batch" if name == "batch_size" else name)
         if given is not None:
             vae_params[name] = None if given == "none" else given
@@ -55,6 +59,7 @@ def main() -> None:
         float(vae_params.get("chroma_weight", 0.0)),
         float(vae_params.get("color_balance", 0.0)),
     )
+    precision = compute_dtype(vae_params.get("precision", "fp32"), "cpu", "--precision")
     if args.norm_groups is not None:
         tiny["vae_norm_groups"] = args.norm_groups
     resolution, crop = int(tiny["resolution"]), vae_params.get("crop")
@@ -70,6 +75,7 @@ def main() -> None:
         float(vae_params["kl_weight"]), args.seed, crop, vae_params["loss"],
         chroma_weight=chroma_weight, channels_last=args.layout == "nhwc",
         sample_weights=balanced_weights(table["color"].to_numpy()[rows], color_balance),
+        precision=precision,
     )  # fmt: skip
     seconds = time.perf_counter() - began
     truth = table["color"].to_numpy()[val]
@@ -102,6 +108,7 @@ def main() -> None:
                 "batch": int(vae_params["batch_size"]),
                 "seed": args.seed,
                 "layout": args.layout,
+                "precision": str(precision).removeprefix("torch."),
                 "seconds": round(seconds),
                 "validation_images": len(truth),
                 "acc": round(float(hit.mean()), 3),

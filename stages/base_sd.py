@@ -35,6 +35,7 @@ from fashion.sd.models import (
     pretrain_vae,
     to_vae_pixels,
 )
+from fashion.sd.precision import compute_dtype
 from fashion.train.live import log_step, open_live
 
 
@@ -90,6 +91,12 @@ def main(
                     f"{PARAMS_FILE}: base_sd.vae_pretraining.{name} must be a finite number >= 0, "
                     f"got {value!r}"
                 )
+        precision = vae.get("precision", "fp32")
+        if precision not in ("bf16", "fp32"):
+            raise PipelineError(
+                f"{PARAMS_FILE}: base_sd.vae_pretraining.precision must be bf16 or fp32, "
+                f"got {precision!r}"
+            )
         table = read_table(train_file)
         rows, val_rows = train_validation_rows(table, section(all_params, "split"))
         pipe = build_tiny_sd(table["caption"].iloc[rows], tiny, seed)
@@ -109,6 +116,7 @@ def main(
             sample_weights=balanced_weights(
                 table["color"].to_numpy()[rows], float(vae.get("color_balance", 0.0))
             ),
+            precision=compute_dtype(precision, "cpu", "base_sd.vae_pretraining.precision"),
         )
         colors = vae_colors(
             pipe.vae, read_images(train_file, val_rows), table["color"].to_numpy()[val_rows],

@@ -147,6 +147,63 @@ def test_bad_vae_pretraining_weight_is_a_clear_error(
     assert not Path("models/base_sd").exists()
 
 
+def test_unknown_vae_pretraining_precision_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = {"base_sd": {"vae_pretraining": {"precision": "fp16"}}}  # fp16 needs a scaler
+    project = make_sd_project(tmp_path / "p", ROOT, n_train=8, overrides=overrides)
+    monkeypatch.chdir(project)
+    with pytest.raises(PipelineError, match=r"vae_pretraining.precision must be bf16 or fp32"):
+        base_sd.main()
+    assert not Path("models/base_sd").exists()
+
+
+def test_half_precision_is_bf16_only_on_a_cpu_that_computes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a GPU a precision is what it says; on the CPU fp16 and bf16 are bf16 where the CPU
+    has bf16 instructions and fp32 where bf16 would be emulated (~15x slower)."""
+    from fashion.sd import precision
+
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(precision, "cpu_has_bf16", lambda native=native: native)
+        for name in ("fp16", "bf16"):
+            assert precision.compute_dtype(name, "cpu", "p") == expected
+        assert precision.compute_dtype("fp32", "cpu", "p") == torch.float32
+        assert precision.compute_dtype("fp16", "cuda", "p") == torch.float16
+        assert precision.compute_dtype("bf16", "cuda:1", "p") == torch.bfloat16
+    with pytest.raises(PipelineError, match=r"^params.yaml: redress.precision must be one of"):
+        precision.compute_dtype("fp8", "cpu", "redress.precision")
+
+
+def test_a_onednn_cap_below_bf16_means_no_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fashion.sd import precision
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    hardware = precision.cpu_has_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # how bench/cpu_bf16.py emulates an old CPU
+    assert not precision.cpu_has_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_amx")  # a cap above bf16: the hardware's
+    assert precision.cpu_has_bf16() == hardware
+
+
+def test_vae_pretraining_in_bf16_keeps_fp32_weights_and_follows_fp32() -> None:
+    """bf16 autocast runs the passes in bf16 (the losses differ from fp32's) while the
+    weights and their updates stay fp32, and the losses follow fp32 training's closely."""
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    tiny = TINY_SD_PARAMS["base_sd"]["tiny"]
+    losses, vaes = {}, {}
+    for dtype in (torch.float32, torch.bfloat16):
+        vaes[dtype] = vae = build_tiny_sd(["a red dress"] * 4, tiny).vae
+        losses[dtype] = pretrain_vae(
+            vae, images, 32, 4, 4, 1e-3, 1e-6, 0, None, "l1", chroma_weight=3.0, precision=dtype
+        )
+    np.testing.assert_allclose(losses[torch.bfloat16], losses[torch.float32], rtol=0.03)
+    assert losses[torch.bfloat16] != losses[torch.float32]
+    assert all(p.dtype == torch.float32 for p in vaes[torch.bfloat16].parameters())
+    assert vaes[torch.bfloat16].config.scaling_factor > 0
+
+
 def test_vae_colour_fidelity_is_written(sd_base_project: Path) -> None:
     colors = json.loads((sd_base_project / "models/base_sd/vae_colors.json").read_text())
     assert colors["n"] == 4  # the validation split of the tiny project: two products of two

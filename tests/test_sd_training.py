@@ -297,6 +297,36 @@ def test_bf16_mixed_precision_trains_validates_and_saves(
     assert load_finetuned_sd("models/sd", "models/base_sd").unet is not None
 
 
+@pytest.mark.parametrize("cache_latents", [False, True])
+def test_half_precision_vae_on_a_bf16_cpu_trains_validates_and_saves(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_latents: bool
+) -> None:
+    """`vae_precision: fp16` without mixed precision on a CPU with bf16 instructions: the
+    frozen VAE encodes in bf16 (into the cache too) while the UNet trains in fp32; the
+    validation images (fp32 latents into the bf16 VAE) come out and the saved pipeline is
+    fp32."""
+    from fashion.sd import precision
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    encoded = []
+    encode = FineTuner.encode
+    monkeypatch.setattr(
+        FineTuner, "encode", lambda self, x: encoded.append(m := encode(self, x)) or m
+    )
+    project = project_with_base(
+        sd_base_project, tmp_path / "p", steps=2, eval_every=2, vae_precision="fp16",
+        cache_latents=cache_latents,
+    )  # fmt: skip
+    run_finetune(project, monkeypatch)
+    assert encoded and all(m.dtype == torch.bfloat16 for m in encoded)
+    assert len(list(Path("dvclive/finetune_sd/plots/images/validation").glob("*.png"))) == 1
+    saved = load_finetuned_sd("models/sd", "models/base_sd")
+    for model in (saved.vae, saved.unet, saved.text_encoder):
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(PipelineError, match="vae_precision must be one of"):
+        TrainConfig.from_params({"steps": 3, "vae_precision": "fp8"})
+
+
 def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(
     sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

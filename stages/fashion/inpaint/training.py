@@ -77,15 +77,12 @@ class InpaintFineTuner(FineTuner):
             if self.cfg.random_flip:
                 flipped = (self.data.images[part][:, :, ::-1], self.data.masks[part][:, :, ::-1])
                 views.append(self._masked_latents(*flipped))
-            chunks.append(torch.stack([v.parameters for v in views], dim=1))
+            chunks.append(torch.stack(views, dim=1))
         self.masked_cache = torch.cat(chunks)  # (N, views, 2 * latent channels, h, w)
 
-    def _masked_latents(
-        self, images: np.ndarray, masks: np.ndarray
-    ) -> DiagonalGaussianDistribution:
-        pixels = masked_pixels(images, masks, self.cfg.resolution)
-        device = self.accelerator.device
-        return self.vae.encode(pixels.to(device, self.weight_dtype)).latent_dist
+    def _masked_latents(self, images: np.ndarray, masks: np.ndarray) -> torch.Tensor:
+        """The latent moments of the images with the masked pixels blanked (`encode`)."""
+        return self.encode(masked_pixels(images, masks, self.cfg.resolution))
 
     def conditioning(
         self, rows: np.ndarray, flip: np.ndarray, rng: np.random.Generator
@@ -105,12 +102,12 @@ class InpaintFineTuner(FineTuner):
                     torch.as_tensor(rows), torch.as_tensor(flip.astype(np.int64))
                 ]
                 if drawn.any():
-                    fresh = self._masked_latents(images, masks[drawn]).parameters
+                    fresh = self._masked_latents(images, masks[drawn])
                     params[torch.as_tensor(drawn)] = fresh.to(params.dtype)
-                dist = DiagonalGaussianDistribution(params)
             else:
-                dist = self._masked_latents(images, masks)
-            latents = dist.sample().float() * self.vae.config.scaling_factor
+                params = self._masked_latents(images, masks)
+            latents = DiagonalGaussianDistribution(params.float()).sample()  # noise in fp32
+            latents = latents * self.vae.config.scaling_factor
         mask = torch.from_numpy(np.ascontiguousarray(masks[:, None])).float()
         small = F.interpolate(mask, size=latents.shape[-2:], mode="nearest")
         return torch.cat([small.to(latents.device), latents], dim=1)

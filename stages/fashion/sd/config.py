@@ -9,6 +9,7 @@ from typing import Any
 
 from fashion.core.params import PARAMS_FILE
 from fashion.core.stage import PipelineError
+from fashion.sd.precision import PRECISIONS
 from fashion.train.settings import check_names, schedule_steps
 
 POSITIVE = (
@@ -50,6 +51,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     gradient_checkpointing: bool = False
     cache_latents: bool = True
+    vae_precision: str | None = None  # the frozen VAE's dtype; None: the mixed-precision one
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     checkpoint_mirror: str | None = None  # a folder that survives the machine (Colab: Drive)
@@ -75,6 +77,10 @@ class TrainConfig:
         problems = []
         if cfg.mode not in ("full", "lora"):
             problems.append(f"mode must be full or lora, got {cfg.mode!r}")
+        if cfg.vae_precision not in (None, *PRECISIONS):
+            problems.append(
+                f"vae_precision must be one of {list(PRECISIONS)} or null: {cfg.vae_precision!r}"
+            )
         if cfg.prediction_type not in (None, "epsilon", "v_prediction"):
             problems.append(
                 f"prediction_type must be epsilon, v_prediction or null: {cfg.prediction_type!r}"

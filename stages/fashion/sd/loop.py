@@ -29,10 +29,17 @@ def validation_images(tuner: FineTuner, **call: Any) -> np.ndarray:
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(cfg.seed)
     # under mixed precision the VAE and (LoRA) UNet hold fp16/bf16 weights while the
-    # pipeline's latents are fp32: autocast runs each op in the precision training uses.
+    # pipeline's latents are fp32: autocast runs each op in the precision training uses;
+    # without it, in the VAE's (`vae_precision`).
     # The forked RNG: validating (or not) leaves training's random draws as they were.
-    devices = [tuner.accelerator.device] if tuner.accelerator.device.type == "cuda" else []
-    with torch.no_grad(), tuner.accelerator.autocast(), torch.random.fork_rng(devices):
+    device = tuner.accelerator.device
+    autocast = (
+        tuner.accelerator.autocast()
+        if tuner.accelerator.mixed_precision != "no"
+        else torch.autocast(device.type, tuner.vae_dtype, tuner.vae_dtype != torch.float32)
+    )
+    devices = [device] if device.type == "cuda" else []
+    with torch.no_grad(), autocast, torch.random.fork_rng(devices):
         images = pipe(
             **call,
             num_inference_steps=cfg.validation_steps,

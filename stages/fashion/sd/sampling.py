@@ -14,8 +14,8 @@ from PIL import Image
 
 from fashion.core.params import PARAMS_FILE
 from fashion.core.stage import PipelineError
+from fashion.sd.precision import compute_dtype
 
-PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 SCHEDULERS = {
     "pndm": PNDMScheduler,
     "ddim": DDIMScheduler,
@@ -32,13 +32,11 @@ def check_scheduler(name: object, param: str) -> type:
 
 
 def device_and_dtype(precision: str, param: str = "generate.precision") -> tuple[str, torch.dtype]:
-    """The GPU if there is one, with weights in `precision`; fp16 on the CPU runs in fp32
-    (CPU half-precision kernels are slow or missing), bf16 is kept there."""
-    if precision not in PRECISIONS:
-        raise PipelineError(f"{PARAMS_FILE}: {param} must be one of {list(PRECISIONS)}")
-    if torch.cuda.is_available():
-        return "cuda", PRECISIONS[precision]
-    return "cpu", torch.float32 if precision == "fp16" else PRECISIONS[precision]
+    """The GPU if there is one, else the CPU, with the weight dtype `precision` means there
+    (`fashion.sd.precision.compute_dtype`: half precision on the CPU is bf16 where the CPU
+    computes it, else fp32)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device, compute_dtype(precision, device, param)
 
 
 def grid(images: list[Image.Image], columns: int) -> Image.Image:

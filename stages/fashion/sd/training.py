@@ -31,6 +31,7 @@ from fashion.sd.config import TrainConfig
 from fashion.sd.diffusion import diffusion_loss, drop_captions, padded_token_ids
 from fashion.sd.lora import TEXT_LORA_TARGETS, UNET_LORA_TARGETS, LoraAdapters, lora_config
 from fashion.sd.models import to_vae_pixels
+from fashion.sd.precision import compute_dtype
 from fashion.train.batches import StepBatches
 from fashion.train.optimizer import adamw
 from fashion.train.settings import fingerprint, fit_batch_size, training_steps
@@ -105,10 +106,15 @@ class FineTuner:
             acc.mixed_precision, torch.float32
         )
         self.weight_dtype = weight_dtype
+        # the frozen VAE only encodes: in the mixed-precision dtype as diffusers' recipe, or
+        # `vae_precision` (half precision on a CPU with bf16 instructions: 2.6x faster)
+        self.vae_dtype = (
+            weight_dtype
+            if cfg.vae_precision is None
+            else compute_dtype(cfg.vae_precision, acc.device, f"{cfg.stage}.vae_precision")
+        )
         self.vae.requires_grad_(False)
-        self.vae.to(acc.device).eval()
-        if weight_dtype != torch.float32:
-            self.vae.to(dtype=weight_dtype)
+        self.vae.to(acc.device, dtype=self.vae_dtype).eval()
         train_te = cfg.train_text_encoder
         if cfg.mode == "lora":
             self.unet.requires_grad_(False)
@@ -170,20 +176,12 @@ class FineTuner:
     @torch.no_grad()
     def _build_caches(self) -> None:
         """Encode every image (both orientations if flipping) and, if frozen, every caption once."""
-        cfg, dev = self.cfg, self.accelerator.device
+        cfg = self.cfg
         chunks = []
         for start in range(0, len(self.data.images), 64):
             pixels = to_vae_pixels(self.data.images[start : start + 64], cfg.resolution)
             views = [pixels, pixels.flip(-1)] if cfg.random_flip else [pixels]
-            chunks.append(
-                torch.stack(
-                    [
-                        self.vae.encode(v.to(dev, self.weight_dtype)).latent_dist.parameters
-                        for v in views
-                    ],
-                    dim=1,
-                )
-            )
+            chunks.append(torch.stack([self.encode(v) for v in views], dim=1))
         self.latent_cache = torch.cat(chunks)  # (N, views, 2 * latent channels, h, w)
         if not cfg.train_text_encoder:
             unique = sorted(set(self.data.captions) | {""})
@@ -191,6 +189,12 @@ class FineTuner:
             self.text_cache = torch.cat(
                 [self._encode_text(unique[i : i + 256]) for i in range(0, len(unique), 256)]
             )
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The VAE's latent moments (mean and log-variance) of pixels in [-1, 1], in the
+        VAE's dtype (a cache of them takes half the memory in half precision)."""
+        pixels = pixels.to(self.accelerator.device, self.vae_dtype)
+        return self.vae.encode(pixels).latent_dist.parameters
 
     def _encode_text(self, captions: list[str]) -> torch.Tensor:
         ids = padded_token_ids(self.tokenizer, captions).to(self.accelerator.device)
@@ -208,22 +212,23 @@ class FineTuner:
         self, step: int, micro: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(latents x scaling_factor, text hidden states, `conditioning`) of one micro-batch."""
-        cfg, dev = self.cfg, self.accelerator.device
+        cfg = self.cfg
         rows = self.batch_rows(step, micro)
         rng = np.random.default_rng([cfg.seed, step, micro, self.accelerator.process_index, 1])
         flip = rng.random(len(rows)) < 0.5 if cfg.random_flip else np.zeros(len(rows), bool)
         captions = drop_captions([self.data.captions[r] for r in rows], cfg.caption_dropout, rng)
         with torch.no_grad():
             if self.latent_cache is not None:
-                params = self.latent_cache[
+                moments = self.latent_cache[
                     torch.as_tensor(rows), torch.as_tensor(flip.astype(np.int64))
                 ]
-                dist = DiagonalGaussianDistribution(params)
             else:
                 pixels = to_vae_pixels(self.data.images[rows], cfg.resolution)
                 pixels[torch.as_tensor(flip)] = pixels[torch.as_tensor(flip)].flip(-1)
-                dist = self.vae.encode(pixels.to(dev, self.weight_dtype)).latent_dist
-            latents = dist.sample() * self.vae.config.scaling_factor
+                moments = self.encode(pixels)
+            # sampled in fp32 whatever the VAE's dtype: the noise is drawn in fp32
+            latents = DiagonalGaussianDistribution(moments.float()).sample()
+            latents = latents * self.vae.config.scaling_factor
         if self.text_cache is not None:
             hidden = self.text_cache[[self.caption_index[c] for c in captions]]
         elif cfg.train_text_encoder:
