@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fashion.clip.data import make_batch, presize, read_pairs
+from fashion.clip.data import BatchMaker, presize, read_pairs
 from fashion.clip.models import load_clip, lock_towers
 from fashion.clip.training import caption_r1, make_optimizer, make_scheduler, train_step
 from fashion.core.atomic import atomic_path
@@ -110,7 +109,7 @@ def main(
     )
 
     loader = DataLoader(
-        StepDataset(batches, partial(make_batch, processor, train)),
+        StepDataset(batches, BatchMaker(processor, train)),
         batch_size=None,
         sampler=range(start * accum, steps * accum),
         num_workers=int(p["num_workers"]),

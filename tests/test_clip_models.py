@@ -131,3 +131,26 @@ def test_accuracy_and_balanced_accuracy():
     pred = np.array([1, 1, 1, 1, 1, 3])
     assert accuracy(true, pred) == pytest.approx(5 / 6)
     assert balanced_accuracy(true, pred) == pytest.approx((1 + 0 + 1) / 3)
+
+
+@pytest.mark.parametrize("pixel_budget", [0, 1 << 30])
+def test_batches_of_the_batch_maker_equal_make_batch(tiny, pixel_budget):
+    """Tokens cut to each batch's longest caption and pixel values computed once (or per
+    batch, beyond the budget) give exactly the batches `make_batch` builds step by step."""
+    from fashion.clip.data import BatchMaker, Pairs, make_batch, presize
+
+    _, processor = tiny
+    rng = np.random.default_rng(0)
+    n = 40
+    captions = [CAPTIONS[i] for i in rng.integers(0, len(CAPTIONS), n)]
+    captions[3] = f"{CAPTIONS[0][:-1]} and a red long-sleeved coat."  # batches without it pad less
+    _, ids = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
+    images = rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+    pairs = Pairs(presize(processor, images), captions, ids.astype(np.int64), {})
+    maker = BatchMaker(processor, pairs, pixel_budget)
+    assert (maker.pixels is None) == (pixel_budget == 0)
+    for rows in (rng.permutation(n)[:16], np.array([3, 5, 7]), np.array([5, 7, 9])):
+        made, expected = maker(rows), make_batch(processor, pairs, rows)
+        assert made.keys() == expected.keys()
+        for key, value in expected.items():
+            assert made[key].dtype == value.dtype and torch.equal(made[key], value), key
