@@ -1,8 +1,10 @@
 """Images per second of the `generate` stage's sampling with the demo's tiny SD (random
-weights: the rate does not depend on them), at the params.yaml settings. One JSON line.
+weights: the rate does not depend on them), at the params.yaml settings, the weights in
+the dtype `generate.precision` gives on this machine (`--precision` to override). One JSON
+line.
 
 The measured rate sizes the matched set on the demo: seconds = 2 models x images / rate.
-Usage: python bench/generate_rate.py [--images 128] [--rounds 3]
+Usage: python bench/generate_rate.py [--images 128] [--rounds 3] [--precision fp32]
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ import torch
 from fashion.core.params import load_params, section
 from fashion.data.captions import TEMPLATES, compose_caption
 from fashion.sd.models import build_tiny_sd
+from fashion.sd.sampling import device_and_dtype
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precision", default=None, help="as generate.precision")
     args = parser.parse_args()
     params = load_params()
     tiny, gen = section(params, "base_sd")["tiny"], section(params, "generate")
     captions = [compose_caption(0, 1 + i % 17, 1 + i % 3, 1 + i % 19, TEMPLATES[0])
                 for i in range(args.images)]  # fmt: skip
-    pipe = build_tiny_sd(captions, tiny, seed=0)
+    device, dtype = device_and_dtype(args.precision or gen["precision"])
+    pipe = build_tiny_sd(captions, tiny, seed=0).to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
     batch, size = int(gen["batch_size"]), int(gen["resolution"])
     rates = []
@@ -46,6 +51,7 @@ def main() -> None:
     print(json.dumps({
         "bench": "generate_rate", "images": args.images, "steps": int(gen["steps"]),
         "resolution": size, "batch_size": batch, "threads": torch.get_num_threads(),
+        "dtype": str(dtype).removeprefix("torch."),
         "images_per_s_median": round(statistics.median(rates), 2),
         "images_per_s": [round(r, 2) for r in rates],
     }))  # fmt: skip
