@@ -177,8 +177,9 @@ def test_a_onednn_cap_below_bf16_means_no_bf16(monkeypatch: pytest.MonkeyPatch) 
     hardware = precision.cpu_has_bf16()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # how bench/cpu_bf16.py emulates an old CPU
     assert not precision.cpu_has_bf16()
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_amx")  # a cap above bf16: the hardware's
-    assert precision.cpu_has_bf16() == hardware
+    for cap in ("avx512_core_amx", "AVX512_CORE_FP16"):  # caps at or above bf16: the hardware's
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert precision.cpu_has_bf16() == hardware
 
 
 def test_vae_pretraining_in_bf16_keeps_fp32_weights_and_follows_fp32() -> None:

@@ -301,10 +301,10 @@ def test_bf16_mixed_precision_trains_validates_and_saves(
 def test_half_precision_vae_on_a_bf16_cpu_trains_validates_and_saves(
     sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_latents: bool
 ) -> None:
-    """`vae_precision: fp16` without mixed precision on a CPU with bf16 instructions: the
+    """`vae_precision: auto` without mixed precision on a CPU with bf16 instructions: the
     frozen VAE encodes in bf16 (into the cache too) while the UNet trains in fp32; the
-    validation images (fp32 latents into the bf16 VAE) come out and the saved pipeline is
-    fp32."""
+    validation images (fp32 latents into the bf16 VAE) come out, and the saved pipeline is
+    fp32 with the base's VAE weights exactly, not their bf16 rounding."""
     from fashion.sd import precision
 
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
@@ -314,7 +314,7 @@ def test_half_precision_vae_on_a_bf16_cpu_trains_validates_and_saves(
         FineTuner, "encode", lambda self, x: encoded.append(m := encode(self, x)) or m
     )
     project = project_with_base(
-        sd_base_project, tmp_path / "p", steps=2, eval_every=2, vae_precision="fp16",
+        sd_base_project, tmp_path / "p", steps=2, eval_every=2, vae_precision="auto",
         cache_latents=cache_latents,
     )  # fmt: skip
     run_finetune(project, monkeypatch)
@@ -323,7 +323,9 @@ def test_half_precision_vae_on_a_bf16_cpu_trains_validates_and_saves(
     saved = load_finetuned_sd("models/sd", "models/base_sd")
     for model in (saved.vae, saved.unet, saved.text_encoder):
         assert all(p.dtype == torch.float32 for p in model.parameters())
-    with pytest.raises(PipelineError, match="vae_precision must be one of"):
+    base_vae = load_base_sd("models/base_sd").vae.state_dict()
+    assert max_abs_diff(saved.vae.state_dict(), base_vae) == 0
+    with pytest.raises(PipelineError, match="vae_precision must be auto, null or one of"):
         TrainConfig.from_params({"steps": 3, "vae_precision": "fp8"})
 
 
@@ -348,3 +350,19 @@ def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(
     run_finetune(project, monkeypatch)
     assert resumed_from() == 2
     assert sorted(p.name for p in mirror.iterdir()) == ["fingerprint.json", "step_0000003"]
+
+
+def test_vae_precision_null_fingerprints_as_before_the_param() -> None:
+    """Checkpoints made before `vae_precision` existed (the mixed-precision VAE, now null)
+    still match and resume; another value is a different run."""
+    from types import SimpleNamespace
+
+    def settings(**params: object) -> dict:
+        tuner = SimpleNamespace(cfg=TrainConfig.from_params({"steps": 3, **params}), source="",
+                                world=1)  # fmt: skip
+        return FineTuner.fingerprint(tuner)["params"]
+
+    old = settings()
+    assert "vae_precision" not in old
+    assert settings(vae_precision=None) == old
+    assert settings(vae_precision="auto") == {**old, "vae_precision": "auto"}

@@ -77,9 +77,10 @@ class TrainConfig:
         problems = []
         if cfg.mode not in ("full", "lora"):
             problems.append(f"mode must be full or lora, got {cfg.mode!r}")
-        if cfg.vae_precision not in (None, *PRECISIONS):
+        if cfg.vae_precision not in (None, "auto", *PRECISIONS):
             problems.append(
-                f"vae_precision must be one of {list(PRECISIONS)} or null: {cfg.vae_precision!r}"
+                f"vae_precision must be auto, null or one of {list(PRECISIONS)}, "
+                f"got {cfg.vae_precision!r}"
             )
         if cfg.prediction_type not in (None, "epsilon", "v_prediction"):
             problems.append(

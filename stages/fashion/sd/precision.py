@@ -23,8 +23,10 @@ PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX), and oneDNN may use
     it: `ONEDNN_MAX_CPU_ISA` (e.g. AVX2) caps the instructions its kernels take."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
-    if cap not in ("ALL", "DEFAULT") and not any(k in cap for k in ("BF16", "AMX", "AVX10")):
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL"))
+    cap = cap.upper()
+    with_bf16 = ("BF16", "FP16", "AMX", "AVX10")  # the ISAs from AVX512_CORE_BF16 up
+    if cap not in ("ALL", "DEFAULT") and not any(k in cap for k in with_bf16):
         return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
@@ -34,8 +36,10 @@ def compute_dtype(precision: str, device: torch.device | str, param: str) -> tor
     """The dtype a `precision` param (fp16 | bf16 | fp32) means on `device`: as named on a
     GPU; on the CPU, fp16 and bf16 both mean bf16 where the CPU has it (`cpu_has_bf16`),
     else fp32. `param` names the param in the error for an unknown value."""
-    if precision not in PRECISIONS:
-        raise PipelineError(f"{PARAMS_FILE}: {param} must be one of {list(PRECISIONS)}")
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise PipelineError(
+            f"{PARAMS_FILE}: {param} must be one of {list(PRECISIONS)}, got {precision!r}"
+        )
     dtype = PRECISIONS[precision]
     if torch.device(device).type != "cpu" or dtype == torch.float32:
         return dtype
