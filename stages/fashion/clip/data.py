@@ -136,16 +136,16 @@ class BatchMaker:
             )  # fmt: skip
 
     def __call__(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        index = torch.from_numpy(np.asarray(rows))
         if self.tokens is None:
             text = text_inputs(self.processor, [self.pairs.captions[i] for i in rows])
         else:
-            index = torch.from_numpy(np.asarray(rows))
             longest = int(self.tokens["attention_mask"][index].sum(1).max())
             text = {k: v[index, :longest] for k, v in self.tokens.items()}
         pixels = (
             pixel_values(self.processor, self.pairs.images[rows])
             if self.pixels is None
-            else self.pixels[torch.from_numpy(np.asarray(rows))]
+            else self.pixels[index]
         )
         return {
             "pixel_values": pixels,
