@@ -27,11 +27,13 @@ from fashion.core.params import merged
 
 WARMUP_STEPS = 3  # the first steps compile kernels and fill caches
 # Settings a measured rate holds for: a run measured at others says nothing of the profile.
+SD_SETTINGS = ("resolution", "batch_size", "mode", "gradient_checkpointing", "lora_rank")
 RATE_SETTINGS = {
     "finetune_clip": ("batch_size",),
-    "finetune_sd": ("resolution", "batch_size", "mode", "gradient_checkpointing", "lora_rank"),
+    "finetune_sd": SD_SETTINGS,
+    "finetune_inpaint": (*SD_SETTINGS, "base", "cache_latents"),
 }
-TRAINING_STAGES = ("finetune_clip", "finetune_sd")
+TRAINING_STAGES = tuple(RATE_SETTINGS)
 
 
 def work(params: dict[str, Any]) -> int:

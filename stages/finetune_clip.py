@@ -90,13 +90,13 @@ def main(
     steps = training_steps("finetune_clip", p.get("steps"), epochs, batches.steps_per_epoch)
     schedule = schedule_steps("finetune_clip", steps, p.get("schedule_steps"))
 
-    optimizer = make_optimizer(model, p, accelerator.device)
+    optimizer = make_optimizer(model, p, accelerator.device, accelerator.mixed_precision)
     scheduler = make_scheduler(optimizer, p, schedule)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     checkpoints = Checkpoints(
         checkpoints,
-        fingerprint(p, schedule, source, world),
+        fingerprint(p, schedule, source, world, accelerator.mixed_precision),
         int(p["keep_checkpoints"]),
         p.get("checkpoint_mirror"),
     )

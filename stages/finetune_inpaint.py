@@ -78,7 +78,7 @@ def main(
         None if base == FINETUNED_SD else resolve_revision(base, p.get("revision"), f"{STAGE}.base")
     )
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
-    set_seed(cfg.seed)
+    set_seed(cfg.seed, device_specific=True)  # each process its own noise and timesteps
     train_file = subset_path(subset, "train")
     table = read_table(train_file)
     rows, val_rows = train_validation_rows(table, section(params, "split"))

@@ -50,7 +50,7 @@ def main(
     params = load_params()
     cfg = TrainConfig.from_params(section(params, "finetune_sd"))
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
-    set_seed(cfg.seed)
+    set_seed(cfg.seed, device_specific=True)  # each process its own noise and timesteps
     pretrained, revision = read_source(base_sd)
     train_file = subset_path(subset, "train")
     table = read_table(train_file)

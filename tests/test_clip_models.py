@@ -154,3 +154,20 @@ def test_batches_of_the_batch_maker_equal_make_batch(tiny, pixel_budget):
         assert made.keys() == expected.keys()
         for key, value in expected.items():
             assert made[key].dtype == value.dtype and torch.equal(made[key], value), key
+
+
+def test_pixel_values_land_on_the_device_with_a_pil_image_processor() -> None:
+    """A PIL-based image processor ignores `device=`: the pixel values are moved there
+    anyway (on a GPU, CPU pixels would reach a CUDA model). `meta` stands in for the GPU."""
+    from types import SimpleNamespace
+
+    import transformers
+
+    from fashion.clip.data import pixel_values
+
+    # transformers 5.0's CLIPImageProcessor is the PIL one; later releases name it so
+    pil = getattr(transformers, "CLIPImageProcessorPil", transformers.CLIPImageProcessor)
+    processor = pil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    images = np.zeros((2, 40, 40, 3), np.uint8)
+    values = pixel_values(SimpleNamespace(image_processor=processor), images, "meta")
+    assert values.device.type == "meta" and values.shape == (2, 3, 32, 32)

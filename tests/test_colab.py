@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import yaml
+
 from conftest import ROOT
 
 NOTEBOOK = ROOT / "colab.ipynb"
@@ -65,9 +67,19 @@ def test_only_what_must_survive_a_disconnect_is_on_drive() -> None:
     cell = next(c for c in code_cells() if any("use_profile.py" in line for line in c))
     profile = "\n".join(cell)
     assert 'PROFILES = "profiles/real.yaml profiles/colab.yaml"' in profile
-    for stage, name in (("finetune_clip", "clip_mirror"), ("finetune_sd", "sd_mirror")):
-        assert f'{name} = f"{stage}.checkpoint_mirror={{CHECKPOINT_MIRROR}}/{stage}"' in profile
-        assert f'"${name}"' in next(line for line in cell if "use_profile.py" in line)
+    # every training stage (a params section with checkpoint_mirror) mirrors its checkpoints
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    training = [k for k, v in params.items() if isinstance(v, dict) and "checkpoint_mirror" in v]
+    assert {"finetune_clip", "finetune_sd", "finetune_inpaint"} <= set(training)
+    launch = next(line for line in cell if "use_profile.py" in line)
+    for stage in training:
+        found = re.search(
+            rf'^(\w+) = f"{stage}\.checkpoint_mirror={{CHECKPOINT_MIRROR}}/{stage}"$',
+            profile,
+            re.M,
+        )
+        assert found, stage
+        assert f'"${found[1]}"' in launch, stage
 
 
 def test_every_stage_is_pushed_as_soon_as_it_ends() -> None:

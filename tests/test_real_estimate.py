@@ -35,6 +35,7 @@ def test_hours_follow_the_measured_median_after_warmup(tmp_path: Path) -> None:
     assert out["finetune_sd"]["hours"] == round(images / 100 / 3600, 2)
     assert out["finetune_sd"]["hours_slow_scaled"] == round(images / 25 / 3600, 2)
     assert out["finetune_clip"]["images_per_s"] is None  # nothing logged for it
+    assert out["finetune_inpaint"]["hours"].startswith("not measured")
 
     profile = tmp_path / "other.yaml"  # another resolution: the measured rate does not apply
     profile.write_text(yaml.safe_dump({"finetune_sd": {"resolution": 512}}))

@@ -182,6 +182,57 @@ def test_changed_settings_do_not_resume(
     assert np.isfinite(pd.read_csv(METRICS / "loss.tsv", sep="\t").loss).all()
 
 
+def test_another_mixed_precision_does_not_resume(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A bf16 checkpoint holds no grad scaler: an fp16 run that resumed it would stop on the
+    missing scaler file, so another mixed precision starts afresh (fp32 checkpoints written
+    before the key existed still resume: "no" is not in the fingerprint)."""
+    project = project_with_base(sd_base_project, tmp_path / "p", steps=1, validation_prompts=[])
+    run_finetune(project, monkeypatch)
+    assert "mixed_precision" not in json.loads((CHECKPOINTS / "fingerprint.json").read_text())
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    capsys.readouterr()
+    run_finetune(project, monkeypatch)
+    assert "trained with another mixed_precision: starting afresh" in capsys.readouterr().out
+    assert resumed_from() == 0
+    run_finetune(project, monkeypatch)  # the same precision again resumes
+    assert resumed_from() == 1
+
+
+def test_resumed_ema_matches_a_fresh_run(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The EMA is checkpointed and restored: 1 step then 2 save the EMA weights of 2 steps
+    straight (the saved pipeline holds the EMA's weights)."""
+    fixed = {"schedule_steps": 2, "validation_prompts": [], "ema": True, "ema_decay": 0.5}
+    straight = project_with_base(sd_base_project, tmp_path / "straight", steps=2, **fixed)
+    run_finetune(straight, monkeypatch)
+    resumed = project_with_base(sd_base_project, tmp_path / "resumed", steps=1, **fixed)
+    run_finetune(resumed, monkeypatch)
+    set_params(steps=2)
+    run_finetune(resumed, monkeypatch)
+    assert resumed_from() == 1
+    a = load_finetuned_sd(straight / "models/sd", straight / "models/base_sd").unet.state_dict()
+    b = load_finetuned_sd("models/sd", "models/base_sd").unet.state_dict()
+    assert max_abs_diff(a, b) <= 1e-6
+
+
+def test_a_restored_ema_moves_to_the_training_device() -> None:
+    """accelerate restores checkpointed objects onto the CPU; the EMA must follow the
+    training device (on a GPU a CPU EMA would fail at its first step). `meta` stands in
+    for the GPU here."""
+    from diffusers.training_utils import EMAModel
+
+    from fashion.sd.training import EmaOnDevice
+
+    params = [torch.nn.Parameter(torch.ones(3))]
+    state = EMAModel(params).state_dict()  # on the CPU, as accelerate loads it
+    ema = EMAModel(params)
+    EmaOnDevice(ema, "meta").load_state_dict(state)
+    assert {p.device.type for p in ema.shadow_params} == {"meta"}
+
+
 def test_a_new_cadence_resumes_and_more_steps_without_a_fixed_schedule_restart(
     sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -358,8 +409,12 @@ def test_vae_precision_null_fingerprints_as_before_the_param() -> None:
     from types import SimpleNamespace
 
     def settings(**params: object) -> dict:
-        tuner = SimpleNamespace(cfg=TrainConfig.from_params({"steps": 3, **params}), source="",
-                                world=1)  # fmt: skip
+        tuner = SimpleNamespace(
+            cfg=TrainConfig.from_params({"steps": 3, **params}),
+            source="",
+            world=1,
+            accelerator=SimpleNamespace(mixed_precision="no"),
+        )
         return FineTuner.fingerprint(tuner)["params"]
 
     old = settings()

@@ -160,6 +160,28 @@ def test_checkpoints_rotate_resume_and_restart_on_another_fingerprint(
     assert other.list() == [] and (root / FINGERPRINT_FILE).is_file()
 
 
+def test_an_fp16_overflow_step_is_seen_as_skipped() -> None:
+    """Under fp16 mixed precision a grad scaler drives the optimiser; accelerate must see an
+    overflowing step as skipped (so the prepared learning-rate schedule holds still), which
+    a fused optimiser hides. A CPU grad scaler stands in for the GPU's."""
+    from accelerate import Accelerator
+    from accelerate.optimizer import AcceleratedOptimizer
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    Accelerator()
+    model = torch.nn.Linear(4, 2)
+    scaler = torch.amp.GradScaler("cpu")
+    optimizer = AcceleratedOptimizer(
+        adamw(model.parameters(), "cpu", "fp16", lr=1e-2), device_placement=False, scaler=scaler
+    )
+    before = model.weight.detach().clone()
+    scaler.scale(model(torch.full((3, 4), float("inf"))).sum()).backward()
+    optimizer.step()
+    assert optimizer.step_was_skipped and torch.equal(model.weight, before)
+    assert adamw(model.parameters(), "cpu", "bf16", lr=1e-2).defaults["fused"]
+
+
 def test_adamw_is_fused_on_cpu_and_makes_the_plain_update() -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.GELU(), torch.nn.Linear(8, 2))

@@ -63,11 +63,11 @@ def read_pairs(path: str | Path, rows: np.ndarray | None = None) -> Pairs:
 def pixel_values(
     processor: CLIPProcessor, images: np.ndarray, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """uint8 HWC images -> the model's pixel values, by the model's own image processor."""
+    """uint8 HWC images -> the model's pixel values on `device`, by the model's own image
+    processor (the torchvision one computes them there; a PIL one ignores `device`)."""
     batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    return processor.image_processor(images=batch, return_tensors="pt", device=device)[
-        "pixel_values"
-    ]
+    processed = processor.image_processor(images=batch, return_tensors="pt", device=device)
+    return processed["pixel_values"].to(device)
 
 
 def presize(processor: CLIPProcessor, images: np.ndarray, chunk: int = 1024) -> np.ndarray:

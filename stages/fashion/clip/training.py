@@ -81,10 +81,13 @@ def batch_loss(
 
 
 def make_optimizer(
-    model: torch.nn.Module, params: dict[str, Any], device: torch.device | str
+    model: torch.nn.Module,
+    params: dict[str, Any],
+    device: torch.device | str,
+    mixed_precision: str = "no",
 ) -> torch.optim.AdamW:
     """AdamW without weight decay on biases, norms (1-d parameters) and the logit scale, for
-    weights that train on `device`."""
+    weights that train on `device` under accelerate's `mixed_precision`."""
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if p.requires_grad:
@@ -95,6 +98,7 @@ def make_optimizer(
             {"params": no_decay, "weight_decay": 0.0},
         ],
         device,
+        mixed_precision,
         lr=float(params["lr"]),
         betas=tuple(float(b) for b in params["betas"]),
         eps=float(params["eps"]),

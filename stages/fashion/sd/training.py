@@ -42,6 +42,24 @@ CHECKPOINT_FORMAT = 3
 VALIDATION_ONLY = ("validation_prompts", "validation_steps", "stage")
 
 
+class EmaOnDevice:
+    """An `EMAModel` as checkpointed by accelerate, restored onto the training device.
+
+    accelerate loads registered objects' state onto the CPU, and `EMAModel.load_state_dict`
+    keeps the tensors where they come, so on a GPU the first EMA step after a resume would
+    mix CPU and CUDA tensors (diffusers' own script moves the EMA back in its load hook)."""
+
+    def __init__(self, ema: EMAModel, device: torch.device | str) -> None:
+        self.ema, self.device = ema, device
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state)
+        self.ema.to(self.device)
+
+
 @dataclass
 class TrainData:
     images: np.ndarray  # uint8 (N, H, W, 3)
@@ -153,7 +171,7 @@ class FineTuner:
         groups = [{"params": unet_params, "lr": cfg.lr}]
         if te_params:
             groups.append({"params": te_params, "lr": cfg.text_encoder_lr})
-        optimizer = adamw(groups, acc.device)
+        optimizer = adamw(groups, acc.device, acc.mixed_precision)
         lr_scheduler = get_scheduler(
             cfg.lr_scheduler,
             optimizer,
@@ -163,7 +181,7 @@ class FineTuner:
         self.ema = EMAModel(self.trainable, decay=cfg.ema_decay) if cfg.ema else None
         if self.ema is not None:
             self.ema.to(acc.device)
-            acc.register_for_checkpointing(self.ema)
+            acc.register_for_checkpointing(EmaOnDevice(self.ema, acc.device))
         self.adapters = LoraAdapters(acc, self.pipe) if cfg.mode == "lora" else None
         if self.adapters is not None:
             self.adapters.register_checkpoint_hooks()
@@ -342,6 +360,7 @@ class FineTuner:
             self.cfg.schedule,
             self.source,
             self.world,
+            self.accelerator.mixed_precision,
             also_ignored=VALIDATION_ONLY,
             checkpoint_format=CHECKPOINT_FORMAT,
         )

@@ -135,17 +135,23 @@ def fingerprint(
     schedule: int,
     source: str,
     num_processes: int,
+    mixed_precision: str = "no",
     also_ignored: Iterable[str] = (),
     **extra: Any,
 ) -> dict[str, Any]:
     """What a checkpoint must agree on to be resumed: the params that change the result
     (`schedule_steps` resolved), the base model and data (`source`, from
-    `training_fingerprint`) and the process count (it sets the global batch)."""
+    `training_fingerprint`), the process count (it sets the global batch) and accelerate's
+    mixed precision: an fp16 run resumes a grad scaler's state, which a bf16 or fp32
+    checkpoint lacks (accelerate would stop on the missing file). "no" is left out, so
+    checkpoints written before the key existed still resume."""
     ignored = NOT_IN_FINGERPRINT | set(also_ignored)
     kept = {k: v for k, v in params.items() if k not in ignored}
+    precision = {} if mixed_precision == "no" else {"mixed_precision": mixed_precision}
     return {
         "params": {**kept, "schedule_steps": schedule},
         "source": source,
         "num_processes": num_processes,
+        **precision,
         **extra,
     }
