@@ -122,7 +122,8 @@ def train_step(
     loss of the global batch (see `batch_loss`).
 
     `optimizer` is prepared by the accelerator (it skips steps while accumulating); the
-    scheduler is not, so it advances once per optimiser step whatever the process count.
+    scheduler is not, so it advances once per optimiser step whatever the process count,
+    and holds on a step the fp16 grad scaler skipped (an overflow), as a prepared one does.
     """
     with accelerator.accumulate(model):
         loss = batch_loss(accelerator, model, batch)
@@ -132,7 +133,8 @@ def train_step(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     if accelerator.sync_gradients:
-        scheduler.step()
+        if not accelerator.optimizer_step_was_skipped:
+            scheduler.step()
         with torch.no_grad():
             accelerator.unwrap_model(model).logit_scale.clamp_(0, LOGIT_SCALE_MAX)
     return loss.detach()
