@@ -46,20 +46,28 @@ def redress_masks(segmentation: np.ndarray, redress: dict) -> np.ndarray:
     )
 
 
-def garment_mask(segmentation: np.ndarray, classes: Iterable[int], dilation: int) -> np.ndarray:
+def garment_mask(
+    segmentation: np.ndarray, classes: Iterable[int], dilation: int, chunk: int = 256
+) -> np.ndarray:
     """bool (N, H, W): pixels of `classes` in uint8 (N, H, W) `segmentation`, dilated by
     `dilation` pixels (a square (2d + 1) window; 0: the plain union).
 
     Dilation covers the seam the parser's boundary leaves (a garment's edge pixels labelled
     background or skin), so no sliver of the old garment stays around the new one.
+    Computed `chunk` images at a time: `np.isin` widens the classes to int64, 8 bytes a
+    pixel, which for the real ~68,000 training images would be 9 GB at once.
     """
     segmentation = np.asarray(segmentation)
     if segmentation.ndim != 3:
         raise ValueError(f"segmentation is {segmentation.shape}, expected (N, H, W)")
     if dilation < 0 or dilation != int(dilation):
         raise ValueError(f"mask dilation {dilation}: must be a whole number of pixels >= 0")
-    mask = np.isin(segmentation, np.fromiter(classes, dtype=np.int64))
-    return _dilate(_dilate(mask, int(dilation), axis=1), int(dilation), axis=2)
+    wanted, d = np.fromiter(classes, dtype=np.int64), int(dilation)
+    masks = np.empty(segmentation.shape, dtype=bool)
+    for start in range(0, len(segmentation), chunk):
+        part = np.isin(segmentation[start : start + chunk], wanted)
+        masks[start : start + chunk] = _dilate(_dilate(part, d, axis=1), d, axis=2)
+    return masks
 
 
 def _dilate(mask: np.ndarray, d: int, axis: int) -> np.ndarray:
