@@ -116,6 +116,16 @@ def make_project_copy(dest: Path, params: Mapping[str, Any] | None = None) -> Pa
     return dest
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state() -> None:
+    """Each test starts without accelerate's process-wide state, a singleton that would
+    carry an earlier test's mixed precision into this one's stages (fixtures of a wider
+    scope run before this: they reset it themselves)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+
+
 @pytest.fixture
 def project_copy(tmp_path: Path):
     """Factory: a fresh project copy with optional param overrides (on top of SMALL_PARAMS)."""

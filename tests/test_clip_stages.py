@@ -66,9 +66,13 @@ def run(project: Path, *args: str, env: dict | None = None) -> subprocess.Comple
 
 
 def stage(project: Path, module) -> None:
-    """Run a stage's `main()` in this process, in `project`."""
+    """Run a stage's `main()` in this process, in `project`, with accelerate's process-wide
+    state fresh (not an earlier test's mixed precision)."""
+    from accelerate.state import AcceleratorState
+
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)
+        AcceleratorState._reset_state(True)
         module.main()
 
 
