@@ -9,7 +9,8 @@ same real images. Every image has its own seed; `generate.negative_prompt` appli
 Writes data/generated/{base,finetuned}/*.png with data/generated/manifest.csv (file, model,
 prompt, seed, source, the matched image's subset row, the prompt's attribute codes, the
 prompt file's line and the negative prompt) and plots/generate/{base,finetuned}_grid.png
-(the grid prompts' images).
+(the grid prompts' images). A run stopped midway keeps its finished batches in
+data/generated.partial/, and the next run samples only the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from diffusers import StableDiffusionPipeline
@@ -31,22 +33,37 @@ from fashion.data.attributes import ATTRIBUTES
 from fashion.data.splits import matched_sample
 from fashion.sd.models import load_base_sd, load_finetuned_sd
 from fashion.sd.prompts import Prompt, build_prompts, file_prompts, matched_prompts
-from fashion.sd.sampling import check_scheduler, device_and_dtype, grid
+from fashion.sd.sampling import (
+    FinishedBatches,
+    check_scheduler,
+    device_and_dtype,
+    files_fingerprint,
+    grid,
+    partial_folder,
+)
 
 
 def generate(
-    pipe: StableDiffusionPipeline, texts: list[str], seeds: list[int], params: dict
+    pipe: StableDiffusionPipeline,
+    texts: list[str],
+    seeds: list[int],
+    params: dict,
+    finished: FinishedBatches,
+    model: str,
 ) -> list[Image.Image]:
     """One image per (text, seed), in batches; each image's noise comes from its own seed,
-    and each has the negative prompt (`generate.negative_prompt`, "" for none)."""
+    and each has the negative prompt (`generate.negative_prompt`, "" for none). Batches an
+    earlier, stopped run of `model` finished are read back from `finished`."""
     images: list[Image.Image] = []
     size, bs = int(params["resolution"]), int(params["batch_size"])
     negative = negative_prompt(params)
     for start in tqdm(range(0, len(texts), bs), desc="generate", mininterval=5):
         batch = texts[start : start + bs]
-        generators = [torch.Generator().manual_seed(s) for s in seeds[start : start + bs]]
-        with torch.no_grad():
-            images += pipe(
+
+        @torch.no_grad()
+        def sample(batch: list[str] = batch, start: int = start) -> np.ndarray:
+            generators = [torch.Generator().manual_seed(s) for s in seeds[start : start + bs]]
+            drawn = pipe(
                 batch,
                 negative_prompt=[negative] * len(batch) if negative else None,
                 height=size,
@@ -55,6 +72,9 @@ def generate(
                 guidance_scale=float(params["guidance_scale"]),
                 generator=generators,
             ).images
+            return np.stack([np.asarray(image) for image in drawn])
+
+        images += [Image.fromarray(a) for a in finished.batch(model, start, sample)]
     return images
 
 
@@ -117,6 +137,16 @@ def main(
     columns = int(params["grid_columns"])
     rows = []
     out_dir, plots_dir = out, plots
+    finished = FinishedBatches(
+        partial_folder(out_dir, params.get("batches_dir")),
+        {
+            "params": {k: v for k, v in params.items() if k != "batches_dir"},
+            "jobs": [(p.text, s) for p, s in jobs],
+            "device": device,
+            "dtype": str(dtype),
+            "models": files_fingerprint(base_sd, sd),
+        },
+    )
     with atomic_path(out_dir, is_dir=True) as out, atomic_path(plots_dir, is_dir=True) as plots:
         for model in ("base", "finetuned"):
             pipe = (
@@ -129,7 +159,7 @@ def main(
             if model == "base" and in_file:  # the fine-tune keeps the base's tokenizer
                 warn_truncated(pipe.tokenizer, in_file, params["prompts_file"])
             pipe.to(device)
-            images = generate(pipe, texts, seeds, params)
+            images = generate(pipe, texts, seeds, params, finished, model)
             (out / model).mkdir()
             for k, (image, (prompt, s)) in enumerate(zip(images, jobs, strict=True)):
                 name = f"{model}/{k:05d}.png"
@@ -153,6 +183,9 @@ def main(
         for column in ("row", *ATTRIBUTES, "prompt_line"):
             manifest[column] = manifest[column].astype("Int64")  # empty where a prompt has none
         manifest.to_csv(out / "manifest.csv", index=False)
+    finished.clear()
+    if finished.reused:
+        print(f"generate: {finished.reused} batches read back from the stopped run before")
     matched = sum(p.source == "matched" for p, _ in jobs)
     print(
         f"generated {len(jobs)} images per model: {matched} matched, {len(jobs) - matched} prompts"

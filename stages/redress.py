@@ -9,7 +9,8 @@ outside the mask is the source's. Writes data/redressed/{base,finetuned}/*.png w
 data/redressed/manifest.csv (file, model, split, seed, pair, the source and target rows, benchmark
 indices and captions, whether realism scores it), reference.csv (the test rows of the
 realism reference) and plots/redress/grid.png (rows of input | target sentence | base |
-fine-tuned).
+fine-tuned). A run stopped midway keeps its finished batches in data/redressed.partial/, and
+the next run samples only the rest.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.models import base_pipeline, load_finetuned_inpainting
 from fashion.inpaint.redress import redress_grid, redress_images, sample_pairs
-from fashion.sd.sampling import check_scheduler, device_and_dtype
+from fashion.sd.sampling import (
+    FinishedBatches,
+    check_scheduler,
+    device_and_dtype,
+    files_fingerprint,
+    partial_folder,
+)
 
 MODELS = ("base", "finetuned")
 
@@ -59,6 +66,16 @@ def main(
     prompts = table["caption"].iloc[sample.target].tolist()
     seeds = [int(p["seed"]) + k for k in range(len(prompts))]
     base, revision = read_source(inpaint)
+    finished = FinishedBatches(
+        partial_folder(out, p.get("batches_dir")),
+        {
+            "params": {k: v for k, v in p.items() if k != "batches_dir"},
+            "pairs": [sample.source.tolist(), sample.target.tolist()],
+            "device": device,
+            "dtype": str(dtype),
+            "files": files_fingerprint(split.path, inpaint, sd, base_sd),
+        },
+    )
     redressed = {}
     for model in MODELS:
         pipe = (
@@ -68,7 +85,9 @@ def main(
         )
         pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
-        redressed[model] = redress_images(pipe.to(device), images, masks, prompts, seeds, p)
+        redressed[model] = redress_images(
+            pipe.to(device), images, masks, prompts, seeds, p, finished, model
+        )
 
     rows = []
     out_dir, plots_dir = out, plots
@@ -101,6 +120,9 @@ def main(
         redress_grid(images[shown], prompts[shown], {m: redressed[m][shown] for m in MODELS}).save(
             plots / "grid.png"
         )
+    finished.clear()
+    if finished.reused:
+        print(f"redress: {finished.reused} batches read back from the stopped run before")
     print(
         f"redressed {len(prompts)} test images per model; realism: {int(sample.realism.sum())} "
         f"of them against {len(sample.reference)} reference images"

@@ -72,6 +72,8 @@ def test_only_what_must_survive_a_disconnect_is_on_drive() -> None:
     training = [k for k, v in params.items() if isinstance(v, dict) and "checkpoint_mirror" in v]
     assert {"finetune_clip", "finetune_sd", "finetune_inpaint"} <= set(training)
     launch = next(line for line in cell if "use_profile.py" in line)
+    assert launch.endswith("$overrides")  # shell-quoted, the benchmark root has spaces
+    copies = next(line for line in cell if line.startswith("drive_copies = "))
     for stage in training:
         found = re.search(
             rf'^(\w+) = f"{stage}\.checkpoint_mirror={{CHECKPOINT_MIRROR}}/{stage}"$',
@@ -79,7 +81,16 @@ def test_only_what_must_survive_a_disconnect_is_on_drive() -> None:
             re.M,
         )
         assert found, stage
-        assert f'"${found[1]}"' in launch, stage
+        assert re.search(rf"\b{found[1]}\b", copies), stage
+    # and every sampling stage (a section with batches_dir) keeps its finished batches there
+    sampling = [k for k, v in params.items() if isinstance(v, dict) and "batches_dir" in v]
+    assert {"generate", "redress"} <= set(sampling)
+    for stage in sampling:
+        found = re.search(
+            rf'^(\w+) = f"{stage}\.batches_dir={{CHECKPOINT_MIRROR}}/{stage}"$', profile, re.M
+        )
+        assert found, stage
+        assert re.search(rf"\b{found[1]}\b", copies), stage
 
 
 def test_every_stage_is_pushed_as_soon_as_it_ends() -> None:

@@ -276,3 +276,67 @@ def test_negative_prompt_reaches_every_batch_and_long_prompts_warn(
     assert [len(p) for p, _ in calls] == [4, 3] * 2  # base, then fine-tuned
     assert all(negative == ["dark"] * len(p) for p, negative in calls)
     assert (pd.read_csv("data/generated/manifest.csv").negative_prompt == "dark").all()
+
+
+def images_of(folder: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(folder)): np.asarray(Image.open(p)) for p in folder.rglob("*.png")}
+
+
+def test_a_stopped_run_samples_only_the_batches_it_had_not_finished(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A run that stops midway (here the 6th batch raises, as a lost VM would) keeps its
+    finished batches; the next run samples only the rest, and its images equal an
+    uninterrupted run's. The outputs stay as they were until a run completes."""
+    import shutil
+
+    project = tmp_path / "p"
+    shutil.copytree(generated, project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["generate"]["batch_size"] = 2  # 7 images per model: 4 batches each
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(project)
+    generate.main()
+    straight = images_of(Path("data/generated"))
+    assert len(straight) == 14
+    manifest = Path("data/generated/manifest.csv").read_text()
+    assert not Path("data/generated.partial").exists()  # removed once the stage ends
+
+    calls = []
+    sample = StableDiffusionPipeline.__call__
+
+    def stopping(self, *args, **kwargs):
+        calls.append(1)
+        if stop and len(calls) == 6:
+            raise RuntimeError("the VM is gone")
+        return sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionPipeline, "__call__", stopping)
+    stop = True
+    with pytest.raises(RuntimeError, match="the VM is gone"):
+        generate.main()
+    assert len(list(Path("data/generated.partial").rglob("*.npy"))) == 5
+    assert Path("data/generated/manifest.csv").read_text() == manifest  # untouched
+    stop, calls[:] = False, []
+    capsys.readouterr()
+    generate.main()
+    assert len(calls) == 3  # the fine-tuned model's last three batches
+    assert "5 batches read back" in capsys.readouterr().out
+    resumed = images_of(Path("data/generated"))
+    assert resumed.keys() == straight.keys()
+    for name, image in straight.items():
+        np.testing.assert_array_equal(resumed[name], image, err_msg=name)
+    assert not Path("data/generated.partial").exists()
+
+
+def test_finished_batches_of_another_fingerprint_are_dropped(tmp_path: Path) -> None:
+    from fashion.sd.sampling import FinishedBatches
+
+    batch = np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3)
+    FinishedBatches(tmp_path / "partial", {"steps": 20}).batch("base", 0, lambda: batch)
+    again = FinishedBatches(tmp_path / "partial", {"steps": 20})
+    np.testing.assert_array_equal(again.batch("base", 0, lambda: batch * 0), batch)
+    assert again.reused == 1
+    other = FinishedBatches(tmp_path / "partial", {"steps": 30})
+    np.testing.assert_array_equal(other.batch("base", 0, lambda: batch * 0), batch * 0)
+    assert other.reused == 0

@@ -27,6 +27,7 @@ from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.redress import sample_pairs
 from fashion.metrics.redress import outside_mask_difference, transfer
+from test_generate import images_of
 from test_image_metrics import TINY
 
 TEST = Path("data/subset/test.h5")
@@ -180,3 +181,48 @@ def test_validation_split_pairs_its_own_images(
     table = read_table("data/subset/train.h5")
     tuned = manifest[manifest.model == "finetuned"]
     assert tuned.target_caption.tolist() == table.caption.iloc[tuned.target_row].tolist()
+
+
+def test_a_stopped_run_samples_only_the_batches_it_had_not_finished(
+    inpaint_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A redress run that stops midway (the 3rd batch raises, as a lost VM would) keeps its
+    finished batches; the next samples only the rest, with an uninterrupted run's images."""
+    from fashion.sd.sampling import FinishedBatches
+
+    project = tmp_path / "p"
+    shutil.copytree(inpaint_project, project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["redress"]["batch_size"] = 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(project)
+    redress.main()
+    n = len(pd.read_csv("data/redressed/manifest.csv"))
+    batches = 2 * -(-n // 4)  # both models
+    straight = images_of(Path("data/redressed"))
+
+    calls, stop, batch = [], True, FinishedBatches.batch
+
+    def stopping(self, name, start, sample):
+        def counted():
+            calls.append(1)
+            if stop and len(calls) == 3:
+                raise RuntimeError("the VM is gone")
+            return sample()
+
+        return batch(self, name, start, counted)
+
+    monkeypatch.setattr(FinishedBatches, "batch", stopping)
+    with pytest.raises(RuntimeError, match="the VM is gone"):
+        redress.main()
+    assert len(list(Path("data/redressed.partial").rglob("*.npy"))) == 2
+    stop, calls[:] = False, []
+    capsys.readouterr()
+    redress.main()
+    assert len(calls) == batches - 2
+    assert "2 batches read back" in capsys.readouterr().out
+    resumed = images_of(Path("data/redressed"))
+    assert resumed.keys() == straight.keys() and len(straight) == n
+    for name, image in straight.items():
+        np.testing.assert_array_equal(resumed[name], image, err_msg=name)
+    assert not Path("data/redressed.partial").exists()

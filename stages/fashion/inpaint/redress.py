@@ -24,6 +24,7 @@ from fashion.core.params import PARAMS_FILE, capped_size
 from fashion.core.stage import PipelineError
 from fashion.data.subset import sample_rows
 from fashion.inpaint.masks import composite
+from fashion.sd.sampling import FinishedBatches
 
 
 @dataclass
@@ -85,14 +86,19 @@ def redress_images(
     prompts: list[str],
     seeds: list[int],
     params: dict,
+    finished: FinishedBatches,
+    model: str,
 ) -> np.ndarray:
     """uint8 images (n, H, W, 3): each source redrawn inside its mask to its prompt at
     `resolution`, resized back to the source's size, and composited onto the source (every
-    pixel outside the mask is the source's). Each image's noise comes from its own seed."""
+    pixel outside the mask is the source's). Each image's noise comes from its own seed.
+    Batches an earlier, stopped run of `model` finished are read back from `finished`."""
     size, batch, out = int(params["resolution"]), int(params["batch_size"]), []
     for start in tqdm(range(0, len(images), batch), desc="redress", mininterval=5):
         part = slice(start, start + batch)
-        with torch.no_grad():
+
+        @torch.no_grad()
+        def sample(part: slice = part) -> np.ndarray:
             drawn = pipe(
                 prompt=prompts[part],
                 **pipeline_inputs(images[part], masks[part]),
@@ -103,7 +109,9 @@ def redress_images(
                 generator=[torch.Generator().manual_seed(s) for s in seeds[part]],
                 output_type="np",
             ).images
-        out.append(paste_back(images[part], drawn, masks[part]))
+            return paste_back(images[part], drawn, masks[part])
+
+        out.append(finished.batch(model, start, sample))
     return np.concatenate(out)
 
 
