@@ -37,9 +37,8 @@ from fashion.sd.sampling import (
     FinishedBatches,
     check_scheduler,
     device_and_dtype,
-    files_fingerprint,
+    finished_batches,
     grid,
-    partial_folder,
 )
 
 
@@ -137,15 +136,8 @@ def main(
     columns = int(params["grid_columns"])
     rows = []
     out_dir, plots_dir = out, plots
-    finished = FinishedBatches(
-        partial_folder(out_dir, params.get("batches_dir")),
-        {
-            "params": {k: v for k, v in params.items() if k != "batches_dir"},
-            "jobs": [(p.text, s) for p, s in jobs],
-            "device": device,
-            "dtype": str(dtype),
-            "models": files_fingerprint(base_sd, sd),
-        },
+    finished = finished_batches(
+        out_dir, params, device, dtype, (base_sd, sd), jobs=[(p.text, s) for p, s in jobs]
     )
     with atomic_path(out_dir, is_dir=True) as out, atomic_path(plots_dir, is_dir=True) as plots:
         for model in ("base", "finetuned"):

@@ -30,13 +30,7 @@ from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.models import base_pipeline, load_finetuned_inpainting
 from fashion.inpaint.redress import redress_grid, redress_images, sample_pairs
-from fashion.sd.sampling import (
-    FinishedBatches,
-    check_scheduler,
-    device_and_dtype,
-    files_fingerprint,
-    partial_folder,
-)
+from fashion.sd.sampling import check_scheduler, device_and_dtype, finished_batches
 
 MODELS = ("base", "finetuned")
 
@@ -66,15 +60,13 @@ def main(
     prompts = table["caption"].iloc[sample.target].tolist()
     seeds = [int(p["seed"]) + k for k in range(len(prompts))]
     base, revision = read_source(inpaint)
-    finished = FinishedBatches(
-        partial_folder(out, p.get("batches_dir")),
-        {
-            "params": {k: v for k, v in p.items() if k != "batches_dir"},
-            "pairs": [sample.source.tolist(), sample.target.tolist()],
-            "device": device,
-            "dtype": str(dtype),
-            "files": files_fingerprint(split.path, inpaint, sd, base_sd),
-        },
+    finished = finished_batches(
+        out,
+        p,
+        device,
+        dtype,
+        (split.path, inpaint, sd, base_sd),
+        pairs=[sample.source.tolist(), sample.target.tolist()],
     )
     redressed = {}
     for model in MODELS:

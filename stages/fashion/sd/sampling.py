@@ -109,10 +109,25 @@ def files_fingerprint(*paths: Path) -> str:
     return digest.hexdigest()
 
 
-def partial_folder(out: Path, batches_dir: str | None) -> Path:
-    """Where a sampling stage keeps its finished batches until it ends: its `batches_dir`
-    param (a folder that outlives the machine, e.g. on Drive), or null: beside `out`."""
-    if batches_dir:
-        return Path(batches_dir)
+def finished_batches(
+    out: Path,
+    params: dict[str, Any],
+    device: str,
+    dtype: torch.dtype,
+    inputs: tuple[Path, ...],
+    **identity: Any,
+) -> FinishedBatches:
+    """A sampling stage's `FinishedBatches`: in its `batches_dir` param (a folder that
+    outlives the machine, e.g. on Drive), or null: beside `out`. Keyed by the stage's params
+    (less `batches_dir`: where batches are kept is not what they are), the device, the dtype,
+    the contents of `inputs` (models, subset) and `identity` (prompts, seeds, pairs)."""
     out = Path(out)
-    return out.with_name(f"{out.name}.partial")
+    root = Path(params.get("batches_dir") or out.with_name(f"{out.name}.partial"))
+    fingerprint = {
+        "params": {k: v for k, v in params.items() if k != "batches_dir"},
+        "device": device,
+        "dtype": str(dtype),
+        "files": files_fingerprint(*inputs),
+        **identity,
+    }
+    return FinishedBatches(root, fingerprint)
