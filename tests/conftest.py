@@ -10,12 +10,15 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ANNOTATIONS = ROOT.parent / "shared" / "deepfashion"
@@ -124,6 +127,36 @@ def fresh_accelerator_state() -> None:
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(True)
+
+
+@pytest.fixture
+def fp16_like_a_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[torch.dtype]]:
+    """`--mixed_precision fp16` (a T4 in Colab) as a GPU runs it, on the CPU: accelerate
+    ignores fp16 on a CPU, so this turns on what it does on a GPU: fp16 autocast around the
+    prepared models' forward and a grad scaler driving backward and the optimiser step
+    (saved with every checkpoint). Yields the dtypes that linear and conv layers computed in
+    while gradients were on (float16 when the autocast reached the trained models)."""
+    import accelerate
+    import torch
+
+    init = accelerate.Accelerator.__init__
+
+    def init_as_on_a_gpu(self: accelerate.Accelerator, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if self.mixed_precision == "fp16":
+            self.native_amp = True
+            self.scaler = torch.amp.GradScaler("cpu")
+
+    def record(module: torch.nn.Module, _: Any, output: Any) -> None:
+        if torch.is_grad_enabled() and isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
+            seen.add(output.dtype)
+
+    seen: set[torch.dtype] = set()
+    monkeypatch.setattr(accelerate.Accelerator, "__init__", init_as_on_a_gpu)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    yield seen
+    hook.remove()
 
 
 @pytest.fixture
