@@ -1,5 +1,5 @@
-"""The evaluate stage, run as a script on a small project: tiny CLIPs, subset files, PNGs,
-and the real-image reference written by the reference stage.
+"""The evaluate stage, run as its script runs it, on a small project: tiny CLIPs, subset
+files, PNGs, and the real-image reference written by the reference stage.
 
 The "fine-tuned" generator here returns the real test images themselves and the "base" one
 returns training images, which gives known answers: the fine-tuned set is judged exactly like
@@ -10,8 +10,11 @@ the same project: at the same size, the judges reproduce its attribute accuracy.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from conftest import ROOT, run
 from fashion.clip.models import build_tiny_clip
 from fashion.core.provenance import write_source
 from fashion.core.stage import PipelineError
+from fashion.core.stage import run_stage as run_stage_main
 from fashion.data.subset import read_images
 from fashion.metrics.image import (
     INCEPTION_FETCH_COMMAND,
@@ -119,9 +123,32 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run_stage(project: Path, params: dict, check: bool = True):
+@dataclass
+class StageResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_stage(project: Path, params: dict, check: bool = True) -> StageResult:
+    """evaluate in `project` as `python stages/evaluate.py` runs it (a `PipelineError` is a
+    one-line message and exit code 1), offline; in this process, which saves the stage
+    process's seconds of imports."""
+    import evaluate
+
     write_params(project, params)
-    return run(["python", str(STAGE)], project, check=check, timeout=600, env=OFFLINE)
+    out, err, returncode = io.StringIO(), io.StringIO(), 0
+    with pytest.MonkeyPatch.context() as mp, redirect_stdout(out), redirect_stderr(err):
+        mp.chdir(project)
+        for name, value in OFFLINE.items():
+            mp.setenv(name, value)
+        try:
+            run_stage_main(evaluate.main, [])
+        except SystemExit as exit_:
+            returncode = exit_.code
+    result = StageResult(returncode, out.getvalue(), err.getvalue())
+    assert not check or returncode == 0, f"evaluate exited {returncode}: {result.stderr[-4000:]}"
+    return result
 
 
 def test_offline_default_records_null_inception_metrics(project: Path) -> None:
@@ -189,6 +216,7 @@ def test_another_sample_than_the_reference_is_a_clear_error(project: Path, tmp_p
     (copy / "params.yaml").write_text(yaml.safe_dump(raw))
     proc = run(["python", str(STAGE)], copy, check=False, timeout=600, env=OFFLINE)
     assert proc.returncode == 1 and "real.npz: holds another sample" in proc.stderr
+    assert "Traceback" not in proc.stderr  # as a stage process reports it: one line
 
 
 class ChannelStats(nn.Module):
