@@ -19,7 +19,8 @@
 # Environment: PYTHON (default python3), SMOKE_REPORT (default smoke_report.md),
 # SMOKE_RUNNER (auto | dvc | direct), SMOKE_REBUILD (1: build the stand-ins again),
 # PIP_INSTALL_ARGS (e.g. --user on a system Python), TORCH_VERSION (download: adds the
-# torchvision that matches the box's torch, for torch-fidelity, if the box lacks one).
+# torchvision that matches the box's torch, for torch-fidelity, if the box lacks one),
+# BOX_PYTHON (download: the box's Python version, default 3.12).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
@@ -28,10 +29,12 @@ STANDIN=models/standin
 # Import name -> pip name of what the stages need beyond the box's packages.
 MODULES=(diffusers:diffusers dvclive:dvclive dvc:dvc torch_fidelity:torch-fidelity
          torchvision:torchvision pyzipper:pyzipper Cryptodome:pycryptodomex
-         fast_zip_decryption:fast-zip-decryption pandas:pandas matplotlib:matplotlib
-         scipy:scipy PIL:pillow yaml:pyyaml ruamel.yaml:ruamel.yaml h5py:h5py)
-# Packages fetched without their dependencies (those come with torch and transformers).
-NO_DEPS=(diffusers torch-fidelity pyzipper pycryptodomex fast-zip-decryption)
+         _zipdecrypter:fast-zip-decryption pandas:pandas matplotlib:matplotlib
+         scipy:scipy PIL:pillow yaml:pyyaml ruamel.yaml:ruamel.yaml h5py:h5py
+         wordcloud:wordcloud)
+# Packages fetched without their dependencies (those come with torch and transformers, or
+# are on the box: wordcloud's numpy, pillow and matplotlib).
+NO_DEPS=(diffusers torch-fidelity pyzipper pycryptodomex fast-zip-decryption wordcloud)
 # CPU sizes on top of the smoke profile (reduced stand-ins, 2 cores in minutes).
 CPU_OVERRIDES=(
   "accelerate.launch=accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
@@ -44,10 +47,10 @@ CPU_OVERRIDES=(
 
 die() { echo "error: $*" >&2; exit 1; }
 
-download_wheels() {  # DIR: wheels for CPython 3.12 on Linux x86-64
+download_wheels() {  # DIR: wheels for CPython $BOX_PYTHON (3.12) on Linux x86-64
   local dir=$1 report pins
   mkdir -p "$dir"
-  local target=(--no-deps --python-version 3.12 --platform manylinux2014_x86_64
+  local target=(--no-deps --python-version "${BOX_PYTHON:-3.12}" --platform manylinux2014_x86_64
                 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64
                 --platform manylinux_2_34_x86_64)
   "$PYTHON" -m pip download "${target[@]}" --only-binary=:all: -d "$dir" "${NO_DEPS[@]}" \

@@ -207,3 +207,74 @@ def test_direct_runner_times_each_stage_and_stops_at_a_failure(
     assert ran == [("first", 0), ("second", 3)]
     assert record["ok"] is False and all(s["seconds"] >= 0 for s in record["stages"])
     assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [record]
+
+
+# --- bench/gpu_smoke.sh: what the offline box lacks comes from the wheels folder -----------
+
+# What the offline GPU box has (the smoke run's contract): these and what they depend on.
+BOX_PACKAGES = ("torch", "transformers", "accelerate", "peft", "h5py", "torchmetrics")
+
+
+def dependency_closure(names: tuple[str, ...]) -> set[str]:
+    """The distributions `names` install here (requirements whose markers hold, no extras),
+    as normalised names."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = [canonicalize_name(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(requirement.name))
+    return seen
+
+
+def imported_top_level(paths: list[Path]) -> set[str]:
+    """Top-level names of every import in `paths`, those inside functions too."""
+    import ast
+
+    names: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_package_the_smoke_run_imports_is_on_the_box_or_in_the_wheels() -> None:
+    """The offline box has BOX_PACKAGES; gpu_smoke.sh installs MODULES from the wheels. A
+    stage importing anything else would stop the smoke run on the box (as `wordcloud` did)."""
+    import re
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    script = (ROOT / "bench" / "gpu_smoke.sh").read_text()
+    modules = re.search(r"^MODULES=\((.*?)\)", script, re.S | re.M)
+    assert modules, "gpu_smoke.sh: no MODULES=(...)"
+    from_wheels = {entry.split(":")[0].split(".")[0] for entry in modules.group(1).split()}
+    box = dependency_closure(BOX_PACKAGES)
+    on_box = {
+        module
+        for module, dists in metadata.packages_distributions().items()
+        if any(canonicalize_name(d) in box for d in dists)
+    }
+    ran = [
+        *(ROOT / "stages").rglob("*.py"),
+        *(ROOT / "scripts" / name for name in ("standin_models.py", "use_profile.py")),
+        ROOT / "bench" / "run_stages.py",
+    ]
+    local = {p.stem for p in ran} | {"fashion"}
+    third_party = imported_top_level(ran) - set(sys.stdlib_module_names) - local
+    assert {"torch", "diffusers", "wordcloud"} <= third_party  # the scan sees the stages
+    assert third_party - on_box - from_wheels == set()
