@@ -35,7 +35,7 @@ from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_table, subset_path
-from fashion.train.batches import StepBatches, StepDataset
+from fashion.train.batches import StepBatches, StepDataset, worker_start_method
 from fashion.train.checkpoints import BestModel, Checkpoints
 from fashion.train.live import log_step, open_live
 from fashion.train.settings import (
@@ -109,11 +109,13 @@ def main(
         + (f" (resumed from the step {start} checkpoint)" if start else "")
     )
 
+    workers = int(p["num_workers"])
     loader = DataLoader(
         StepDataset(batches, BatchMaker(processor, train)),
         batch_size=None,
         sampler=range(start * accum, steps * accum),
-        num_workers=int(p["num_workers"]),
+        num_workers=workers,
+        multiprocessing_context=worker_start_method(workers),
     )
     live = open_live(live_dir, resume=start > 0, main_process=accelerator.is_main_process)
     step, running, count = start, torch.zeros((), device=accelerator.device), 0

@@ -4,6 +4,7 @@ test_sd_training.py)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
 from fashion.core.stage import PipelineError
-from fashion.train.batches import StepBatches, StepDataset
+from fashion.train.batches import StepBatches, StepDataset, worker_start_method
 from fashion.train.checkpoints import FINGERPRINT_FILE, Checkpoints
 from fashion.train.optimizer import adamw
 from fashion.train.settings import (
@@ -205,3 +206,31 @@ def test_adamw_is_fused_on_cpu_and_makes_the_plain_update() -> None:
         torch.testing.assert_close(mine, reference)
     # no fused kernel there under the torch floor: the default update
     assert not adamw([torch.nn.Parameter(torch.ones(2))], "mps", lr=1e-3).defaults["fused"]
+
+
+class Unpicklable(torch.utils.data.Dataset):
+    """A dataset that cannot be sent to a worker by pickling, as 3.3 GB of images should not."""
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+    def __reduce__(self) -> tuple:
+        raise AssertionError("the dataset was pickled for a worker")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_loader_workers_share_the_dataset_instead_of_a_pickled_copy() -> None:
+    assert worker_start_method(0) is None
+    loader = torch.utils.data.DataLoader(
+        Unpicklable(), batch_size=None, num_workers=1,
+        multiprocessing_context=worker_start_method(1),
+    )  # fmt: skip
+    assert list(loader) == [0, 1, 2]
+    spawned = torch.utils.data.DataLoader(
+        Unpicklable(), batch_size=None, num_workers=1, multiprocessing_context="forkserver"
+    )
+    with pytest.raises(AssertionError, match="pickled"):
+        list(spawned)  # Python 3.14's default start method on Linux
