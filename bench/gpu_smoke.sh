@@ -13,14 +13,17 @@
 #                                          lacks (see download_wheels), then copy DIR over
 #
 # The box is expected to have Python 3.12 with torch, transformers, accelerate, peft, h5py and
-# torchmetrics; what else the stages import is installed from WHEELS_DIR (pip --no-index).
+# torchmetrics, and numpy, scipy, pandas, matplotlib, pillow and pyyaml (in GPU images as a
+# rule; EXTRA_PACKAGES="scipy pandas matplotlib pillow" adds them to the wheels, 84 MB more);
+# what else the stages import is installed from WHEELS_DIR (pip --no-index).
 # The project's `fashion` package is imported from stages/ (PYTHONPATH), not installed: an
 # editable install would need a build backend the offline box may lack.
 # Environment: PYTHON (default python3), SMOKE_REPORT (default smoke_report.md),
 # SMOKE_RUNNER (auto | dvc | direct), SMOKE_REBUILD (1: build the stand-ins again),
 # PIP_INSTALL_ARGS (e.g. --user on a system Python), TORCH_VERSION (download: adds the
 # torchvision that matches the box's torch, for torch-fidelity, if the box lacks one),
-# BOX_PYTHON (download: the box's Python version, default 3.12).
+# BOX_PYTHON (download: the box's Python version, default 3.12), EXTRA_PACKAGES (download:
+# more packages, fetched with their dependencies).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
@@ -32,8 +35,7 @@ MODULES=(diffusers:diffusers dvclive:dvclive dvc:dvc torch_fidelity:torch-fideli
          _zipdecrypter:fast-zip-decryption pandas:pandas matplotlib:matplotlib
          scipy:scipy PIL:pillow yaml:pyyaml ruamel.yaml:ruamel.yaml h5py:h5py
          wordcloud:wordcloud)
-# Packages fetched without their dependencies (those come with torch and transformers, or
-# are on the box: wordcloud's numpy, pillow and matplotlib).
+# Packages fetched without their dependencies (those are on the box, or come with dvc).
 NO_DEPS=(diffusers torch-fidelity pyzipper pycryptodomex fast-zip-decryption wordcloud)
 # CPU sizes on top of the smoke profile (reduced stand-ins, 2 cores in minutes).
 CPU_OVERRIDES=(
@@ -66,7 +68,9 @@ download_wheels() {  # DIR: wheels for CPython $BOX_PYTHON (3.12) on Linux x86-6
   # pins fetched for the box, as wheels where there are (hydra's antlr4 runtime is a
   # pure-Python sdist: it builds offline there with the setuptools and wheel above).
   report=$(mktemp)
-  "$PYTHON" -m pip install --dry-run --quiet --ignore-installed --report "$report" dvc dvclive
+  # shellcheck disable=SC2086  # one package a word
+  "$PYTHON" -m pip install --dry-run --quiet --ignore-installed --report "$report" dvc dvclive \
+    ${EXTRA_PACKAGES:-}
   pins=$("$PYTHON" -c 'import json, sys
 for p in json.load(open(sys.argv[1]))["install"]:
     print("{name}=={version}".format(**p["metadata"]))' "$report")
@@ -84,13 +88,26 @@ missing_packages() {  # pip names of the MODULES this interpreter cannot import
   done
 }
 
+has_wheel() {  # DIR PKG: a wheel (or sdist) of PKG in DIR, names compared as pip does
+  local want file
+  want=$(tr 'A-Z' 'a-z' <<< "$2" | sed -E 's/[-_.]+/_/g')
+  for file in "$1"/*; do
+    file=$(basename "$file" | tr 'A-Z' 'a-z' | sed -E 's/[-_.]+/_/g')
+    [[ $file == "${want}_"[0-9]* ]] && return 0
+  done
+  return 1
+}
+
 install_missing() {  # [WHEELS_DIR]
-  local missing
+  local missing absent=() pkg
   missing=$(missing_packages | tr '\n' ' ')
   [[ -z $missing ]] && return 0
   [[ -n ${1:-} ]] || die "missing packages: $missing (give a WHEELS_DIR; see --download-wheels)"
+  for pkg in $missing; do has_wheel "$1" "$pkg" || absent+=("$pkg"); done
+  ((${#absent[@]} == 0)) || die "$1 holds no wheel of: ${absent[*]} (on a connected" \
+    "machine: EXTRA_PACKAGES=\"${absent[*]}\" bench/gpu_smoke.sh --download-wheels DIR)"
   echo "installing from $1: $missing"
-  local no_deps=() with_deps=() pkg pip_args
+  local no_deps=() with_deps=() pip_args
   read -r -a pip_args <<< "${PIP_INSTALL_ARGS:-}"  # e.g. --user, --break-system-packages
   for pkg in $missing; do
     if [[ " ${NO_DEPS[*]} torchvision " == *" $pkg "* ]]; then no_deps+=("$pkg"); else with_deps+=("$pkg"); fi

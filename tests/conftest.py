@@ -129,17 +129,34 @@ def fresh_accelerator_state() -> None:
     AcceleratorState._reset_state(True)
 
 
+class Fp16Record:
+    """What `fp16_like_a_gpu` saw: the models accelerate prepared, and the linear and conv
+    layers that computed in fp16 from fp32 weights with gradients on (the autocast's doing:
+    a layer cast to fp16, as frozen weights are, is not counted)."""
+
+    def __init__(self) -> None:
+        self.prepared: list[torch.nn.Module] = []
+        self.autocast_layers: set[int] = set()
+
+    def autocast_reached_every_trained_model(self) -> bool:
+        trained = [m for m in self.prepared if any(p.requires_grad for p in m.parameters())]
+        return bool(trained) and all(
+            any(id(layer) in self.autocast_layers for layer in model.modules()) for model in trained
+        )
+
+
 @pytest.fixture
-def fp16_like_a_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[torch.dtype]]:
+def fp16_like_a_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fp16Record]:
     """`--mixed_precision fp16` (a T4 in Colab) as a GPU runs it, on the CPU: accelerate
     ignores fp16 on a CPU, so this turns on what it does on a GPU: fp16 autocast around the
     prepared models' forward and a grad scaler driving backward and the optimiser step
-    (saved with every checkpoint). Yields the dtypes that linear and conv layers computed in
-    while gradients were on (float16 when the autocast reached the trained models)."""
+    (saved with every checkpoint)."""
     import accelerate
     import torch
+    from accelerate.state import AcceleratorState
 
-    init = accelerate.Accelerator.__init__
+    record = Fp16Record()
+    init, prepare_model = accelerate.Accelerator.__init__, accelerate.Accelerator.prepare_model
 
     def init_as_on_a_gpu(self: accelerate.Accelerator, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
@@ -147,16 +164,28 @@ def fp16_like_a_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[torch.dtype
             self.native_amp = True
             self.scaler = torch.amp.GradScaler("cpu")
 
-    def record(module: torch.nn.Module, _: Any, output: Any) -> None:
-        if torch.is_grad_enabled() and isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
-            seen.add(output.dtype)
+    def recording_prepare_model(
+        self: accelerate.Accelerator, model: torch.nn.Module, *args: Any, **kwargs: Any
+    ) -> torch.nn.Module:
+        record.prepared.append(model)
+        return prepare_model(self, model, *args, **kwargs)
 
-    seen: set[torch.dtype] = set()
+    def on_forward(module: torch.nn.Module, _: Any, output: Any) -> None:
+        if (
+            torch.is_grad_enabled()
+            and isinstance(module, torch.nn.Linear | torch.nn.Conv2d)
+            and module.weight.dtype == torch.float32
+            and output.dtype == torch.float16
+        ):
+            record.autocast_layers.add(id(module))
+
     monkeypatch.setattr(accelerate.Accelerator, "__init__", init_as_on_a_gpu)
+    monkeypatch.setattr(accelerate.Accelerator, "prepare_model", recording_prepare_model)
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
-    hook = torch.nn.modules.module.register_module_forward_hook(record)
-    yield seen
+    hook = torch.nn.modules.module.register_module_forward_hook(on_forward)
+    yield record
     hook.remove()
+    AcceleratorState._reset_state(True)  # not fp16 for fixtures built after this test
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 import base_clip
 import eval_clip
 import finetune_clip
+from conftest import Fp16Record
 from test_clip_stages import make_project, stage
 from test_inpaint_training import LIVE as INPAINT_LIVE
 from test_inpaint_training import run as run_finetune_inpaint
@@ -33,7 +34,7 @@ def test_finetune_sd(
     sd_base_project: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    fp16_like_a_gpu: set[torch.dtype],
+    fp16_like_a_gpu: Fp16Record,
     mode: str,
 ) -> None:
     """Full fine-tuning (text encoder too) and LoRA: fp32 trained weights under fp16
@@ -43,7 +44,7 @@ def test_finetune_sd(
         steps=2, schedule_steps=3, checkpoint_every=1, eval_every=2,
     )  # fmt: skip
     run_finetune(project, monkeypatch)
-    assert torch.float16 in fp16_like_a_gpu
+    assert fp16_like_a_gpu.autocast_reached_every_trained_model()
     saved = checkpoints("finetune_sd")
     assert sorted(saved) == ["step_0000001", "step_0000002"]
     assert all("scaler.pt" in files for files in saved.values())
@@ -64,14 +65,16 @@ def test_finetune_inpaint(
     sd_finetuned_project: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    fp16_like_a_gpu: set[torch.dtype],
+    fp16_like_a_gpu: Fp16Record,
 ) -> None:
     project = tmp_path / "p"
     shutil.copytree(sd_finetuned_project, project)
     set_inpaint_params(project, steps=2, schedule_steps=3, checkpoint_every=1, eval_every=2)
     run_finetune_inpaint(project, monkeypatch)
-    assert torch.float16 in fp16_like_a_gpu
-    assert all("scaler.pt" in files for files in checkpoints("finetune_inpaint").values())
+    assert fp16_like_a_gpu.autocast_reached_every_trained_model()
+    saved = checkpoints("finetune_inpaint")
+    assert sorted(saved) == ["step_0000001", "step_0000002"]
+    assert all("scaler.pt" in files for files in saved.values())
     assert len(list((INPAINT_LIVE / "plots/images/validation").glob("*.png"))) == 1
 
     set_inpaint_params(project, steps=3)
@@ -80,18 +83,19 @@ def test_finetune_inpaint(
 
 
 def test_finetune_clip(
-    tmp_path: Path, capsys: pytest.CaptureFixture, fp16_like_a_gpu: set[torch.dtype]
+    tmp_path: Path, capsys: pytest.CaptureFixture, fp16_like_a_gpu: Fp16Record
 ) -> None:
     project = make_project(tmp_path / "clip")
     stage(project, base_clip)
-    fp16_like_a_gpu.clear()  # base_clip computes nothing under the autocast
     stage(project, finetune_clip)
-    assert torch.float16 in fp16_like_a_gpu
+    assert fp16_like_a_gpu.autocast_reached_every_trained_model()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)
         saved = checkpoints("finetune_clip")
     assert sorted(saved) == ["step_0000003", "step_0000006"]
     assert all("scaler.pt" in files for files in saved.values())
+    validation = project / "dvclive/finetune_clip/plots/metrics/val/caption_r1.tsv"
+    assert len(validation.read_text().splitlines()) == 3  # header, steps 3 and 6
 
     shutil.rmtree(project / "checkpoints/finetune_clip/step_0000006")
     capsys.readouterr()

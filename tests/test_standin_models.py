@@ -211,30 +211,61 @@ def test_direct_runner_times_each_stage_and_stops_at_a_failure(
 
 # --- bench/gpu_smoke.sh: what the offline box lacks comes from the wheels folder -----------
 
-# What the offline GPU box has (the smoke run's contract): these and what they depend on.
-BOX_PACKAGES = ("torch", "transformers", "accelerate", "peft", "h5py", "torchmetrics")
+# What the offline GPU box has (bench/gpu_smoke.sh's contract), with what they depend on.
+BOX_PACKAGES = ("torch", "transformers", "accelerate", "peft", "h5py", "torchmetrics", "numpy",
+                "scipy", "pandas", "matplotlib", "pillow", "pyyaml")  # fmt: skip
+# The box's interpreter, for the requirements' environment markers.
+BOX_MARKERS = {"extra": "", "python_version": "3.12", "python_full_version": "3.12.0"}
 
 
-def dependency_closure(names: tuple[str, ...]) -> set[str]:
-    """The distributions `names` install here (requirements whose markers hold, no extras),
-    as normalised names."""
+def shell_array(script: str, name: str) -> list[str]:
+    """The words of a bash array `NAME=(...)` in `script`."""
+    import re
+
+    found = re.search(rf"^{name}=\((.*?)\)", script, re.S | re.M)
+    assert found, f"gpu_smoke.sh: no {name}=(...)"
+    return [w for line in found.group(1).splitlines() for w in line.split("#")[0].split()]
+
+
+def requirements(name: str) -> list[str]:
+    """Names of what distribution `name` requires on the box (markers held, no extras)."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
+
+    try:
+        lines = metadata.requires(name) or []
+    except metadata.PackageNotFoundError:  # required only where it is installed
+        return []
+    wanted = [Requirement(line) for line in lines]
+    return [r.name for r in wanted if r.marker is None or r.marker.evaluate(BOX_MARKERS)]
+
+
+def dependency_closure(names: list[str] | tuple[str, ...]) -> set[str]:
+    """The distributions `names` install with their dependencies, as normalised names."""
     from packaging.utils import canonicalize_name
 
     seen: set[str] = set()
     todo = [canonicalize_name(n) for n in names]
     while todo:
         name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        for line in metadata.requires(name) or []:
-            requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(canonicalize_name(requirement.name))
+        if name not in seen:
+            seen.add(name)
+            todo.extend(canonicalize_name(r) for r in requirements(name))
     return seen
+
+
+def import_names(distributions: set[str]) -> set[str]:
+    """The top-level modules the installed `distributions` provide."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    return {
+        module
+        for module, dists in metadata.packages_distributions().items()
+        if any(canonicalize_name(d) in distributions for d in dists)
+    }
 
 
 def imported_top_level(paths: list[Path]) -> set[str]:
@@ -252,29 +283,40 @@ def imported_top_level(paths: list[Path]) -> set[str]:
 
 
 def test_every_package_the_smoke_run_imports_is_on_the_box_or_in_the_wheels() -> None:
-    """The offline box has BOX_PACKAGES; gpu_smoke.sh installs MODULES from the wheels. A
-    stage importing anything else would stop the smoke run on the box (as `wordcloud` did)."""
-    import re
-    from importlib import metadata
-
+    """What the stages import is on the box (BOX_PACKAGES and their dependencies) or in
+    the wheels `--download-wheels` fetches (NO_DEPS alone; dvc and dvclive with their
+    dependencies), and so are the requirements of NO_DEPS; and `install_missing` checks for
+    each such package (MODULES). A stage importing anything else would stop the smoke run on
+    the box, as `wordcloud` did."""
     from packaging.utils import canonicalize_name
 
     script = (ROOT / "bench" / "gpu_smoke.sh").read_text()
-    modules = re.search(r"^MODULES=\((.*?)\)", script, re.S | re.M)
-    assert modules, "gpu_smoke.sh: no MODULES=(...)"
-    from_wheels = {entry.split(":")[0].split(".")[0] for entry in modules.group(1).split()}
+    no_deps = [canonicalize_name(n) for n in shell_array(script, "NO_DEPS")]
     box = dependency_closure(BOX_PACKAGES)
-    on_box = {
-        module
-        for module, dists in metadata.packages_distributions().items()
-        if any(canonicalize_name(d) in box for d in dists)
-    }
+    # and torchvision, for torch-fidelity, when TORCH_VERSION names the box's torch
+    wheels = {*no_deps, "torchvision"} | dependency_closure(["dvc", "dvclive"])
+    checked = {entry.split(":")[0].split(".")[0] for entry in shell_array(script, "MODULES")}
+
     ran = [
         *(ROOT / "stages").rglob("*.py"),
         *(ROOT / "scripts" / name for name in ("standin_models.py", "use_profile.py")),
         ROOT / "bench" / "run_stages.py",
     ]
-    local = {p.stem for p in ran} | {"fashion"}
+    local = {p.stem for p in (ROOT / "stages").glob("*.py")} | {"fashion"}
     third_party = imported_top_level(ran) - set(sys.stdlib_module_names) - local
     assert {"torch", "diffusers", "wordcloud"} <= third_party  # the scan sees the stages
-    assert third_party - on_box - from_wheels == set()
+    on_box = import_names(box)
+    assert third_party - on_box - import_names(wheels) == set()
+    assert third_party - on_box - checked == set()  # installed when missing
+
+    # diffusers lists importlib-metadata, and imports it on Python < 3.8 only
+    not_imported = {"importlib-metadata"}
+    unmet = {
+        package: sorted(
+            r
+            for r in map(canonicalize_name, requirements(package))
+            if r not in box | wheels | not_imported
+        )
+        for package in no_deps
+    }
+    assert {package: r for package, r in unmet.items() if r} == {}
