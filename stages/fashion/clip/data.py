@@ -58,8 +58,6 @@ def read_pairs(path: str | Path, rows: np.ndarray | None = None) -> Pairs:
     return Pairs(images, captions, caption_ids.astype(np.int64), codes)
 
 
-
-
 def pixel_values(
     processor: CLIPProcessor, images: np.ndarray, device: torch.device | str = "cpu"
 ) -> torch.Tensor:

@@ -44,4 +44,3 @@ SEGMENTATION: dict[int, str] = {
 
 # The word a caption uses for each gender ("the lady wore ...", "the man is wearing ...").
 GENDER_NOUN: dict[int, str] = {0: "lady", 1: "man"}
-

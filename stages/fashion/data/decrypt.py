@@ -149,4 +149,3 @@ def extracted_member(
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)
-

@@ -59,4 +59,3 @@ def agreement(labels: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:
 def label_maps_json() -> dict[str, dict[str, str]]:
     """`LABEL_MAPS` with string keys, as written to `label_maps.json`."""
     return {attr: {str(code): name for code, name in m.items()} for attr, m in LABEL_MAPS.items()}
-

@@ -324,4 +324,3 @@ def read_g2_rows(
             yield restore_images(pixels, mean), classes.transpose(0, 2, 1)
     except OSError as err:
         raise PipelineError(f"{label}: unreadable data, truncated or corrupt ({err})") from err
-

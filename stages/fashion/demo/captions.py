@@ -128,4 +128,3 @@ def caption_model(assets: Path = ASSETS) -> CaptionModel:
         words={key: (ws, _normalised(cs)) for key, (ws, cs) in by_code.items()},
         vocabulary=vocabulary,
     )
-

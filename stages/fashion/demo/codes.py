@@ -108,4 +108,3 @@ def pair_test_images(test: np.ndarray, outfit: np.ndarray, rng: np.random.Genera
             candidates = np.delete(np.arange(len(test)), i)
         pairs[i] = test[rng.choice(candidates)] if len(candidates) else test[i]
     return pairs
-

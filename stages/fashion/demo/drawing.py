@@ -367,4 +367,3 @@ def _draw_pattern(c: _Canvas, multi: np.ndarray, kind: np.ndarray, period: np.nd
     which = np.select([kind == 0, kind == 1], [stripes_h, stripes_v], checks)
     material = np.array([_GARMENT, _PAT1, _PAT2], np.int8)[which.astype(np.int64)]
     c.mat[r] = np.where(c.mat[r] == _GARMENT, material, c.mat[r])
-

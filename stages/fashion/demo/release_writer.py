@@ -143,4 +143,3 @@ def write_encrypted_zip(
             )
     else:
         raise PipelineError(f"unknown encryption '{encryption}' (expected one of {ENCRYPTIONS})")
-
