@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,18 @@ def read_source(model_dir: str | Path) -> tuple[str, str | None]:
         raise PipelineError(f"{path}: malformed model source ({err})") from err
 
 
+def hash_files(digest: Any, root: Path, prefix: str = "", end: str = "") -> None:
+    """Feed `digest` (a hashlib object) the file `root`, or every file under it in sorted
+    order: each one's path relative to `root` ("" for `root` itself), between `prefix` and
+    `end`, then its contents, a block at a time."""
+    files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
+    for f in files:
+        digest.update(f"{prefix}{f.relative_to(root) if f != root else ''}{end}".encode())
+        with f.open("rb") as stream:
+            while block := stream.read(1 << 20):
+                digest.update(block)
+
+
 def training_fingerprint(
     pretrained: str, revision: str | None, captions: list[str], images: np.ndarray
 ) -> str:
@@ -79,12 +92,7 @@ def training_fingerprint(
     demo or a re-trained tiny base would otherwise continue someone else's training."""
     h = hashlib.blake2b(f"{pretrained}@{revision}".encode(), digest_size=20)
     if Path(pretrained).is_dir():
-        for f in sorted(Path(pretrained).rglob("*")):
-            if f.is_file():
-                h.update(str(f.relative_to(pretrained)).encode())
-                with f.open("rb") as stream:
-                    for block in iter(lambda: stream.read(1 << 24), b""):
-                        h.update(block)
+        hash_files(h, Path(pretrained))
     h.update("\n".join(captions).encode())
     for start in range(0, len(images), 4096):  # a chunk at a time: no copy of all the images
         h.update(np.ascontiguousarray(images[start : start + 4096]).tobytes())

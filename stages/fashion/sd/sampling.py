@@ -22,6 +22,7 @@ from diffusers import (
 from PIL import Image
 
 from fashion.core.params import PARAMS_FILE
+from fashion.core.provenance import hash_files
 from fashion.core.stage import PipelineError
 from fashion.sd.precision import compute_dtype
 
@@ -99,13 +100,8 @@ def files_fingerprint(*paths: Path) -> str:
     pulled them again), so finished batches kept there still count. SHA-256 runs at ~1.1
     GB/s on one core here: seconds for a full UNet, next to hours of sampling."""
     digest = hashlib.sha256()
-    for k, root in enumerate(map(Path, paths)):
-        files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
-        for f in files:
-            digest.update(f"{k}:{f.relative_to(root) if f != root else ''}\n".encode())
-            with open(f, "rb") as stream:
-                while chunk := stream.read(1 << 20):
-                    digest.update(chunk)
+    for k, root in enumerate(paths):
+        hash_files(digest, Path(root), prefix=f"{k}:", end="\n")
     return digest.hexdigest()
 
 
