@@ -165,12 +165,9 @@ def test_an_fp16_overflow_step_is_seen_as_skipped() -> None:
     """Under fp16 mixed precision a grad scaler drives the optimiser; accelerate must see an
     overflowing step as skipped (so the prepared learning-rate schedule holds still), which
     a fused optimiser hides. A CPU grad scaler stands in for the GPU's."""
-    from accelerate import Accelerator
     from accelerate.optimizer import AcceleratedOptimizer
-    from accelerate.state import AcceleratorState
 
-    AcceleratorState._reset_state(True)
-    Accelerator()
+    Accelerator()  # accelerate's state is fresh: conftest's fresh_accelerator_state
     model = torch.nn.Linear(4, 2)
     scaler = torch.amp.GradScaler("cpu")
     optimizer = AcceleratedOptimizer(
