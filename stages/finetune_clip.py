@@ -4,7 +4,9 @@ The validation split (`split` params: whole product folders carved from train) g
 validation R@1 curve; nothing of it is trained on. `n_images` and `epochs` set the training
 images and length (`fashion.train.settings`). `keep: last` saves the final weights;
 `keep: best_val_r1` the weights of the validation evaluation with the best R@1 (kept in
-`<checkpoints>/best/` whenever one beats the best so far; dvclive's `val.best_step` says which).
+`<checkpoints>/best/` whenever one beats the best so far, and mirrored with the checkpoints;
+dvclive's `val.best_step` says which). A resumed run keeps the best of the steps up to its
+checkpoint; a resume at the last step only writes the output.
 
 Run as `accelerate launch stages/finetune_clip.py` (the `accelerate.launch` param) on one CPU,
 one GPU or many. Every process contrasts its pairs against the whole global batch (features
@@ -103,6 +105,16 @@ def main(
     )
     start = checkpoints.resume(accelerator, steps)
     best = BestModel(checkpoints.root) if keep == "best_val_r1" else None
+    if best and accelerator.is_main_process and start and best.resumed_at(start) is None:
+        # best/ lost beside the checkpoint (e.g. a mirror written before it held best/): the
+        # resumed weights are the first candidate, so a resume at the last step ends too
+        accelerator.print(
+            f"finetune_clip: no best weights beside the step {start} checkpoint: "
+            "the best of the steps before it is lost, the resumed weights are validated"
+        )
+        model_ = accelerator.unwrap_model(model)
+        r1 = caption_r1(model_, processor, val, accelerator.device)
+        best.offer(start, r1, model_.save_pretrained)
     accelerator.print(
         f"finetune_clip: {world} process(es), {len(train)} train and "
         f"{len(val)} validation images, steps {start + 1}..{steps}"

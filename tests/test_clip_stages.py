@@ -36,6 +36,7 @@ from fashion.clip.data import read_pairs
 from fashion.clip.models import embed_images, embed_texts, load_clip
 from fashion.core.stage import PipelineError
 from fashion.metrics.zero_shot import ZeroShotClassifier
+from fashion.train.checkpoints import BestModel
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {
@@ -391,3 +392,46 @@ def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(trained, tmp_path, c
     assert "resumed from the step 6 checkpoint" in capsys.readouterr().out
     resumed = weights(fresh / "models/clip")
     assert_same_weights(resumed, uninterrupted)
+
+
+def test_a_resume_at_the_last_step_from_the_mirror_keeps_the_best(trained, tmp_path, monkeypatch):
+    """keep: best_val_r1 with checkpoints mirrored: a fresh machine whose run stopped after
+    the last step's checkpoint ends cleanly, on the best step's weights (best/ is mirrored
+    with the checkpoint), validating nothing again."""
+    drive = tmp_path / "drive/finetune_clip"
+    first = copy_trained(trained, tmp_path / "first", "checkpoints")
+    set_params(first, keep="best_val_r1", eval_every=2, checkpoint_mirror=str(drive))
+    curve = iter([0.2, 0.9, 0.5])
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: next(curve))
+    stage(first, finetune_clip)
+    fresh = tmp_path / "fresh"  # the local disk is gone: no checkpoints, no model, no curves
+    shutil.copytree(first, fresh, ignore=shutil.ignore_patterns("checkpoints", "clip", "dvclive"))
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: pytest.fail("validated"))
+    stage(fresh, finetune_clip)
+    assert BestModel(fresh / "checkpoints/finetune_clip").record() == {"step": 4, "score": 0.9}
+    assert_same_weights(weights(fresh / "models/clip"), weights(first / "models/clip"))
+    live = json.loads((fresh / "dvclive/finetune_clip/metrics.json").read_text())
+    assert live["val"]["best_step"] == 4 and live["val"]["best_caption_r1"] == 0.9
+
+
+def test_a_resume_at_the_last_step_without_best_ends_on_its_weights(
+    trained, tmp_path, monkeypatch, capsys
+):
+    """A last-step checkpoint without best/ beside it (a mirror written before it held one):
+    the stage still ends, on the resumed weights, validated as the only candidate."""
+    project = copy_trained(trained, tmp_path / "p", "checkpoints")
+    set_params(project, keep="best_val_r1", eval_every=2)
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: 0.5)
+    stage(project, finetune_clip)
+    checkpoints = project / "checkpoints/finetune_clip"
+    shutil.rmtree(checkpoints / "best")
+    shutil.rmtree(project / "models/clip")
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: 0.25)
+    capsys.readouterr()
+    stage(project, finetune_clip)
+    out = capsys.readouterr().out
+    assert "resumed from the step 6 checkpoint" in out
+    assert "no best weights beside the step 6 checkpoint" in out
+    last = load_file(checkpoints / "step_0000006/model.safetensors")
+    assert_same_weights(weights(project / "models/clip"), last)
+    assert BestModel(checkpoints).record() == {"step": 6, "score": 0.25}

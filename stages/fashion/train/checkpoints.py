@@ -7,8 +7,9 @@
 - Keyed: `fingerprint.json` beside them records what they were trained with
   (`fashion.train.settings.fingerprint`); a run with another fingerprint removes them and
   starts afresh, printing which part differs.
-- Mirrored: with `checkpoint_mirror`, the latest one is copied to lasting storage and
-  restored from there on a fresh machine (`fashion.train.checkpoint_mirror`).
+- Mirrored: with `checkpoint_mirror`, the latest one, with what lies beside it (the
+  fingerprint, `best/`), is copied to lasting storage and restored from there on a fresh
+  machine (`fashion.train.checkpoint_mirror`).
 
 `BestModel` keeps, beside them, the weights of the best validation score so far.
 """
@@ -111,7 +112,8 @@ class Checkpoints:
             for old in self.list()[: -self.keep]:
                 shutil.rmtree(old)
             if self.mirror:
-                mirror_checkpoint(self.root, final, Path(self.mirror))
+                written = mirror_checkpoint(self.root, final, Path(self.mirror), is_checkpoint)
+                print(f"{self.mirror}: mirrored {final.name} ({written / 1e6:.1f} MB written)")
         accelerator.wait_for_everyone()
 
 
@@ -126,6 +128,15 @@ class BestModel:
     def record(self) -> dict[str, Any] | None:
         path = self.dir / "best.json"
         return json.loads(path.read_text()) if path.is_file() else None
+
+    def resumed_at(self, step: int) -> dict[str, Any] | None:
+        """The record a run resumed at `step` goes on from: one of a later step is dropped
+        (those steps are trained again); None when there is none."""
+        best = self.record()
+        if best is not None and best["step"] > step:
+            shutil.rmtree(self.dir)
+            return None
+        return best
 
     def offer(self, step: int, score: float, save: Callable[[Path], None]) -> bool:
         """Keep `save`'s weights if `score` beats the best so far (ties keep the earlier)."""
