@@ -17,14 +17,16 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from fashion.train import checkpoint_mirror
-from fashion.train.checkpoint_mirror import MANIFEST, mirror_checkpoint, restore_checkpoint
+from fashion.train.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 from fashion.train.checkpoints import FINGERPRINT_FILE, BestModel, Checkpoints
 from fashion.train.checkpoints import is_checkpoint as is_step
 
 FINGERPRINT = {"params": {"lr": 0.1}, "source": "tiny"}
-# every change the mirror makes to its storage goes through one of these
-STORAGE_OPS = ("_copy", "_rename", "_remove", "_write_text")
+MANIFEST = ".mirror/manifest.json"
+# the calls that change files: a disconnect may come before any of them (rmtree's own
+# unlinks included: a folder half removed)
+STORAGE_OPS = ((shutil, "copyfile"), (os, "rename"), (os, "replace"), (os, "unlink"),
+               (shutil, "rmtree"))  # fmt: skip
 
 
 class Disconnect(OSError):
@@ -149,27 +151,27 @@ def accelerator() -> Accelerator:
 
 
 def interrupt_at(monkeypatch: pytest.MonkeyPatch, k: int, torn: bool) -> Callable[[], int]:
-    """Make the k-th storage change of the mirror raise (with `torn`, a copy writes half
-    its bytes first); returns how many changes were made so far."""
+    """Make the k-th change of a file raise (with `torn`, a copy writes half its bytes
+    first); returns how many changes were made so far."""
     calls = 0
 
-    def wrap(name: str) -> None:
-        original = getattr(checkpoint_mirror, name)
+    def wrap(module: object, name: str) -> None:
+        original = getattr(module, name)
 
-        def op(*args: object) -> object:
+        def op(*args: object, **kwargs: object) -> object:
             nonlocal calls
             calls += 1
             if calls == k:
-                if torn and name == "_copy":
-                    src, dst = args
+                if torn and name == "copyfile":
+                    src, dst = (Path(a) for a in args[:2])
                     dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
                 raise Disconnect(f"disconnected at {name} #{k}")
-            return original(*args)
+            return original(*args, **kwargs)
 
-        monkeypatch.setattr(checkpoint_mirror, name, op)
+        monkeypatch.setattr(module, name, op)
 
-    for name in STORAGE_OPS:
-        wrap(name)
+    for module, name in STORAGE_OPS:
+        wrap(module, name)
     return lambda: calls
 
 
@@ -209,7 +211,7 @@ def test_an_interrupted_save_at_any_point_leaves_the_newest_complete_checkpoint(
             try:
                 run.save(third)
                 completed = True
-            except Disconnect:
+            except (Disconnect, shutil.Error):  # copytree gathers its copies' errors
                 pass
             assert completed == (count() < k)
         resumed = run.resume_elsewhere(case / "fresh")
