@@ -1,8 +1,9 @@
 """Fine-tune an SD inpainting model to redraw garments, under `accelerate`.
 
-Starts from `finetune_inpaint.base` (`fashion.inpaint.models`: on the demo, the fine-tuned
-text-to-image SD grown to a 9-channel UNet). Trains on the train split less the validation
-split (`n_images`, `epochs` as in `finetune_sd`): each image masked by its garment
+Starts from the base the base_inpaint stage recorded in models/base_inpaint/source.json, at
+its pinned commit (`fashion.inpaint.models`: on the demo, the fine-tuned text-to-image SD,
+its UNet grown here to 9 channels). Trains on the train split less the validation split
+(`n_images`, `epochs` as in `finetune_sd`): each image masked by its garment
 (`redress.mask_classes`, dilated by `redress.mask_dilation`) or, with probability
 `random_mask_p`, by a random shape, its own caption the text (dropped with
 `caption_dropout`). Writes models/inpaint/ (a full pipeline or LoRA weights, and
@@ -22,12 +23,12 @@ from accelerate.utils import set_seed
 from diffusers import DDPMScheduler
 
 from fashion.core.params import PARAMS_FILE, load_params, section
-from fashion.core.provenance import resolve_revision, training_fingerprint
+from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
 from fashion.inpaint.masks import redress_masks
-from fashion.inpaint.models import FINETUNED_SD, training_start
+from fashion.inpaint.models import training_start
 from fashion.inpaint.redress import paste_back, pipeline_inputs
 from fashion.inpaint.training import InpaintData, InpaintFineTuner
 from fashion.sd.config import TrainConfig
@@ -35,7 +36,7 @@ from fashion.sd.loop import train_and_save, validation_images
 from fashion.train.settings import training_rows
 
 STAGE = "finetune_inpaint"
-INPAINT_ONLY = ("base", "revision", "random_mask_p")
+INPAINT_ONLY = ("random_mask_p",)
 
 
 def validation_grid(
@@ -57,8 +58,7 @@ def validation_grid(
 
 def main(
     subset: Path = Path("data/subset"),
-    sd: Path = Path("models/sd"),
-    base_sd: Path = Path("models/base_sd"),
+    base_inpaint: Path = Path("models/base_inpaint"),
     out: Path = Path("models/inpaint"),
     checkpoints: Path = Path("checkpoints/finetune_inpaint"),
     live_dir: Path = Path("dvclive/finetune_inpaint"),
@@ -66,17 +66,12 @@ def main(
     params = load_params()
     p, redress = section(params, STAGE), section(params, "redress")
     cfg = TrainConfig.from_params({k: v for k, v in p.items() if k not in INPAINT_ONLY}, STAGE)
-    base, random_mask_p = str(p["base"]), float(p["random_mask_p"])
-    if base == FINETUNED_SD and cfg.mode != "full":
-        raise PipelineError(
-            f"{PARAMS_FILE}: {STAGE}.base {FINETUNED_SD} grows new input channels that only "
-            "mode: full trains"
-        )
+    random_mask_p = float(p["random_mask_p"])
     if not 0 <= random_mask_p <= 1:
         raise PipelineError(f"{PARAMS_FILE}: {STAGE}.random_mask_p must be in [0, 1]")
-    revision = (
-        None if base == FINETUNED_SD else resolve_revision(base, p.get("revision"), f"{STAGE}.base")
-    )
+    # resolved once by base_inpaint: a hub commit since then changes neither the weights
+    # nor the checkpoints' fingerprint
+    pretrained, revision = read_source(base_inpaint)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
     set_seed(cfg.seed, device_specific=True)  # each process its own noise and timesteps
     train_file = subset_path(subset, "train")
@@ -88,18 +83,17 @@ def main(
         table["caption"].iloc[rows].tolist(),
         redress_masks(read_segmentation(train_file, rows), redress),
     )
-    pipe = training_start(base, revision, sd, base_sd)
-    start_from = str(sd) if base == FINETUNED_SD else base
+    pipe = training_start(pretrained, revision, cfg.mode)
     tuner = InpaintFineTuner(
         pipe,
         DDPMScheduler.from_config(pipe.scheduler.config),  # the training noise schedule
         cfg,
         data,
         accelerator,
-        training_fingerprint(start_from, revision, data.captions, data.images),
+        training_fingerprint(pretrained, revision, data.captions, data.images),
         random_mask_p,
         {k: redress[k] for k in ("mask_classes", "mask_dilation")},
-        (base, revision),
+        (pretrained, revision),
     )
     grid = None
     if cfg.validation_prompts and len(val_rows):  # validation images, a prompt each

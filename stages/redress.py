@@ -22,7 +22,6 @@ from PIL import Image
 
 from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
-from fashion.core.provenance import read_source
 from fashion.core.stage import run_stage
 from fashion.data.pairs import redress_rows, validation_pairs
 from fashion.data.splits import evaluated_split
@@ -37,8 +36,7 @@ MODELS = ("base", "finetuned")
 
 def main(
     subset: Path = Path("data/subset"),
-    sd: Path = Path("models/sd"),
-    base_sd: Path = Path("models/base_sd"),
+    base_inpaint: Path = Path("models/base_inpaint"),
     inpaint: Path = Path("models/inpaint"),
     out: Path = Path("data/redressed"),
     plots: Path = Path("plots/redress"),
@@ -59,21 +57,20 @@ def main(
     masks = redress_masks(read_segmentation(split.path, sample.source), p)
     prompts = table["caption"].iloc[sample.target].tolist()
     seeds = [int(p["seed"]) + k for k in range(len(prompts))]
-    base, revision = read_source(inpaint)
     finished = finished_batches(
         out,
         p,
         device,
         dtype,
-        (split.path, inpaint, sd, base_sd),
+        (split.path, base_inpaint, inpaint),
         pairs=[sample.source.tolist(), sample.target.tolist()],
     )
     redressed = {}
     for model in MODELS:
         pipe = (
-            base_pipeline(base, revision, sd, base_sd, torch_dtype=dtype)
+            base_pipeline(base_inpaint, torch_dtype=dtype)
             if model == "base"
-            else load_finetuned_inpainting(inpaint, sd, base_sd, torch_dtype=dtype)
+            else load_finetuned_inpainting(inpaint, torch_dtype=dtype)
         )
         pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)

@@ -1,6 +1,7 @@
 """finetune_inpaint: the UNet's extra inputs (mask, masked-image latents), a run that saves a
 9-channel pipeline with validation redress grids, and resume; on the tiny SD of
-tests/sd_testdata.py, fine-tuned first by finetune_sd as the demo does."""
+tests/sd_testdata.py, fine-tuned first by finetune_sd and recorded by base_inpaint as the
+demo does."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
+import base_inpaint
 import finetune_inpaint
 import finetune_sd
 from fashion.data.subset import read_images, read_segmentation, read_table
@@ -34,9 +36,33 @@ def set_params(project: Path, **changed: object) -> None:
 
 
 def run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """finetune_inpaint in `project`, after base_inpaint where it has not run."""
     monkeypatch.chdir(project)
+    if not Path("models/base_inpaint").is_dir():
+        base_inpaint.main()
     AcceleratorState._reset_state(True)
     finetune_inpaint.main()
+
+
+TRAINED: dict[Path, Path] = {}
+
+
+def trained_project(sd_finetuned: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sd_finetuned` with base_inpaint and finetune_inpaint run (models/inpaint), once a
+    session, read-only: the `inpaint_project` of this module and test_redress."""
+    if sd_finetuned not in TRAINED:
+        project = tmp_path_factory.mktemp("inpaint") / "trained"
+        shutil.copytree(sd_finetuned, project)
+        with pytest.MonkeyPatch.context() as mp:
+            run(project, mp)
+        TRAINED[sd_finetuned] = project
+    return TRAINED[sd_finetuned]
+
+
+@pytest.fixture
+def inpaint_project(sd_finetuned_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fine-tuned inpainting project, base_inpaint's output included."""
+    return trained_project(sd_finetuned_project, tmp_path_factory)
 
 
 def test_the_unet_reads_the_mask_and_the_masked_images_latents(
@@ -44,7 +70,8 @@ def test_the_unet_reads_the_mask_and_the_masked_images_latents(
 ) -> None:
     monkeypatch.chdir(sd_finetuned_project)
     AcceleratorState._reset_state(True)
-    pipe = training_start("finetuned_sd", None, Path("models/sd"), Path("models/base_sd"))
+    pipe = training_start("models/sd", None, "full")  # the fine-tuned SD, grown
+    assert pipe.unet.config.in_channels == 9
     train = "data/subset/train.h5"
     images = read_images(train)
     masks = read_segmentation(train) == 3  # upper clothes
@@ -98,12 +125,8 @@ def test_finetune_saves_a_nine_channel_pipeline_with_validation_grids(
     inpaint_project: Path,
 ) -> None:
     source = json.loads((inpaint_project / "models/inpaint/source.json").read_text())
-    assert source == {"pretrained": "finetuned_sd", "revision": None}
-    pipe = load_finetuned_inpainting(
-        inpaint_project / "models/inpaint",
-        inpaint_project / "models/sd",
-        inpaint_project / "models/base_sd",
-    )
+    assert source == {"pretrained": "models/base_inpaint/pipeline", "revision": None}
+    pipe = load_finetuned_inpainting(inpaint_project / "models/inpaint")
     assert pipe.unet.config.in_channels == 9
     saved = load_file(inpaint_project / "models/inpaint/unet/diffusion_pytorch_model.safetensors")
     t2i = load_file(inpaint_project / "models/sd/unet/diffusion_pytorch_model.safetensors")
@@ -155,5 +178,5 @@ def test_bf16_mixed_precision_trains_validates_and_saves(
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     run(project, monkeypatch)
     assert len(list((LIVE / "plots/images/validation").glob("*.png"))) == 1
-    pipe = load_finetuned_inpainting("models/inpaint", Path("models/sd"), Path("models/base_sd"))
+    pipe = load_finetuned_inpainting("models/inpaint")
     assert pipe.unet.config.in_channels == 9

@@ -90,7 +90,7 @@ def test_real_profile_runs_offline_with_stand_in_models(pipeline: Path, tmp_path
             f"benchmark.root={benchmark}",
             f"base_clip.pretrained={hub / 'clip-vit-base-patch32'}",
             f"base_sd.pretrained={hub / 'stable-diffusion-v1-5'}",
-            f"finetune_inpaint.base={hub / 'stable-diffusion-inpainting'}",
+            f"base_inpaint.pretrained={hub / 'stable-diffusion-inpainting'}",
             *FIT_TO_TEST,
         ],
         project,

@@ -29,8 +29,15 @@ from fashion.inpaint.redress import sample_pairs
 from fashion.metrics.redress import outside_mask_difference, transfer
 from test_generate import images_of
 from test_image_metrics import TINY
+from test_inpaint_training import trained_project
 
 TEST = Path("data/subset/test.h5")
+
+
+@pytest.fixture(scope="module")
+def inpaint_project(sd_finetuned_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fine-tuned inpainting project, base_inpaint's output included (read-only)."""
+    return trained_project(sd_finetuned_project, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,7 @@ def test_smoke_profile_points_at_the_stand_ins_written_here(tmp_path: Path) -> N
     assert Path(p["evaluate"]["inception_weights"]).name == standin.INCEPTION_FILE
     assert p["base_clip"]["pretrained"] == str(models / standin.CLIP_DIR)
     assert p["base_sd"]["pretrained"] == str(models / standin.SD_DIR)
-    assert p["finetune_inpaint"]["base"] == str(models / standin.INPAINT_DIR)
+    assert p["base_inpaint"]["pretrained"] == str(models / standin.INPAINT_DIR)
     assert p["evaluate"]["skip_inception"] is False
     assert p["benchmark"]["root"] == "data/demo_benchmark"
 
