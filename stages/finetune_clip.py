@@ -106,11 +106,11 @@ def main(
     start = checkpoints.resume(accelerator, steps)
     best = BestModel(checkpoints.root) if keep == "best_val_r1" else None
     if best and accelerator.is_main_process and start and best.resumed_at(start) is None:
-        # best/ lost beside the checkpoint (e.g. a mirror written before it held best/): the
+        # best/ lost (e.g. a mirror written before it held best/) or of a later step: the
         # resumed weights are the first candidate, so a resume at the last step ends too
         accelerator.print(
-            f"finetune_clip: no best weights beside the step {start} checkpoint: "
-            "the best of the steps before it is lost, the resumed weights are validated"
+            f"finetune_clip: no best weights of the steps up to {start} beside the "
+            "checkpoint: the resumed weights are validated as the first candidate"
         )
         model_ = accelerator.unwrap_model(model)
         r1 = caption_r1(model_, processor, val, accelerator.device)

@@ -17,6 +17,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from fashion.core.stage import PipelineError
 from fashion.train.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 from fashion.train.checkpoints import FINGERPRINT_FILE, BestModel, Checkpoints
 from fashion.train.checkpoints import is_checkpoint as is_step
@@ -98,11 +99,21 @@ def test_a_mirror_of_the_earlier_layout_is_restored(tmp_path: Path) -> None:
     assert (tmp_path / "c" / "step_5" / "state.bin").read_text() == "five"
 
 
-def test_a_damaged_manifest_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("manifest", "why"),
+    [
+        ("{not json", "Expecting property name"),
+        ('{"checkpoint": "../step_1", "files": {}}', "bad checkpoint name '../step_1'"),
+        ('{"checkpoint": "step_1", "files": {"../x": [1, "ab"]}}', "'../x' outside the unit"),
+        ('{"checkpoint": "step_1", "files": {"x": 1}}', "'x' without \\[size, sha256\\]"),
+    ],
+    ids=["json", "name", "path", "entry"],
+)
+def test_a_damaged_manifest_is_a_clear_error(tmp_path: Path, manifest: str, why: str) -> None:
     root, mirror = tmp_path / "local", tmp_path / "drive" / "stage"
     mirror_checkpoint(root, checkpoint(root, "step_1", "one"), mirror, is_step)
-    (mirror / "step_1" / MANIFEST).write_text("{not json")
-    with pytest.raises(Exception, match=r"step_1/\.mirror/manifest\.json: not a checkpoint"):
+    (mirror / "step_1" / MANIFEST).write_text(manifest)
+    with pytest.raises(PipelineError, match=rf"step_1/\.mirror/manifest\.json: not a .*{why}"):
         restore_checkpoint(tmp_path / "fresh", mirror, is_step)
 
 

@@ -192,6 +192,7 @@ def test_keep_best_val_r1_saves_the_best_evaluation(trained, tmp_path, monkeypat
     assert not (best / "models/clip/best.json").exists()
     assert (best / "models/clip/tokenizer_config.json").is_file()  # still a whole model
 
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: 0.1)
     stopped = copy_trained(trained, tmp_path / "stopped", "checkpoints")
     set_params(stopped, steps=4, schedule_steps=6)
     monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: 0.0)
@@ -431,7 +432,33 @@ def test_a_resume_at_the_last_step_without_best_ends_on_its_weights(
     stage(project, finetune_clip)
     out = capsys.readouterr().out
     assert "resumed from the step 6 checkpoint" in out
-    assert "no best weights beside the step 6 checkpoint" in out
+    assert "no best weights of the steps up to 6" in out
     last = load_file(checkpoints / "step_0000006/model.safetensors")
     assert_same_weights(weights(project / "models/clip"), last)
     assert BestModel(checkpoints).record() == {"step": 6, "score": 0.25}
+
+
+def test_a_resumed_run_keeps_only_the_best_of_its_own_steps(trained, tmp_path, monkeypatch, capsys):
+    """best/ recorded at step 6, the run resumed from step 3 with steps 4 (the schedule
+    fixed): the saved model is of a step this run reached, not step 6's. (The best of steps
+    1-3 went with step 6's record: the resumed weights stand in for it.)"""
+    project = copy_trained(trained, tmp_path / "p", "checkpoints")
+    set_params(project, keep="best_val_r1", eval_every=2, schedule_steps=6)
+    curve = iter([0.2, 0.5, 0.9])
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: next(curve))
+    stage(project, finetune_clip)
+    checkpoints = project / "checkpoints/finetune_clip"
+    assert BestModel(checkpoints).record() == {"step": 6, "score": 0.9}
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: 0.1)
+    stopped = copy_trained(trained, tmp_path / "stopped", "checkpoints")
+    set_params(stopped, steps=4, schedule_steps=6)
+    stage(stopped, finetune_clip)  # keep: last, so its model is step 4's weights
+
+    set_params(project, steps=4)
+    curve = iter([0.1, 0.3])  # the resumed weights (step 3), then step 4
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: next(curve))
+    capsys.readouterr()
+    stage(project, finetune_clip)
+    assert "no best weights of the steps up to 3" in capsys.readouterr().out
+    assert BestModel(checkpoints).record() == {"step": 4, "score": 0.3}
+    assert_same_weights(weights(project / "models/clip"), weights(stopped / "models/clip"))

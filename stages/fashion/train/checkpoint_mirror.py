@@ -51,8 +51,7 @@ MANIFEST = f"{HIDDEN}/manifest.json"
 ROOT_PART = f"{HIDDEN}/root"  # in a unit: the checkpoints root's own files and folders
 
 
-# Every change the mirror makes to its storage goes through these four (a test interrupts
-# each of their calls in turn).
+# Every change the mirror makes to its storage is one of these four.
 def _copy(src: Path, dst: Path) -> int:
     """Overwrite `dst` in place with `src`'s bytes; how many were written."""
     shutil.copyfile(src, dst)
@@ -99,7 +98,9 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def unit_files(root: Path, checkpoint: Path, is_checkpoint: Callable[[Path], bool]) -> dict:
+def unit_files(
+    root: Path, checkpoint: Path, is_checkpoint: Callable[[Path], bool]
+) -> dict[str, Path]:
     """{path in the unit: local file} for `checkpoint` and what lies beside it in `root`
     (other checkpoints and hidden, unfinished writes excepted)."""
     files = {p.relative_to(checkpoint).as_posix(): p for p in checkpoint.rglob("*") if p.is_file()}
@@ -126,6 +127,11 @@ def read_manifest(unit: Path, strict: bool = True) -> dict[str, Any] | None:
             raise ValueError(f"bad checkpoint name {name!r}")
         if not isinstance(files, dict):
             raise ValueError("files is not a mapping")
+        for rel, entry in files.items():
+            if rel.startswith("/") or ".." in Path(rel).parts:
+                raise ValueError(f"file {rel!r} outside the unit")
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)):
+                raise ValueError(f"file {rel!r} without [size, sha256]")
     except (ValueError, KeyError, TypeError) as err:
         if strict:
             raise PipelineError(f"{path}: not a checkpoint mirror manifest ({err})") from err
