@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 import base_inpaint
 import finetune_inpaint
-from conftest import make_project_copy, run
+from conftest import ROOT, make_project_copy, run
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
 from fashion.inpaint import models
@@ -145,6 +145,19 @@ def test_bad_params_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(PipelineError, match="pretrained folder: a folder without model_index"):
         base_inpaint.main()
     assert not Path("models/base_inpaint").exists()
+
+
+def test_a_profile_with_the_old_keys_is_refused(tmp_path: Path) -> None:
+    """finetune_inpaint.base and .revision moved to base_inpaint: a profile still setting
+    them stops with the key named, instead of silently training from the default base."""
+    params = str(tmp_path / "params.yaml")
+    shutil.copy(ROOT / "params.yaml", params)
+    script = str(ROOT / "scripts/use_profile.py")
+    for old in ("finetune_inpaint.base", "finetune_inpaint.revision"):
+        proc = run([sys.executable, script, f"{old}=x", "--params", params], tmp_path, check=False)
+        assert proc.returncode == 1 and f"unknown parameter '{old}'" in proc.stderr
+    new = "base_inpaint.pretrained=x"
+    assert run([sys.executable, script, new, "--params", params], tmp_path).returncode == 0
 
 
 # --- in DVC: what a finetune_sd change re-runs ---------------------------------------------
