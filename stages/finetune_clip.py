@@ -105,7 +105,7 @@ def main(
     )
     start = checkpoints.resume(accelerator, steps)
     best = BestModel(checkpoints.root) if keep == "best_val_r1" else None
-    if best and accelerator.is_main_process and start and best.resumed_at(start) is None:
+    if best and accelerator.is_main_process and best.resumed_at(start) is None and start:
         # best/ lost (e.g. a mirror written before it held best/) or of a later step: the
         # resumed weights are the first candidate, so a resume at the last step ends too
         accelerator.print(

@@ -462,3 +462,7 @@ def test_a_resumed_run_keeps_only_the_best_of_its_own_steps(trained, tmp_path, m
     assert "no best weights of the steps up to 3" in capsys.readouterr().out
     assert BestModel(checkpoints).record() == {"step": 4, "score": 0.3}
     assert_same_weights(weights(project / "models/clip"), weights(stopped / "models/clip"))
+    set_params(project, steps=2)  # no checkpoint up to step 2: trained from the start
+    monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: 0.2)
+    stage(project, finetune_clip)
+    assert BestModel(checkpoints).record() == {"step": 2, "score": 0.2}
