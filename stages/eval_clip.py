@@ -8,7 +8,8 @@ image or caption with the query's sentence), image-to-text retrieval against the
 captions, the retrieval of the images new to training (`unseen_caption`: a sentence no
 training image has; `product_disjoint`: a product no training image shows) against the whole
 gallery, mean similarities, and zero-shot attribute accuracy. Ranks break ties by gallery
-index (see `fashion.metrics.retrieval`).
+index (see `fashion.metrics.retrieval`). Under several processes (`accelerate.launch`) each
+embeds its share of whole batches, and the main process writes the metrics.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from fashion.clip.data import Pairs, read_pairs
 from fashion.clip.models import embed_images, embed_texts, load_base_clip, load_clip
 from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
+from fashion.core.processes import Processes
 from fashion.core.stage import run_stage
 from fashion.data.splits import evaluated_split
-from fashion.metrics.reference import compute_device
 from fashion.metrics.retrieval import (
     chunked_ranks,
     distinct_caption_ranks,
@@ -74,13 +75,22 @@ def evaluate(
     pairs: Pairs,
     new: dict[str, np.ndarray],
     p: dict[str, Any],
-    device: str,
+    processes: Processes,
 ) -> tuple[dict[str, Any], tuple]:
-    """(metrics of one model, similarity histograms) on the sampled pairs."""
+    """(metrics of one model, similarity histograms) on the sampled pairs; the embeddings
+    computed over the processes, a share of whole batches each (a collective)."""
+    device = processes.device
     model.eval().to(device)
     batch, chunk = int(p["batch_size"]), int(p["chunk"])
-    images = embed_images(model, processor, pairs.images, batch, device)
-    texts = embed_texts(model, processor, pairs.captions, batch, device)
+
+    def shared(embed: Any, items: Any) -> torch.Tensor:
+        parts = processes.map_batches(
+            lambda part: embed(model, processor, items[part], batch, device), len(items), batch
+        )
+        return torch.cat(parts)
+
+    images = shared(embed_images, pairs.images)
+    texts = shared(embed_texts, pairs.captions)
     caption = torch.from_numpy(pairs.caption_ids)
     metrics: dict[str, Any] = {
         "i2t": recall_summary(chunked_ranks(images, texts, caption, caption, chunk)),
@@ -105,7 +115,7 @@ def main(
 ) -> None:
     params = load_params()
     p = section(params, "eval_clip")
-    device = compute_device()
+    processes = Processes()  # each embeds its share of the batches; the main one writes
     split = evaluated_split(params, subset).sample(p["n"], int(p["seed"]), "eval_clip.n")
     pairs = read_pairs(split.path, split.rows)
     new = split.new_to_training()
@@ -124,12 +134,14 @@ def main(
     models = {"base": load_base_clip(base_clip), "finetuned": load_clip(clip)}
     for name, (model, processor) in models.items():
         results[name], (edges, matched, unmatched) = evaluate(
-            model, processor, pairs, new, p, device
+            model, processor, pairs, new, p, processes
         )
         columns["similarity"] = (edges[:-1] + edges[1:]) / 2
         columns[f"{name}_matched"], columns[f"{name}_unmatched"] = matched, unmatched
         print(f"{name}: {json.dumps(results[name]['i2t'])}")
-
+    print(processes.summary("eval_clip"))
+    if not processes.is_main:
+        return
     with atomic_path(metrics_file) as tmp:
         tmp.write_text(json.dumps(results, indent=2) + "\n")
     with atomic_path(plots, is_dir=True) as tmp:

@@ -13,8 +13,10 @@ seen in training (at least `evaluate.seen_min_count` training images) and unseen
 
 Writes `metrics/generation.json` and `plots/evaluate/` (memorisation histograms). Every image
 set is first brought to one size, the smaller of the generated and real sizes. Models run
-on the GPU when there is one. IS/FID/KID are null when `evaluate.skip_inception` is set (the
-offline default): never a number from random Inception weights.
+on the GPU when there is one; under several processes (`accelerate.launch`) each embeds its
+share of whole batches, and the main process writes the metrics of them all. IS/FID/KID are
+null when `evaluate.skip_inception` is set (the offline default): never a number from random
+Inception weights.
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ from tqdm import tqdm
 from fashion.clip.models import load_base_clip, load_clip
 from fashion.core.atomic import atomic_path
 from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.processes import Processes
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import ATTRIBUTES
 from fashion.data.splits import EvaluatedSplit, matched_sample
 from fashion.data.subset import read_images
 from fashion.metrics.image import (
-    extract_features,
     fetch_inception_weights,
     fid_kid,
     inception_score,
@@ -46,9 +48,9 @@ from fashion.metrics.image import (
     load_inception,
     nearest_pixel_distances,
     resize_images,
+    shared_features,
 )
 from fashion.metrics.judges import Judges, grid_metrics
-from fashion.metrics.reference import compute_device
 
 MANIFEST_COLUMNS = ("file", "model", "prompt", "seed", "source", "row", *ATTRIBUTES)
 MODELS = ("base", "finetuned")
@@ -135,18 +137,26 @@ def matched_images(
 
 
 def inception_metrics(
-    p: dict[str, Any], images: dict[str, np.ndarray], reference: dict[str, np.ndarray], device: str
+    p: dict[str, Any],
+    images: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    device: torch.device | str,
+    processes: Processes | None = None,
 ) -> dict[str, dict]:
     """IS of every set; FID and KID of each generated set against the real images.
 
-    `images` are the generated sets; the real set's logits and pool features are in the
-    reference. Every set has the same count, so equal `is_splits` give equal split sizes.
+    `images` are the generated sets (their features computed over the `processes`); the real
+    set's logits and pool features are in the reference. Every set has the same count, so
+    equal `is_splits` give equal split sizes.
     """
     if p["skip_inception"]:
         print("IS/FID/KID: null (evaluate.skip_inception is true: no Inception-v3 weights used)")
         return {name: dict.fromkeys(INCEPTION_KEYS) for name in SETS}
     # the weights first: a fresh machine whose reference came from the DVC cache fetches them
-    model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
+    processes = processes or Processes()
+    with processes.state.main_process_first():  # one download, then the others read it
+        weights = fetch_inception_weights(p["inception_weights"])
+    model = load_inception(weights, device)
     if "pool" not in reference:
         raise PipelineError(
             f"{REFERENCE}: no Inception features (written with evaluate.skip_inception true): "
@@ -154,7 +164,7 @@ def inception_metrics(
         )
     seed, batch = int(p["seed"]), int(p["batch_size"])
     features = {
-        name: extract_features(images[name], model, batch, device)
+        name: shared_features(images[name], model, batch, device, processes)
         for name in tqdm(MODELS, desc="inception")
     }
     features["real"] = (torch.from_numpy(reference["logits"]), torch.from_numpy(reference["pool"]))
@@ -203,7 +213,8 @@ def main(
 ) -> None:
     params = load_params()
     p = section(params, "evaluate")
-    batch, device = int(p["batch_size"]), compute_device()
+    processes = Processes()  # each embeds its share of the batches; the main one writes
+    batch, device = int(p["batch_size"]), processes.device
     manifest = generated_images / "manifest.csv"
     generated = read_generated(manifest)
     real_reference = load_arrays(reference, REFERENCE_KEYS, "reference")
@@ -218,13 +229,14 @@ def main(
     print(f"evaluating at {size} px on {device}: {n} matched {split.name} images per set")
 
     matched: dict[str, Any] = {"n": n, "is_split_size": n // int(p["is_splits"])}
-    for name, values in inception_metrics(p, images, real_reference, device).items():
+    for name, values in inception_metrics(p, images, real_reference, device, processes).items():
         matched[name] = values
     judges = Judges(
         {"finetuned_clip": load_clip(clip), "base_clip": load_base_clip(base_clip)},
         bool(p["pixel_judge"]),
         batch,
         device,
+        processes,
     )
     codes = split.table[list(ATTRIBUTES)]
     captions = split.table["caption"].tolist()
@@ -243,6 +255,9 @@ def main(
     metrics["grid"] = grid_metrics(
         judges, generated, size, split.training, int(p["seen_min_count"])
     )
+    print(processes.summary("evaluate"))
+    if not processes.is_main:
+        return
 
     with atomic_path(plots, is_dir=True) as tmp:
         plot_memorisation(distances, int(p["histogram_bins"]), tmp, mem_size)

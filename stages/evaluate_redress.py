@@ -7,7 +7,8 @@ as in `evaluate`: the fine-tuned CLIP, the base CLIP zero-shot, on the demo the 
 colour judge); the preservation check (the largest pixel difference outside the mask: 0
 for a composite); realism (FID/KID of the redressed images whose source lies in one half of
 the test split against the real images of the other half; null when
-`evaluate.skip_inception`).
+`evaluate.skip_inception`). Under several processes (`accelerate.launch`) each embeds its
+share of whole batches of images, and the main process writes the metrics.
 """
 
 from __future__ import annotations
@@ -23,19 +24,19 @@ from PIL import Image
 from fashion.clip.models import load_base_clip, load_clip
 from fashion.core.atomic import atomic_path
 from fashion.core.params import load_params, section
+from fashion.core.processes import Processes
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import ATTRIBUTES
 from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
 from fashion.inpaint.masks import redress_masks
 from fashion.metrics.image import (
-    extract_features,
     fetch_inception_weights,
     fid_kid,
     load_inception,
+    shared_features,
 )
 from fashion.metrics.judges import Judges
 from fashion.metrics.redress import outside_mask_difference, redress_accuracy
-from fashion.metrics.reference import compute_device
 
 MODELS = ("base", "finetuned")
 
@@ -61,18 +62,23 @@ def read_redressed(folder: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
 
 
 def realism(
-    p: dict[str, Any], images: dict[str, np.ndarray], reference: np.ndarray, device: str
+    p: dict[str, Any], images: dict[str, np.ndarray], reference: np.ndarray, processes: Processes
 ) -> dict[str, dict]:
-    """FID and KID of each image set against the reference images (null when skipped)."""
+    """FID and KID of each image set against the reference images (null when skipped); the
+    features computed over the processes."""
     if p["skip_inception"]:
         return {name: {"fid": None, "kid": None, "kid_std": None} for name in images}
-    model = load_inception(fetch_inception_weights(p["inception_weights"]), device)
+    device = processes.device
+    with processes.state.main_process_first():  # one download, then the others read it
+        weights = fetch_inception_weights(p["inception_weights"])
+    model = load_inception(weights, device)
     batch = int(p["batch_size"])
-    real = extract_features(reference, model, batch, device)[1]
-    return {
-        name: fid_kid(extract_features(shown, model, batch, device)[1], real, p)
-        for name, shown in images.items()
-    }
+
+    def pool(shown: np.ndarray) -> Any:
+        return shared_features(shown, model, batch, device, processes)[1]
+
+    real = pool(reference)
+    return {name: fid_kid(pool(shown), real, p) for name, shown in images.items()}
 
 
 def main(
@@ -84,7 +90,8 @@ def main(
 ) -> None:
     params = load_params()
     p, r = section(params, "evaluate"), section(params, "redress")
-    device = compute_device()
+    processes = Processes()  # each embeds its share of the batches; the main one writes
+    device = processes.device
     pairs, images = read_redressed(redressed)
     # the split's file: test.h5, or train.h5 for the validation split's pairs
     split_file = subset_path(subset, "test" if pairs["split"].iloc[0] == "test" else "train")
@@ -99,13 +106,14 @@ def main(
         bool(p["pixel_judge"]),
         int(p["batch_size"]),
         device,
+        processes,
     )
     codes = table[list(ATTRIBUTES)]
     source_codes = codes.iloc[source].reset_index(drop=True)
     target_codes = codes.iloc[target].reset_index(drop=True)
     scored = pairs["realism"].to_numpy(dtype=bool)
     scores = realism(
-        p, {k: v[scored] for k, v in images.items()}, read_images(split_file, reference), device
+        p, {k: v[scored] for k, v in images.items()}, read_images(split_file, reference), processes
     )
     metrics: dict[str, Any] = {
         "split": str(pairs["split"].iloc[0]),
@@ -118,6 +126,9 @@ def main(
         if name in MODELS:
             block["max_abs_diff_outside_mask"] = outside_mask_difference(shown, sources, masks)
         metrics[name] = block | scores[name]
+    print(processes.summary("evaluate_redress"))
+    if not processes.is_main:
+        return
     with atomic_path(metrics_file) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     print(json.dumps(metrics, sort_keys=True))

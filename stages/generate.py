@@ -10,7 +10,9 @@ Writes data/generated/{base,finetuned}/*.png with data/generated/manifest.csv (f
 prompt, seed, source, the matched image's subset row, the prompt's attribute codes, the
 prompt file's line and the negative prompt) and plots/generate/{base,finetuned}_grid.png
 (the grid prompts' images). A run stopped midway keeps its finished batches in
-data/generated.partial/, and the next run samples only the rest.
+data/generated.partial/, and the next run samples only the rest. Under several processes
+(`accelerate.launch`) each samples its share of the batches there; the main process then
+writes the outputs from all of them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from fashion.sd.sampling import (
     grid,
 )
 
+MODELS = ("base", "finetuned")
+
 
 def generate(
     pipe: StableDiffusionPipeline,
@@ -49,14 +53,14 @@ def generate(
     params: dict,
     finished: FinishedBatches,
     model: str,
-) -> list[Image.Image]:
-    """One image per (text, seed), in batches; each image's noise comes from its own seed,
-    and each has the negative prompt (`generate.negative_prompt`, "" for none). Batches an
-    earlier, stopped run of `model` finished are read back from `finished`."""
-    images: list[Image.Image] = []
+) -> None:
+    """Sample this process's share of the batches of `model` no earlier run finished
+    (`finished.todo`) into `finished`: one image per (text, seed); each image's noise comes
+    from its own seed, and each has the negative prompt (`generate.negative_prompt`, ""
+    for none)."""
     size, bs = int(params["resolution"]), int(params["batch_size"])
     negative = negative_prompt(params)
-    for start in tqdm(range(0, len(texts), bs), desc="generate", mininterval=5):
+    for start in tqdm(finished.todo(model, len(texts), bs), desc="generate", mininterval=5):
         batch = texts[start : start + bs]
 
         @torch.no_grad()
@@ -73,8 +77,7 @@ def generate(
             ).images
             return np.stack([np.asarray(image) for image in drawn])
 
-        images += [Image.fromarray(a) for a in finished.batch(model, start, sample)]
-    return images
+        finished.batch(model, start, sample)
 
 
 def negative_prompt(params: dict) -> str:
@@ -134,24 +137,32 @@ def main(
         range(len(jobs))
     )
     columns = int(params["grid_columns"])
+    finished = finished_batches(
+        out, params, device, dtype, (base_sd, sd), jobs=[(p.text, s) for p, s in jobs]
+    )
+    processes = finished.processes
+    for model in MODELS:
+        pipe = (
+            load_base_sd(base_sd, torch_dtype=dtype)
+            if model == "base"
+            else load_finetuned_sd(sd, base_sd, torch_dtype=dtype)
+        )
+        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        if model == "base" and in_file and processes.is_main:  # the base's tokenizer is kept
+            warn_truncated(pipe.tokenizer, in_file, params["prompts_file"])
+        pipe.to(device)
+        generate(pipe, texts, seeds, params, finished, model)
+    finished.wait()  # every process's batches are in
+    print(processes.summary("generate"))
+    if not processes.is_main:
+        return
     rows = []
     out_dir, plots_dir = out, plots
-    finished = finished_batches(
-        out_dir, params, device, dtype, (base_sd, sd), jobs=[(p.text, s) for p, s in jobs]
-    )
     with atomic_path(out_dir, is_dir=True) as out, atomic_path(plots_dir, is_dir=True) as plots:
-        for model in ("base", "finetuned"):
-            pipe = (
-                load_base_sd(base_sd, torch_dtype=dtype)
-                if model == "base"
-                else load_finetuned_sd(sd, base_sd, torch_dtype=dtype)
-            )
-            pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
-            pipe.set_progress_bar_config(disable=True)
-            if model == "base" and in_file:  # the fine-tune keeps the base's tokenizer
-                warn_truncated(pipe.tokenizer, in_file, params["prompts_file"])
-            pipe.to(device)
-            images = generate(pipe, texts, seeds, params, finished, model)
+        for model in MODELS:
+            batches = finished.read(model, len(jobs), int(params["batch_size"]))
+            images = [Image.fromarray(a) for a in batches]
             (out / model).mkdir()
             for k, (image, (prompt, s)) in enumerate(zip(images, jobs, strict=True)):
                 name = f"{model}/{k:05d}.png"

@@ -10,7 +10,8 @@ data/redressed/manifest.csv (file, model, split, seed, pair, the source and targ
 indices and captions, whether realism scores it), reference.csv (the test rows of the
 realism reference) and plots/redress/grid.png (rows of input | target sentence | base |
 fine-tuned). A run stopped midway keeps its finished batches in data/redressed.partial/, and
-the next run samples only the rest.
+the next run samples only the rest. Under several processes (`accelerate.launch`) each
+samples its share of the batches there; the main process then writes the outputs.
 """
 
 from __future__ import annotations
@@ -65,7 +66,6 @@ def main(
         (split.path, base_inpaint, inpaint),
         pairs=[sample.source.tolist(), sample.target.tolist()],
     )
-    redressed = {}
     for model in MODELS:
         pipe = (
             base_pipeline(base_inpaint, torch_dtype=dtype)
@@ -74,9 +74,12 @@ def main(
         )
         pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
-        redressed[model] = redress_images(
-            pipe.to(device), images, masks, prompts, seeds, p, finished, model
-        )
+        redress_images(pipe.to(device), images, masks, prompts, seeds, p, finished, model)
+    finished.wait()  # every process's batches are in
+    print(finished.processes.summary("redress"))
+    if not finished.processes.is_main:
+        return
+    redressed = {m: finished.read(m, len(prompts), int(p["batch_size"])) for m in MODELS}
 
     rows = []
     out_dir, plots_dir = out, plots

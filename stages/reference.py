@@ -12,7 +12,9 @@ less the evaluated split) at `reference.memorisation_size` px, a space no model 
 Writes `data/reference/real.npz`: `split`, `rows` (rows of the split's subset file), `size`,
 `real_size`, `train_pixels` (uint8) and, with Inception, `logits` (n, 1008) and `pool`
 (n, 2048). Images are compared at the evaluation size, min(generate.resolution, real image
-size), after the one resize pipeline of `fashion.metrics.image`.
+size), after the one resize pipeline of `fashion.metrics.image`. Under several processes
+(`accelerate.launch`) each runs Inception on its share of whole batches; the main process
+writes the file.
 """
 
 from __future__ import annotations
@@ -23,17 +25,18 @@ from typing import Any
 import numpy as np
 
 from fashion.core.params import load_params, section
+from fashion.core.processes import Processes
 from fashion.core.stage import run_stage
 from fashion.data.splits import matched_sample
 from fashion.data.subset import read_images, sample_rows
 from fashion.metrics.image import (
-    extract_features,
     fetch_inception_weights,
     load_inception,
     resize_images,
     save_arrays,
+    shared_features,
 )
-from fashion.metrics.reference import compute_device, evaluation_size
+from fashion.metrics.reference import evaluation_size
 
 CHUNK = 2048  # train images read and shrunk at a time
 
@@ -46,6 +49,7 @@ def shrunk_images(path: Path, rows: np.ndarray, size: int) -> np.ndarray:
 
 def real_reference(params: dict[str, Any], subset: Path, out: Path) -> None:
     p, evaluate = section(params, "reference"), section(params, "evaluate")
+    processes = Processes()  # each takes its share of the Inception batches; the main one writes
     matched = split = matched_sample(params, subset)
     size, real_size = evaluation_size(params, split.path)
     train_rows = split.training_rows[
@@ -56,17 +60,23 @@ def real_reference(params: dict[str, Any], subset: Path, out: Path) -> None:
         "rows": matched.rows,
         "size": np.array(size),
         "real_size": np.array(real_size),
-        "train_pixels": shrunk_images(split.training_path, train_rows, int(p["memorisation_size"])),
     }
     if evaluate["skip_inception"]:
         print("no Inception reference (evaluate.skip_inception is true)")
     else:
-        weights = fetch_inception_weights(evaluate["inception_weights"])
-        device = compute_device()
-        model = load_inception(weights, device)
+        with processes.state.main_process_first():  # one download, then the others read it
+            weights = fetch_inception_weights(evaluate["inception_weights"])
+        model = load_inception(weights, processes.device)
         images = resize_images(read_images(split.path, matched.rows), size)
-        logits, pool = extract_features(images, model, int(p["batch_size"]), device)
+        batch = int(p["batch_size"])
+        logits, pool = shared_features(images, model, batch, processes.device, processes)
         arrays |= {"logits": logits.numpy(), "pool": pool.numpy()}
+    print(processes.summary("reference"))
+    if not processes.is_main:
+        return
+    arrays["train_pixels"] = shrunk_images(
+        split.training_path, train_rows, int(p["memorisation_size"])
+    )
     print(
         f"reference: {len(matched.rows)} {split.name} images at {size} px, "
         f"{len(train_rows)} training images at {p['memorisation_size']} px"

@@ -88,13 +88,14 @@ def redress_images(
     params: dict,
     finished: FinishedBatches,
     model: str,
-) -> np.ndarray:
-    """uint8 images (n, H, W, 3): each source redrawn inside its mask to its prompt at
-    `resolution`, resized back to the source's size, and composited onto the source (every
-    pixel outside the mask is the source's). Each image's noise comes from its own seed.
-    Batches an earlier, stopped run of `model` finished are read back from `finished`."""
-    size, batch, out = int(params["resolution"]), int(params["batch_size"]), []
-    for start in tqdm(range(0, len(images), batch), desc="redress", mininterval=5):
+) -> None:
+    """Sample this process's share of the batches of `model` no earlier run finished
+    (`finished.todo`) into `finished`: uint8 images, each source redrawn inside its mask to
+    its prompt at `resolution`, resized back to the source's size, and composited onto the
+    source (every pixel outside the mask is the source's). Each image's noise comes from its
+    own seed."""
+    size, batch = int(params["resolution"]), int(params["batch_size"])
+    for start in tqdm(finished.todo(model, len(images), batch), desc="redress", mininterval=5):
         part = slice(start, start + batch)
 
         @torch.no_grad()
@@ -111,8 +112,7 @@ def redress_images(
             ).images
             return paste_back(images[part], drawn, masks[part])
 
-        out.append(finished.batch(model, start, sample))
-    return np.concatenate(out)
+        finished.batch(model, start, sample)
 
 
 def redress_grid(

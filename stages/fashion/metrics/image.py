@@ -29,6 +29,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from fashion.core.atomic import atomic_path
+from fashion.core.processes import Processes
 from fashion.core.stage import PipelineError
 
 INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[1]
@@ -151,7 +152,29 @@ def extract_features(
     return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))
 
 
+def shared_features(
+    images: np.ndarray,
+    extractor: nn.Module,
+    batch_size: int,
+    device: torch.device | str,
+    processes: Processes,
+) -> tuple[Tensor, ...]:
+    """`extract_features`, each process on its share of whole batches, gathered on every
+    process (a collective): the same tensors as one process computing them all."""
+    parts = processes.map_batches(
+        lambda part: extract_features(images[part], extractor, batch_size, device),
+        len(images),
+        batch_size,
+    )
+    return tuple(torch.cat(outputs) for outputs in zip(*parts, strict=True))
+
+
 # --- Inception Score, FID, KID ----------------------------------------------------------
+
+
+# The features are whole on every process already (`shared_features`): under several
+# processes torchmetrics would otherwise gather every process's copy into one set.
+LOCAL = {"sync_on_compute": False}
 
 
 class _Precomputed(nn.Module):
@@ -171,7 +194,9 @@ def inception_score(logits: Tensor, splits: int = 10, seed: int = 0) -> tuple[fl
     The logits are Inception-v3's "logits_unbiased" in the stage, a stand-in's in tests.
     Fewer images than splits: one split per image.
     """
-    metric = InceptionScore(feature=_Precomputed(logits.shape[1]), splits=min(splits, len(logits)))
+    metric = InceptionScore(
+        feature=_Precomputed(logits.shape[1]), splits=min(splits, len(logits)), **LOCAL
+    )
     metric.update(logits)
     with torch.random.fork_rng(devices=[]):  # compute() shuffles with the global RNG
         torch.manual_seed(seed)
@@ -181,7 +206,7 @@ def inception_score(logits: Tensor, splits: int = 10, seed: int = 0) -> tuple[fl
 
 def frechet_distance(fake: Tensor, real: Tensor) -> float:
     """FID between two feature sets (N, D), by torchmetrics (biased upwards on small sets)."""
-    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1])).double()
+    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]), **LOCAL).double()
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     return float(metric.compute())
@@ -195,7 +220,7 @@ def kernel_distance(
     if size < 2:
         raise ValueError(f"KID needs at least 2 images per set, got {len(fake)} and {len(real)}")
     metric = KernelInceptionDistance(
-        feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size
+        feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size, **LOCAL
     )
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)

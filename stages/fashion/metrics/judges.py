@@ -2,7 +2,9 @@
 
 Judges: zero-shot CLIPs (the fine-tuned one shares the generator's training pairs, the base
 one does not) and, on the demo, the pixel colour judge (`garment_color`). Every judge uses
-one rule for which images an attribute is judged on (`zero_shot.judged`).
+one rule for which images an attribute is judged on (`zero_shot.judged`). Under several
+processes each embeds its share of whole batches of images, and every process gets them all
+(`Judges.embed`: call it on every process, in the same order).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pandas as pd
 import torch
 
 from fashion.clip.models import embed_images, embed_texts
+from fashion.core.processes import Processes
 from fashion.data.attributes import ATTRIBUTES
 from fashion.metrics.garment_color import color_accuracy
 from fashion.metrics.image import clip_score, resize_images
@@ -24,18 +27,31 @@ class Judges:
     """The attribute judges: zero-shot CLIPs (their image embeddings also give CLIP scores)
     and, where `pixel`, the demo's pixel colour judge."""
 
-    def __init__(self, clips: dict[str, tuple], pixel: bool, batch: int, device: str) -> None:
+    def __init__(
+        self,
+        clips: dict[str, tuple],
+        pixel: bool,
+        batch: int,
+        device: torch.device | str,
+        processes: Processes | None = None,
+    ) -> None:
         self.clips, self.pixel, self.batch, self.device = clips, pixel, batch, device
+        self.processes = processes or Processes()
         self.classifiers = {
             name: ZeroShotClassifier(model.to(device), processor, device=device)
             for name, (model, processor) in clips.items()
         }
 
     def embed(self, images: np.ndarray) -> dict[str, torch.Tensor]:
-        return {
-            name: embed_images(model, processor, images, self.batch, self.device)
-            for name, (model, processor) in self.clips.items()
-        }
+        """Each CLIP's image embeddings, batch by batch over the processes (a collective)."""
+        out = {}
+        for name, (model, processor) in self.clips.items():
+
+            def batch(part: slice, model=model, processor=processor) -> torch.Tensor:
+                return embed_images(model, processor, images[part], self.batch, self.device)
+
+            out[name] = torch.cat(self.processes.map_batches(batch, len(images), self.batch))
+        return out
 
     def clip_scores(self, embeds: dict[str, torch.Tensor], prompts: list[str]) -> dict[str, float]:
         out = {}

@@ -1,19 +1,13 @@
-"""What `reference` and `evaluate` share about the real images: the device and the size
-images are compared at."""
+"""What `reference` and `evaluate` share about the real images: the size images are
+compared at."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fashion.core.params import section
 from fashion.data.subset import read_images
-
-
-def compute_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def evaluation_size(params: dict[str, Any], subset_file: Path) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """What the sampling stages (`generate`, `redress`) share: the sampler by name, the device
-and weight precision, the batches a stopped run already finished, and contact sheets."""
+and weight precision, the batches a stopped run already finished (also how the stage's
+processes share the batches out), and contact sheets."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from diffusers import (
 from PIL import Image
 
 from fashion.core.params import PARAMS_FILE
+from fashion.core.processes import Processes
 from fashion.core.provenance import hash_files
 from fashion.core.stage import PipelineError
 from fashion.sd.precision import compute_dtype
@@ -41,11 +43,13 @@ def check_scheduler(name: object, param: str) -> type:
     return SCHEDULERS[name]
 
 
-def device_and_dtype(precision: str, param: str = "generate.precision") -> tuple[str, torch.dtype]:
-    """The GPU if there is one, else the CPU, with the weight dtype `precision` means there
-    (`fashion.sd.precision.compute_dtype`: half precision on the CPU is bf16 where the CPU
-    computes it, else fp32)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def device_and_dtype(
+    precision: str, param: str = "generate.precision"
+) -> tuple[torch.device, torch.dtype]:
+    """This process's device (its GPU if there is one, else the CPU) with the weight dtype
+    `precision` means there (`fashion.sd.precision.compute_dtype`: half precision on the CPU
+    is bf16 where the CPU computes it, else fp32)."""
+    device = Processes().device
     return device, compute_dtype(precision, device, param)
 
 
@@ -64,21 +68,45 @@ class FinishedBatches:
     ends, so a run stopped midway (a crash, a lost Colab VM) redoes only the rest: hours of
     sampling on the real profile. `root` is keyed by `fingerprint` (what decides the
     images: params, prompts, seeds, the models' files); another fingerprint clears it.
-    Batches keep their composition, so the images equal an uninterrupted run's."""
+    Batches keep their composition, so the images equal an uninterrupted run's.
 
-    def __init__(self, root: Path, fingerprint: dict[str, Any]) -> None:
+    Under several processes (one folder that all of them see) the main process alone checks
+    the fingerprint and clears the folder (the others pass None and wait for it); `todo`
+    gives each process its share of the batches still to sample, and once every process is
+    done (`wait`), the main process reads them all back (`read`)."""
+
+    def __init__(
+        self, root: Path, fingerprint: dict[str, Any] | None, processes: Processes | None = None
+    ) -> None:
         self.root = Path(root)
-        record, key = self.root / "fingerprint.json", json.dumps(fingerprint, sort_keys=True)
-        if not record.is_file() or record.read_text() != key:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root.mkdir(parents=True)
-            record.write_text(key)
+        self.processes = processes or Processes()
+        if self.processes.is_main:
+            record, key = self.root / "fingerprint.json", json.dumps(fingerprint, sort_keys=True)
+            if not record.is_file() or record.read_text() != key:
+                shutil.rmtree(self.root, ignore_errors=True)
+                self.root.mkdir(parents=True)
+                record.write_text(key)
+        self.processes.wait()
+        # what a stopped run left, as every process sees it before any samples more
+        self.kept = set(self.root.glob("*/*.npy"))
+        self.processes.wait()
         self.reused = 0  # batches read back, not sampled
+
+    def path(self, name: str, start: int) -> Path:
+        return self.root / name / f"{start:07d}.npy"
+
+    def todo(self, name: str, n: int, batch_size: int) -> list[int]:
+        """Starts of this process's share of the batches of `name` (of `n` images) that no
+        earlier run finished: round-robin over those, so a resumed run splits evenly."""
+        starts = range(0, n, batch_size)
+        left = [s for s in starts if self.path(name, s) not in self.kept]
+        self.reused += len(starts) - len(left)
+        return self.processes.share(left)
 
     def batch(self, name: str, start: int, sample: Callable[[], np.ndarray]) -> np.ndarray:
         """uint8 images of the batch of `name` (a model) starting at image `start`: read back
         if an earlier run finished it, else `sample()`d and kept."""
-        path = self.root / name / f"{start:07d}.npy"
+        path = self.path(name, start)
         if path.is_file():
             self.reused += 1
             return np.load(path)
@@ -89,6 +117,14 @@ class FinishedBatches:
             np.save(f, images)
         os.replace(partial, path)  # a batch is there whole or not at all
         return images
+
+    def wait(self) -> None:
+        """Until every process has sampled its share."""
+        self.processes.wait()
+
+    def read(self, name: str, n: int, batch_size: int) -> np.ndarray:
+        """Every batch of `name` (of `n` images), in order: uint8 (n, H, W, 3)."""
+        return np.concatenate([np.load(self.path(name, s)) for s in range(0, n, batch_size)])
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -108,7 +144,7 @@ def files_fingerprint(*paths: Path) -> str:
 def finished_batches(
     out: Path,
     params: dict[str, Any],
-    device: str,
+    device: torch.device | str,
     dtype: torch.dtype,
     inputs: tuple[Path, ...],
     **identity: Any,
@@ -116,14 +152,19 @@ def finished_batches(
     """A sampling stage's `FinishedBatches`: in its `batches_dir` param (a folder that
     outlives the machine, e.g. on Drive), or null: beside `out`. Keyed by the stage's params
     (less `batches_dir`: where batches are kept is not what they are), the device, the dtype,
-    the contents of `inputs` (models, subset) and `identity` (prompts, seeds, pairs)."""
+    the contents of `inputs` (models, subset) and `identity` (prompts, seeds, pairs); not
+    by the process count or which GPU (the batches are the same), so a run stopped under
+    one launch resumes under another. Only the main process reads the inputs for it."""
     out = Path(out)
     root = Path(params.get("batches_dir") or out.with_name(f"{out.name}.partial"))
-    fingerprint = {
-        "params": {k: v for k, v in params.items() if k != "batches_dir"},
-        "device": device,
-        "dtype": str(dtype),
-        "files": files_fingerprint(*inputs),
-        **identity,
-    }
-    return FinishedBatches(root, fingerprint)
+    processes = Processes()
+    fingerprint = None
+    if processes.is_main:
+        fingerprint = {
+            "params": {k: v for k, v in params.items() if k != "batches_dir"},
+            "device": torch.device(device).type,  # "cuda" or "cpu", on every process
+            "dtype": str(dtype),
+            "files": files_fingerprint(*inputs),
+            **identity,
+        }
+    return FinishedBatches(root, fingerprint, processes)
