@@ -15,8 +15,9 @@ Layout, for a mirror folder `M`:
         .mirror/manifest.json     each file's size and SHA-256, written last
     .M.spare/                     (beside M) the unit before it, the next save's draft
 
-Drive keeps what is deleted or overwritten in its bin until the bin is emptied, so a save
-deletes no checkpoint and writes each changed file once:
+Drive keeps a deleted file in its bin, counted against the quota, until the bin is
+emptied (and may keep an overwritten file's earlier versions), so a save deletes no
+checkpoint and writes each changed file once:
 1. the spare loses its manifest (from here on a draft), and each file of the new unit whose
    size or SHA-256 differs from the spare's manifest is overwritten in place (unchanged
    ones, such as a `best/` that did not improve, are not written); stale files go;
