@@ -8,6 +8,8 @@
 #                                          repository (params.yaml is rewritten, outputs land
 #                                          in data/, models/, metrics/, plots/)
 #   bench/gpu_smoke.sh --cpu [WHEELS_DIR]  the same on CPU: reduced-width stand-ins, 64 px
+#   bench/gpu_smoke.sh --cpu --full ...    on CPU with the full-size stand-ins (the published
+#                                          architectures at 64 px: ~20 min and ~9 GB on 2 cores)
 #   bench/gpu_smoke.sh --reduced ...       reduced-width stand-ins at the GPU sizes
 #   bench/gpu_smoke.sh --download-wheels DIR   on a connected machine: the wheels the box
 #                                          lacks (see download_wheels), then copy DIR over
@@ -123,12 +125,13 @@ install_missing() {  # [WHEELS_DIR]
 }
 
 main() {
-  local cpu=0 reduced=0 wheels=""
+  local cpu=0 reduced=0 full=0 wheels=""
   while (($#)); do
     case $1 in
       --download-wheels) [[ -n ${2:-} ]] || die "--download-wheels DIR"; download_wheels "$2"; return ;;
       --cpu) cpu=1; reduced=1 ;;
       --reduced) reduced=1 ;;
+      --full) full=1 ;;
       -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; return ;;
       -*) die "unknown option $1" ;;
       *) wheels=$(cd "$1" && pwd) ;;
@@ -142,6 +145,7 @@ main() {
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DVC_NO_ANALYTICS=1 DO_NOT_TRACK=1
   install_missing "$wheels"
 
+  ((full)) && reduced=0  # --full wins over --cpu's reduced widths, in either order
   local start=$SECONDS build_args=() overrides=()
   ((reduced)) && build_args+=(--reduced)
   ((cpu)) && { export CUDA_VISIBLE_DEVICES=""; build_args+=(--device cpu); overrides=("${CPU_OVERRIDES[@]}"); }

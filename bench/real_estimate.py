@@ -1,16 +1,16 @@
-"""Expected training time of a profile, from measured training throughput.
+"""What a real run costs, stage by stage: hours on five GPUs, disk, Drive, and each rate's source.
 
-The rates come from a run on a GPU (the smoke run of the real path, or any real run): the
-training stages log `perf/images_per_s` per step in dvclive; the median after the warm-up
-steps is the stage's rate on that GPU at that run's batch size and resolution. The work
-comes from the profile (steps x batch x accumulation). Another GPU is only a scaled guess:
-`--scale T4=10` divides every rate by 10 and labels the figures as scaled.
+Reads params.yaml with the given profiles applied (as `scripts/use_profile.py` would) and
+prints one JSON line (bench/cost_model.py says how each figure is made); `--markdown`
+prints the README's table instead.
 
-    python bench/real_estimate.py --run RUN_DIR --device "H200" profiles/real.yaml
-    python bench/real_estimate.py --rate finetune_sd=35.7 --device H100 profiles/real.yaml \
-        profiles/colab.yaml --scale T4=10
+    python bench/real_estimate.py profiles/real.yaml
+    python bench/real_estimate.py profiles/real.yaml profiles/colab.yaml --markdown
 
-Prints one JSON line. Stages without a measured rate are listed as not measured.
+A GPU run's logged throughput replaces the scaled training rates: `--run RUN_DIR --device
+GPU` reads `dvclive/<stage>/plots/metrics/perf/images_per_s.tsv` of a finished run (its
+median after the warm-up steps) for every training stage whose settings equal the
+profile's; `--rate STAGE=IMAGES_PER_S --device GPU` gives one by hand.
 """
 
 from __future__ import annotations
@@ -18,28 +18,42 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fashion.core.params import merged
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cost_model beside this script
+
+from cost_model import GPUS, CostModel, Rate, StageCost, drive_peak_bytes, hours, stage_costs  # noqa: E402
+
+from fashion.core.params import merged  # noqa: E402
 
 WARMUP_STEPS = 3  # the first steps compile kernels and fill caches
-# Settings a measured rate holds for: a run measured at others says nothing of the profile.
+# Settings a measured rate holds for (dotted params): a run measured at others says nothing
+# of the profile.
 SD_SETTINGS = ("resolution", "batch_size", "mode", "gradient_checkpointing", "lora_rank")
 RATE_SETTINGS = {
-    "finetune_clip": ("batch_size",),
-    "finetune_sd": SD_SETTINGS,
-    "finetune_inpaint": (*SD_SETTINGS, "base", "cache_latents"),
+    "finetune_clip": ("finetune_clip.batch_size",),
+    "finetune_sd": tuple(f"finetune_sd.{k}" for k in SD_SETTINGS),
+    "finetune_inpaint": (
+        *(f"finetune_inpaint.{k}" for k in (*SD_SETTINGS, "cache_latents")),
+        "base_inpaint.pretrained",
+    ),
 }
-TRAINING_STAGES = tuple(RATE_SETTINGS)
 
 
-def work(params: dict[str, Any]) -> int:
-    """Images a training stage processes: steps x batch x accumulation."""
-    steps = params["steps"]
-    return int(steps) * int(params["batch_size"]) * int(params["grad_accum"])
+def profile_params(params_file: Path, profiles: list[Path]) -> dict[str, Any]:
+    params = yaml.safe_load(params_file.read_text())
+    for profile in profiles:
+        params = merged(params, yaml.safe_load(profile.read_text()) or {})
+    return params
+
+
+def setting(params: dict[str, Any], dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return params.get(section, {}).get(key)
 
 
 def measured_rate(run: Path, stage: str) -> float | None:
@@ -47,9 +61,60 @@ def measured_rate(run: Path, stage: str) -> float | None:
     tsv = run / "dvclive" / stage / "plots" / "metrics" / "perf" / "images_per_s.tsv"
     if not tsv.is_file():
         return None
-    rows = tsv.read_text().splitlines()[1:]
-    rates = [float(row.split("\t")[-1]) for row in rows]
+    rates = [float(row.split("\t")[-1]) for row in tsv.read_text().splitlines()[1:]]
     return statistics.median(rates[WARMUP_STEPS:] or rates) if rates else None
+
+
+def measured_rates(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, dict[str, Rate]]:
+    rates: dict[str, dict[str, Rate]] = {}
+    if (args.run or args.rate) and args.device not in GPUS:
+        raise SystemExit(f"--device must be one of {', '.join(GPUS)}, got {args.device!r}")
+    if args.run:
+        run_params = yaml.safe_load((args.run / "params.yaml").read_text())
+        for stage, keys in RATE_SETTINGS.items():
+            same = all(setting(run_params, k) == setting(params, k) for k in keys)
+            rate = measured_rate(args.run, stage) if same else None
+            if rate is not None:
+                source = f"a run on the {args.device} ({args.run.name}, dvclive perf/images_per_s)"
+                rates.setdefault(stage, {})[args.device] = Rate(rate, "measured", source)
+    for text in args.rate:
+        stage, value = text.split("=", 1)
+        source = f"a run on the {args.device} (given with --rate)"
+        rates.setdefault(stage, {})[args.device] = Rate(float(value), "measured", source)
+    return rates
+
+
+def summary(costs: dict[str, StageCost]) -> dict[str, Any]:
+    stages = {
+        name: {
+            "work": c.work,
+            "hours": {g: round(s / 3600, 3) for g, s in c.seconds.items()},
+            "disk_gb": round(c.disk_bytes / 1e9, 3),
+            "drive_gb": round((c.pushed_bytes + c.mirror_bytes + c.batches_bytes) / 1e9, 3),
+            "sources": sorted(c.sources),
+        }
+        for name, c in costs.items()
+    }
+    return {
+        "stages": stages,
+        "total_hours": {g: round(hours(costs, g), 2) for g in GPUS},
+        "disk_gb": round(sum(c.disk_bytes for c in costs.values()) / 1e9, 2),
+        "drive_peak_gb": round(drive_peak_bytes(costs) / 1e9, 2),
+    }
+
+
+def markdown(costs: dict[str, StageCost]) -> str:
+    head = "| stage | work | " + " | ".join(f"{g} h" for g in GPUS) + " | disk GB | Drive GB |"
+    rows = [head, "|" + "---|" * (len(GPUS) + 4)]
+    for name, c in costs.items():
+        hrs = " | ".join(f"{c.seconds[g] / 3600:.2f}" for g in GPUS)
+        drive = (c.pushed_bytes + c.mirror_bytes + c.batches_bytes) / 1e9
+        rows.append(f"| {name} | {c.work} | {hrs} | {c.disk_bytes / 1e9:.2f} | {drive:.2f} |")
+    totals = " | ".join(f"**{hours(costs, g):.1f}**" for g in GPUS)
+    disk = sum(c.disk_bytes for c in costs.values()) / 1e9
+    drive = drive_peak_bytes(costs) / 1e9
+    rows.append(f"| **total** | | {totals} | {disk:.1f} | {drive:.1f} with G2.zip |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -58,35 +123,15 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--run", type=Path, help="a project folder after a GPU run")
     parser.add_argument("--rate", action="append", default=[], help="STAGE=images/s, measured")
-    parser.add_argument("--device", required=True, help="the GPU the rates were measured on")
-    parser.add_argument("--scale", help="NAME=RATIO: NAME is RATIO times slower (a guess)")
+    parser.add_argument("--device", help=f"the GPU of --run/--rate: {', '.join(GPUS)}")
+    parser.add_argument("--markdown", action="store_true", help="the README's table")
     args = parser.parse_args()
-
-    params = yaml.safe_load(args.params.read_text())
-    for profile in args.profiles:
-        params = merged(params, yaml.safe_load(profile.read_text()) or {})
-    rates: dict[str, float | None] = {}
-    if args.run:
-        run_params = yaml.safe_load((args.run / "params.yaml").read_text())
-        for stage, keys in RATE_SETTINGS.items():
-            same = all(run_params[stage].get(k) == params[stage].get(k) for k in keys)
-            rates[stage] = measured_rate(args.run, stage) if same else None
-    rates |= {k: float(v) for k, v in (r.split("=", 1) for r in args.rate)}
-    name, ratio = args.scale.split("=", 1) if args.scale else (None, "1")
-    out: dict[str, Any] = {"profiles": [str(p) for p in args.profiles], "device": args.device}
-    if name:
-        out["scaled_to"] = {"device": name, "ratio": float(ratio), "note": "scaled, not measured"}
-    for stage in TRAINING_STAGES:
-        images, rate = work(params[stage]), rates.get(stage)
-        row: dict[str, Any] = {"images": images, "images_per_s": rate}
-        if rate is None:
-            row["hours"] = f"not measured at {', '.join(RATE_SETTINGS[stage])} of the profile"
-        else:
-            row["hours"] = round(images / rate / 3600, 2)
-            if name:
-                row[f"hours_{name}_scaled"] = round(images / (rate / float(ratio)) / 3600, 2)
-        out[stage] = row
-    print(json.dumps(out))
+    params = profile_params(args.params, args.profiles)
+    costs = stage_costs(params, CostModel(measured_rates(args, params)), args.params.parent)
+    if args.markdown:
+        print(markdown(costs))
+    else:
+        print(json.dumps({"profiles": [str(p) for p in args.profiles], **summary(costs)}))
 
 
 if __name__ == "__main__":
