@@ -91,12 +91,16 @@ H100_TRAINING_512 = {
     ("lora", False): 35.7,
     ("lora", True): 18.4,
 }
-H100_TRAINING = (
-    "measured: SD v1.5 UNet training, H100 80GB, 512 px, batch 8, bf16 (bench/sd_gpu.py)"
-)
+H100_TRAINING = "SD v1.5 UNet training, H100 80GB, 512 px, batch 8, bf16 (bench/sd_gpu.py)"
 # A unit's CPU time over one full-UNet training image's at 512 px (bench/cost_ratios.py,
 # 2026-12-06, 2 cores, fp32, the published architectures, medians of 3 interleaved rounds:
 # UNet 97.5 s an image at 512 px, counted from 24.4 s at 256 px).
+UNITS = {
+    "vae_encode_512": "VAE encode at 512 px",
+    "clip_train_image": "CLIP ViT-B/32 training image",
+    "clip_embed_image": "CLIP ViT-B/32 image embedding",
+    "inception_image": "Inception-v3 image",
+}
 CPU_RATIOS = {
     "vae_encode_512": 0.197,  # 19.2 s
     "clip_train_image": 0.0192,  # 1.87 s (ViT-B/32 at 224 px, 20 caption tokens)
@@ -201,8 +205,8 @@ class CostModel:
         return Rate(
             anchor / CPU_RATIOS[name],
             "scaled",
-            f"the full-UNet training rate on the {gpu} x {1 / CPU_RATIOS[name]:.1f}, a "
-            f"{name.replace('_', ' ')}'s CPU time over a UNet training image's "
+            f"the full-UNet training rate on the {gpu} x {1 / CPU_RATIOS[name]:.1f}: one "
+            f"{UNITS[name]} takes {CPU_RATIOS[name]:.3g} of a UNet training image's CPU time "
             "(bench/cost_ratios.py)",
         )
 

@@ -117,6 +117,29 @@ def markdown(costs: dict[str, StageCost]) -> str:
     return "\n".join(rows)
 
 
+def rates_markdown(model: CostModel) -> str:
+    """The rates the table is built from, per GPU, each marked measured, published or
+    scaled, with the sources below."""
+    lora = {"mode": "lora", "resolution": 512}
+    columns = {
+        "SD sampling, image-steps/s": lambda g: model.sampling(g, 512),
+        "SD LoRA training, images/s": lambda g: model.training("finetune_sd", g, lora),
+        "CLIP training, images/s": lambda g: model.unit(g, "clip_train_image", "finetune_clip"),
+        "VAE encodes/s": lambda g: model.unit(g, "vae_encode_512"),
+    }
+    rows = ["| GPU (512 px) | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    sources: list[str] = []
+    for gpu in GPUS:
+        cells = []
+        for rate in (column(gpu) for column in columns.values()):
+            if rate.label() not in sources:
+                sources.append(rate.label())
+            cells.append(f"{rate.per_s:.3g} ({rate.kind[0]}{sources.index(rate.label()) + 1})")
+        rows.append(f"| {gpu} | " + " | ".join(cells) + " |")
+    notes = [f"{k + 1}. {label}" for k, label in enumerate(sources)]
+    return "\n".join(rows + ["", *notes])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profiles", nargs="*", type=Path, help="applied onto params.yaml")
@@ -125,10 +148,14 @@ def main() -> None:
     parser.add_argument("--rate", action="append", default=[], help="STAGE=images/s, measured")
     parser.add_argument("--device", help=f"the GPU of --run/--rate: {', '.join(GPUS)}")
     parser.add_argument("--markdown", action="store_true", help="the README's table")
+    parser.add_argument("--rates", action="store_true", help="the rates, with their sources")
     args = parser.parse_args()
     params = profile_params(args.params, args.profiles)
-    costs = stage_costs(params, CostModel(measured_rates(args, params)), args.params.parent)
-    if args.markdown:
+    model = CostModel(measured_rates(args, params))
+    costs = stage_costs(params, model, args.params.parent)
+    if args.rates:
+        print(rates_markdown(model))
+    elif args.markdown:
         print(markdown(costs))
     else:
         print(json.dumps({"profiles": [str(p) for p in args.profiles], **summary(costs)}))
