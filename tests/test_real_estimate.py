@@ -180,3 +180,15 @@ def test_a_checkpoint_is_the_weights_and_adams_two_moments(tmp_path: Path) -> No
     written = sum(f.stat().st_size for f in (tmp_path / "checkpoint").rglob("*") if f.is_file())
     weights = sum(p.numel() for p in net.parameters()) * 4.0
     assert 3 * weights <= written <= 3 * weights * 1.02 + 64_000  # + RNG states, metadata
+
+
+def test_the_cost_tables_in_the_docs_are_the_models() -> None:
+    """docs/cost.md shows each shipped profile's table as the cost model prints it now."""
+    estimate = load_script(ROOT / "bench" / "real_estimate.py")
+    doc = (ROOT / "docs" / "cost.md").read_text()
+    for chain in PROFILES.values():
+        files = [ROOT / "profiles" / f"{name}.yaml" for name in chain]
+        params = estimate.profile_params(ROOT / "params.yaml", files)
+        table = estimate.markdown(cost_model.stage_costs(params, cost_model.CostModel(), ROOT))
+        assert table in doc, f"docs/cost.md: the table of {' + '.join(chain)} is out of date"
+    assert estimate.rates_markdown(cost_model.CostModel()) in doc
