@@ -340,3 +340,18 @@ def test_finished_batches_of_another_fingerprint_are_dropped(tmp_path: Path) -> 
     other = FinishedBatches(tmp_path / "partial", {"steps": 30})
     np.testing.assert_array_equal(other.batch("base", 0, lambda: batch * 0), batch * 0)
     assert other.reused == 0
+
+
+def test_the_batches_left_to_sample_leave_out_those_a_stopped_run_kept(tmp_path: Path) -> None:
+    """`todo` (one process: all of them) skips the kept batches and counts them as read
+    back; `read` gives every batch in order once all are there."""
+    from fashion.sd.sampling import FinishedBatches
+
+    batches = {s: np.full((min(2, 7 - s), 2, 2, 3), s, np.uint8) for s in range(0, 7, 2)}
+    FinishedBatches(tmp_path / "partial", {"steps": 20}).batch("base", 2, lambda: batches[2])
+    again = FinishedBatches(tmp_path / "partial", {"steps": 20})
+    todo = again.todo("base", 7, 2)
+    assert todo == [0, 4, 6] and again.reused == 1
+    for start in todo:
+        again.batch("base", start, lambda start=start: batches[start])
+    np.testing.assert_array_equal(again.read("base", 7, 2), np.concatenate(list(batches.values())))
