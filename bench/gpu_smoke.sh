@@ -148,7 +148,9 @@ main() {
   ((full)) && reduced=0  # --full wins over --cpu's reduced widths, in either order
   local start=$SECONDS build_args=() overrides=()
   ((reduced)) && build_args+=(--reduced)
-  ((cpu)) && { export CUDA_VISIBLE_DEVICES=""; build_args+=(--device cpu); overrides=("${CPU_OVERRIDES[@]}"); }
+  # on a CPU, accelerate launch would run each stage on one thread (OMP_NUM_THREADS=1)
+  ((cpu)) && { export CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)};
+               build_args+=(--device cpu); overrides=("${CPU_OVERRIDES[@]}"); }
   local size=full
   ((reduced)) && size=reduced
   if [[ $(cat "$STANDIN/BUILT" 2>/dev/null) == "$size" && -z ${SMOKE_REBUILD:-} ]]; then
