@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import run
+from conftest import ROOT, run
+from test_standin_models import load_script
+
+uncached = load_script(ROOT / "scripts" / "uncached_outputs.py")
 
 
 def test_second_repro_does_nothing(pipeline: Path) -> None:
@@ -41,10 +46,14 @@ def test_push_then_pull_into_fresh_clone_restores_outputs(pipeline: Path, tmp_pa
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(pipeline), str(clone)], tmp_path)
     run(["dvc", "remote", "add", "--default", "--local", "store", str(remote)], clone)
-    run(["dvc", "pull"], clone)
-    assert (clone / "data" / "subset" / "train.h5").is_file()
+    # data/subset is not pushed (push: false): prepare rebuilds it byte for byte, so it is
+    # the one stage that runs again
+    run(["dvc", "pull", "--allow-missing"], clone)
+    assert (clone / "models" / "clip" / "config.json").is_file()
+    assert not (clone / "data" / "subset").exists()
     out = run(["dvc", "repro"], clone).stdout
-    assert "Running stage" not in out, out
+    assert re.findall(r"Running stage '(\w+)'", out) == ["prepare"], out
+    assert run(["dvc", "status"], clone).stdout.strip().endswith("up to date."), out
 
 
 @pytest.mark.slow
@@ -72,3 +81,36 @@ def test_experiments_with_other_generation_params_show_in_metrics_diff(
     params = json.loads(run(["dvc", "params", "diff", "low", "high", "--json"], project).stdout)
     guidance = params["params.yaml"]["generate.guidance_scale"]
     assert (guidance["old"], guidance["new"]) == (1.0, 9.0)
+
+
+def test_a_new_machine_without_commits_restores_the_uncached_outputs(
+    pipeline: Path, tmp_path: Path
+) -> None:
+    """Colab's resume: the code from git, dvc.lock and the uncached outputs (metrics) from a
+    folder on Drive, the rest pulled. Without the metrics DVC would run their stages again."""
+    remote, drive = tmp_path / "remote", tmp_path / "drive"
+    run(["dvc", "remote", "add", "--default", "--local", "vm", str(remote)], pipeline)
+    run(["dvc", "push"], pipeline)
+    script = [sys.executable, str(ROOT / "scripts" / "uncached_outputs.py")]
+    saved = run([*script, "save", str(drive)], pipeline).stdout
+    assert (drive / "metrics" / "generation.json").is_file(), saved
+    assert (drive / "dvclive" / "finetune_sd" / "metrics.json").is_file(), saved
+
+    vm = tmp_path / "vm"
+    run(["git", "clone", "-q", str(pipeline), str(vm)], tmp_path)  # the code
+    for output in uncached.uncached_outputs(vm):  # uncommitted (another test may commit them)
+        if (vm / output).is_dir():
+            shutil.rmtree(vm / output)
+        else:
+            (vm / output).unlink(missing_ok=True)
+    shutil.copy(pipeline / "dvc.lock", vm / "dvc.lock")
+    run(["dvc", "remote", "add", "--default", "--local", "vm", str(remote)], vm)
+    run(["dvc", "pull", "--allow-missing"], vm)
+    run(["dvc", "repro", "--single-item", "prepare"], vm)  # data/subset, rebuilt
+    stale = run(["dvc", "status"], vm).stdout  # the metrics files are missing
+    for output in ("dvclive/finetune_sd/metrics.json", "metrics/generation.json"):
+        assert re.search(rf"deleted:\s+{output}", stale), stale
+
+    run([*script, "restore", str(drive)], vm)
+    assert run(["dvc", "status"], vm).stdout.strip().endswith("up to date."), stale
+    assert "Running stage" not in run(["dvc", "repro"], vm).stdout
