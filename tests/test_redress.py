@@ -40,16 +40,22 @@ def inpaint_project(sd_finetuned_project: Path, tmp_path_factory: pytest.TempPat
     return trained_project(sd_finetuned_project, tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def redressed(inpaint_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = tmp_path_factory.mktemp("redress") / "p"
-    shutil.copytree(inpaint_project, project)
+def add_tiny_clips(project: Path) -> None:
+    """Two tiny CLIPs on the project's train captions as its base and fine-tuned CLIP (the
+    judges of evaluate_redress and evaluate)."""
     captions = read_table(project / "data/subset/train.h5")["caption"].tolist()
     for folder, seed in (("base_clip", 0), ("clip", 1)):
         model, processor = build_tiny_clip(captions, TINY, seed=seed)
         model.save_pretrained(project / "models" / folder)
         processor.save_pretrained(project / "models" / folder)
     write_source(project / "models/base_clip", "models/base_clip")
+
+
+@pytest.fixture(scope="module")
+def redressed(inpaint_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("redress") / "p"
+    shutil.copytree(inpaint_project, project)
+    add_tiny_clips(project)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)
         redress.main()

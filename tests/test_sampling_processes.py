@@ -20,12 +20,9 @@ import numpy as np
 import pytest
 import yaml
 
-from fashion.clip.models import build_tiny_clip
-from fashion.core.provenance import write_source
-from fashion.data.subset import read_table
 from test_clip_gather import free_port
-from test_image_metrics import TINY
 from test_inpaint_training import trained_project
+from test_redress import add_tiny_clips
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests/sampling_processes_worker.py"
@@ -45,12 +42,7 @@ def project(sd_finetuned_project: Path, tmp_path_factory: pytest.TempPathFactory
     """The tiny inpainting project (test_redress's) with two tiny CLIPs and smaller batches."""
     project = tmp_path_factory.mktemp("processes") / "p"
     shutil.copytree(trained_project(sd_finetuned_project, tmp_path_factory), project)
-    captions = read_table(project / "data/subset/train.h5")["caption"].tolist()
-    for folder, seed in (("base_clip", 0), ("clip", 1)):
-        model, processor = build_tiny_clip(captions, TINY, seed=seed)
-        model.save_pretrained(project / "models" / folder)
-        processor.save_pretrained(project / "models" / folder)
-    write_source(project / "models/base_clip", "models/base_clip")
+    add_tiny_clips(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     for name, values in PARAMS.items():
         params[name].update(values)
