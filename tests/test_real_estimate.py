@@ -23,6 +23,7 @@ from fashion.sd.lora import UNET_LORA_TARGETS, lora_config
 from test_standin_models import load_script
 
 cost_model = load_script(ROOT / "bench" / "cost_model.py")
+estimate = load_script(ROOT / "bench" / "real_estimate.py")
 standin = load_script(ROOT / "scripts" / "standin_models.py")
 PROFILES = {"real": ("real",), "colab": ("real", "colab"), "seed": ("real", "seed"),
             "all-pairs": ("real", "all-pairs")}  # fmt: skip
@@ -32,10 +33,10 @@ CHANGING_SHARES = {"color": 0.82, "sleeve": 0.65, "category": 0.86}
 
 
 def profile_params(*names: str, **overrides: Any) -> dict[str, Any]:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for name in names:
-        params = merged(params, yaml.safe_load((ROOT / "profiles" / f"{name}.yaml").read_text()))
-    return merged(params, overrides)
+    """params.yaml with the named profiles applied (as the estimate script does), then
+    `overrides`."""
+    files = [ROOT / "profiles" / f"{name}.yaml" for name in names]
+    return merged(estimate.profile_params(ROOT / "params.yaml", files), overrides)
 
 
 def costs(*names: str, model: Any = None, **overrides: Any) -> dict[str, Any]:
@@ -184,11 +185,9 @@ def test_a_checkpoint_is_the_weights_and_adams_two_moments(tmp_path: Path) -> No
 
 def test_the_cost_tables_in_the_docs_are_the_models() -> None:
     """docs/cost.md shows each shipped profile's table as the cost model prints it now."""
-    estimate = load_script(ROOT / "bench" / "real_estimate.py")
     doc = (ROOT / "docs" / "cost.md").read_text()
     for chain in PROFILES.values():
-        files = [ROOT / "profiles" / f"{name}.yaml" for name in chain]
-        params = estimate.profile_params(ROOT / "params.yaml", files)
+        params = profile_params(*chain)
         table = estimate.markdown(cost_model.stage_costs(params, cost_model.CostModel(), ROOT))
         assert table in doc, f"docs/cost.md: the table of {' + '.join(chain)} is out of date"
     assert estimate.rates_markdown(cost_model.CostModel()) in doc
