@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--chroma-weight", type=float, default=None)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--norm-groups", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0, help="as base_sd.seed: weights and batches")
+    parser.add_argument("--seed", type=int, default=0, help="as training.seed: weights and batches")
     parser.add_argument("--layout", choices=["nhwc", "nchw"], default="nhwc")
     parser.add_argument("--color-balance", type=float, default=None)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default=None)

@@ -12,7 +12,7 @@ from transformers import CLIPConfig
 
 from fashion.clip.models import TINY, build_tiny_clip
 from fashion.core.atomic import atomic_path
-from fashion.core.params import load_params, section
+from fashion.core.params import load_params, training_section
 from fashion.core.provenance import resolve_revision, write_source
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.subset import read_table, subset_path
@@ -20,7 +20,7 @@ from fashion.data.subset import read_table, subset_path
 
 def main(subset: Path = Path("data/subset"), out: Path = Path("models/base_clip")) -> None:
     params = load_params()
-    p = section(params, "base_clip")
+    p = training_section(params, "base_clip")
     pretrained, revision = str(p["pretrained"]), p.get("revision")
     with atomic_path(out, is_dir=True) as tmp:
         if pretrained == TINY:

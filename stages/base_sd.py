@@ -21,7 +21,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from fashion.core.atomic import atomic_path
-from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.params import PARAMS_FILE, load_params, section, training_section
 from fashion.core.provenance import resolve_revision, write_source
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.splits import train_validation_rows
@@ -64,7 +64,7 @@ def main(
     live_dir: Path = Path("dvclive/base_sd"),
 ) -> None:
     all_params = load_params()
-    params = section(all_params, "base_sd")
+    params = training_section(all_params, "base_sd")
     live = open_live(live_dir, resume=False)
     # declared as DVC plots: present (empty) when no VAE is pretrained
     (live_dir / "plots/metrics").mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from fashion.clip.data import BatchMaker, presize, read_pairs
 from fashion.clip.models import load_clip, lock_towers
 from fashion.clip.training import caption_r1, make_optimizer, make_scheduler, train_step
 from fashion.core.atomic import atomic_path
-from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.params import PARAMS_FILE, load_params, section, training_section
 from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.splits import train_validation_rows
@@ -60,7 +60,7 @@ def main(
     live_dir: Path = Path("dvclive/finetune_clip"),
 ) -> None:
     params = load_params()
-    p = section(params, "finetune_clip")
+    p = training_section(params, "finetune_clip")
     check_names("finetune_clip", p)
     accum, seed, epochs = int(p["grad_accum"]), int(p["seed"]), p.get("epochs")
     train_file = subset_path(subset, "train")

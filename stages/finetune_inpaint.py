@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers import DDPMScheduler
 
-from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.params import PARAMS_FILE, load_params, section, training_section
 from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.splits import train_validation_rows
@@ -64,7 +64,7 @@ def main(
     live_dir: Path = Path("dvclive/finetune_inpaint"),
 ) -> None:
     params = load_params()
-    p, redress = section(params, STAGE), section(params, "redress")
+    p, redress = training_section(params, STAGE), section(params, "redress")
     cfg = TrainConfig.from_params({k: v for k, v in p.items() if k not in INPAINT_ONLY}, STAGE)
     random_mask_p = float(p["random_mask_p"])
     if not 0 <= random_mask_p <= 1:

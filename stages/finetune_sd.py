@@ -19,7 +19,7 @@ import numpy as np
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from fashion.core.params import load_params, section
+from fashion.core.params import load_params, section, training_section
 from fashion.core.provenance import read_source, training_fingerprint
 from fashion.core.stage import run_stage
 from fashion.data.splits import train_validation_rows
@@ -48,7 +48,7 @@ def main(
     live_dir: Path = Path("dvclive/finetune_sd"),
 ) -> None:
     params = load_params()
-    cfg = TrainConfig.from_params(section(params, "finetune_sd"))
+    cfg = TrainConfig.from_params(training_section(params, "finetune_sd"))
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
     set_seed(cfg.seed, device_specific=True)  # each process its own noise and timesteps
     pretrained, revision = read_source(base_sd)

@@ -41,14 +41,15 @@ from fashion.train.checkpoints import BestModel
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {
     "accelerate": {"launch": "accelerate launch --num_processes 1"},
+    "training": {"seed": 0},
     "base_clip": {
-        "pretrained": "tiny", "revision": None, "seed": 0,
+        "pretrained": "tiny", "revision": None,
         "tiny": {"vocab_size": 400, "max_length": 32, "image_size": 32, "patch_size": 8,
                  "vision_width": 32, "vision_layers": 1, "vision_heads": 2,
                  "text_width": 32, "text_layers": 1, "text_heads": 2, "projection_dim": 16},
     },
     "finetune_clip": {
-        "seed": 0, "steps": 6, "batch_size": 16, "grad_accum": 1, "lr": 1e-3,
+        "steps": 6, "batch_size": 16, "grad_accum": 1, "lr": 1e-3,
         "weight_decay": 0.1, "betas": [0.9, 0.98], "eps": 1e-6, "warmup_steps": 2,
         "max_grad_norm": 1.0, "lock_image": False, "lock_text": False,
         "log_every": 1, "eval_every": 3, "checkpoint_every": 3, "keep_checkpoints": 2,

@@ -69,7 +69,9 @@ def test_base_clip_records_the_commit_later_stages_load(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text(
-        json.dumps({"base_clip": {"pretrained": "org/clip", "revision": None, "seed": 0}})
+        json.dumps(
+            {"training": {"seed": 0}, "base_clip": {"pretrained": "org/clip", "revision": None}}
+        )
     )
     seen = []
     monkeypatch.setattr(

@@ -1,6 +1,7 @@
-"""Reading `params.yaml`: the whole file, or one section with an error that names it;
-`merged`, the one way a profile or an override is laid onto params; and `capped_size`, the
-one rule for a sample size larger than what there is to sample."""
+"""Reading `params.yaml`: the whole file, or one section with an error that names it (a
+training stage's with the one training seed); `merged`, the one way a profile or an
+override is laid onto params; and `capped_size`, the one rule for a sample size larger than
+what there is to sample."""
 
 from __future__ import annotations
 
@@ -34,6 +35,24 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in params or not isinstance(params[name], dict):
         raise PipelineError(f"{PARAMS_FILE}: missing section '{name}'")
     return params[name]
+
+
+def training_section(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """A training stage's section with `seed` set from `training.seed`: one param seeds every
+    training stage (initialisation, batch order, noise), so `dvc exp run -S training.seed=N`
+    gives another training run while the split, sampling and evaluation seeds stay fixed."""
+    params_of_stage = section(params, name)
+    if "seed" in params_of_stage:
+        raise PipelineError(
+            f"{PARAMS_FILE}: {name}.seed is not a param: set training.seed (it seeds every "
+            "training stage)"
+        )
+    seed = section(params, "training").get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise PipelineError(
+            f"{PARAMS_FILE}: training.seed must be a non-negative integer, got {seed!r}"
+        )
+    return {**params_of_stage, "seed": seed}
 
 
 def capped_size(size: Any, available: int, param: str, holder: str) -> Any:
