@@ -7,9 +7,10 @@ densities of both models). Per model: caption-level retrieval on all pairs (a hi
 image or caption with the query's sentence), image-to-text retrieval against the distinct
 captions, the retrieval of the images new to training (`unseen_caption`: a sentence no
 training image has; `product_disjoint`: a product no training image shows) against the whole
-gallery, mean similarities, and zero-shot attribute accuracy. Ranks break ties by gallery
-index (see `fashion.metrics.retrieval`). Under several processes (`accelerate.launch`) each
-embeds its share of whole batches, and the main process writes the metrics.
+gallery, mean similarities, and zero-shot attribute accuracy; each recall@K and accuracy
+with its 95% Wilson interval (`fashion.metrics.intervals`). Ranks break ties by gallery index
+(see `fashion.metrics.retrieval`). Under several processes (`accelerate.launch`) each embeds
+its share of whole batches, and the main process writes the metrics.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fashion.core.params import load_params, section
 from fashion.core.processes import Processes
 from fashion.core.stage import run_stage
 from fashion.data.splits import evaluated_split
+from fashion.metrics.intervals import joined, proportion, recall_intervals
 from fashion.metrics.retrieval import (
     chunked_ranks,
     distinct_caption_ranks,
@@ -37,12 +39,12 @@ from fashion.metrics.retrieval import (
     similarity_histograms,
     similarity_means,
 )
-from fashion.metrics.zero_shot import (
-    ZeroShotClassifier,
-    accuracy,
-    balanced_accuracy,
-    judged_predictions,
-)
+from fashion.metrics.zero_shot import ZeroShotClassifier, balanced_accuracy, judged_predictions
+
+
+def recall(ranks: torch.Tensor) -> dict[str, Any]:
+    """`recall_summary` of the ranks, each recall@K with its Wilson interval (n: the queries)."""
+    return recall_summary(ranks) | recall_intervals(ranks.numpy())
 
 
 def subset_retrieval(
@@ -53,18 +55,19 @@ def subset_retrieval(
     if not mask.any():
         return out | {"i2t": None, "t2i": None}
     rows = torch.from_numpy(np.flatnonzero(mask))
-    out["i2t"] = recall_summary(chunked_ranks(images[rows], texts, caption[rows], caption, chunk))
-    out["t2i"] = recall_summary(chunked_ranks(texts[rows], images, caption[rows], caption, chunk))
+    out["i2t"] = recall(chunked_ranks(images[rows], texts, caption[rows], caption, chunk))
+    out["t2i"] = recall(chunked_ranks(texts[rows], images, caption[rows], caption, chunk))
     return out
 
 
 def attribute_metrics(
     classifier: ZeroShotClassifier, images: torch.Tensor, codes: dict[str, np.ndarray]
 ) -> dict[str, dict[str, float]]:
-    """Zero-shot accuracy and balanced accuracy per attribute (sleeve code 4 left out)."""
+    """Zero-shot accuracy (with its n and Wilson interval) and balanced accuracy per attribute
+    (sleeve code 4 left out)."""
     judged = judged_predictions(classifier, images, pd.DataFrame(codes))
     return {
-        "attr_acc": {a: accuracy(t, p) for a, (t, p) in judged.items()},
+        "attr_acc": joined(proportion(a, t == p) for a, (t, p) in judged.items()),
         "attr_balanced_acc": {a: balanced_accuracy(t, p) for a, (t, p) in judged.items()},
     }
 
@@ -93,9 +96,9 @@ def evaluate(
     texts = shared(embed_texts, pairs.captions)
     caption = torch.from_numpy(pairs.caption_ids)
     metrics: dict[str, Any] = {
-        "i2t": recall_summary(chunked_ranks(images, texts, caption, caption, chunk)),
-        "t2i": recall_summary(chunked_ranks(texts, images, caption, caption, chunk)),
-        "i2t_distinct": recall_summary(distinct_caption_ranks(images, texts, caption, chunk)),
+        "i2t": recall(chunked_ranks(images, texts, caption, caption, chunk)),
+        "t2i": recall(chunked_ranks(texts, images, caption, caption, chunk)),
+        "i2t_distinct": recall(distinct_caption_ranks(images, texts, caption, chunk)),
         "similarity": similarity_means(images, texts, caption, chunk),
     }
     for name, mask in new.items():

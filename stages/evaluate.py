@@ -10,6 +10,9 @@ Memorisation is the distance to the nearest training image in pixels at
 `reference.memorisation_size` px, a space no model was trained in, with the real images' own
 distance as the reference. The prompt grid is judged too, split into attribute combinations
 seen in training (at least `evaluate.seen_min_count` training images) and unseen ones (none).
+Every accuracy, CLIP score and memorisation distance carries its n and 95% interval
+(`fashion.metrics.intervals`); `matched.finetuned_minus_base` gives the paired difference of
+the attribute accuracies on the same images, the number a base-vs-fine-tuned claim rests on.
 
 Writes `metrics/generation.json` and `plots/evaluate/` (memorisation histograms). Every image
 set is first brought to one size, the smaller of the generated and real sizes. Models run
@@ -50,7 +53,8 @@ from fashion.metrics.image import (
     resize_images,
     shared_features,
 )
-from fashion.metrics.judges import Judges, grid_metrics
+from fashion.metrics.intervals import mean
+from fashion.metrics.judges import Judges, accuracy_blocks, grid_metrics, paired_gains
 
 MANIFEST_COLUMNS = ("file", "model", "prompt", "seed", "source", "row", *ATTRIBUTES)
 MODELS = ("base", "finetuned")
@@ -237,19 +241,25 @@ def main(
         batch,
         device,
         processes,
+        seed=int(p["seed"]),
     )
     codes = split.table[list(ATTRIBUTES)]
     captions = split.table["caption"].tolist()
     mem_size = int(section(params, "reference")["memorisation_size"])
-    distances = {}
+    distances, hits = {}, {}
     for name in SETS:
         embeds = judges.embed(images[name])
         matched[name]["clip_score"] = judges.clip_scores(embeds, captions)
-        matched[name]["attr_acc"] = judges.accuracy(images[name], embeds, codes)
+        hits[name] = judges.attribute_hits(images[name], embeds, codes)
+        matched[name]["attr_acc"] = accuracy_blocks(hits[name])
         distances[name] = nearest_pixel_distances(
             resize_images(images[name], mem_size), real_reference["train_pixels"], device
         )
-        matched[name]["nearest_train_pixels"] = float(distances[name].mean())
+        matched[name] |= mean("nearest_train_pixels", distances[name], int(p["seed"]))
+    # the number the base-vs-fine-tuned claims rest on: a paired interval on the same images
+    matched["finetuned_minus_base"] = {
+        "attr_acc": paired_gains(hits["base"], hits["finetuned"], int(p["seed"]))
+    }
 
     metrics = {"split": split.name, "matched": matched}
     metrics["grid"] = grid_metrics(

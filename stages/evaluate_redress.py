@@ -7,8 +7,10 @@ as in `evaluate`: the fine-tuned CLIP, the base CLIP zero-shot, on the demo the 
 colour judge); the preservation check (the largest pixel difference outside the mask: 0
 for a composite); realism (FID/KID of the redressed images whose source lies in one half of
 the test split against the real images of the other half; null when
-`evaluate.skip_inception`). Under several processes (`accelerate.launch`) each embeds its
-share of whole batches of images, and the main process writes the metrics.
+`evaluate.skip_inception`). Every share carries its n and 95% interval, and
+`finetuned_minus_base` the paired difference on the same pairs. Under several processes
+(`accelerate.launch`) each embeds its share of whole batches of images, and the main
+process writes the metrics.
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ from fashion.metrics.image import (
     shared_features,
 )
 from fashion.metrics.judges import Judges
-from fashion.metrics.redress import outside_mask_difference, redress_accuracy
+from fashion.metrics.redress import (
+    outside_mask_difference,
+    redress_blocks,
+    redress_gains,
+    redress_hits,
+)
 
 MODELS = ("base", "finetuned")
 
@@ -107,6 +114,7 @@ def main(
         int(p["batch_size"]),
         device,
         processes,
+        seed=int(p["seed"]),
     )
     codes = table[list(ATTRIBUTES)]
     source_codes = codes.iloc[source].reset_index(drop=True)
@@ -121,11 +129,17 @@ def main(
         "realism": {"n_redressed": int(scored.sum()), "n_reference": len(reference)},
         "changes_gender": int((source_codes["gender"] != target_codes["gender"]).sum()),
     }
+    hits = {}
     for name, shown in images.items():
-        block = {"attr": redress_accuracy(judges, shown, source_codes, target_codes)}
+        hits[name] = redress_hits(judges, shown, source_codes, target_codes)
+        block = {"attr": redress_blocks(hits[name])}
         if name in MODELS:
             block["max_abs_diff_outside_mask"] = outside_mask_difference(shown, sources, masks)
         metrics[name] = block | scores[name]
+    # the number the base-vs-fine-tuned claims rest on: a paired interval on the same pairs
+    metrics["finetuned_minus_base"] = {
+        "attr": redress_gains(hits["base"], hits["finetuned"], int(p["seed"]))
+    }
     print(processes.summary("evaluate_redress"))
     if not processes.is_main:
         return

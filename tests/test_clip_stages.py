@@ -35,6 +35,7 @@ from clip_subsets import write_subsets
 from fashion.clip.data import read_pairs
 from fashion.clip.models import embed_images, embed_texts, load_clip
 from fashion.core.stage import PipelineError
+from fashion.metrics.intervals import wilson
 from fashion.metrics.zero_shot import ZeroShotClassifier
 from fashion.train.checkpoints import BestModel
 
@@ -290,7 +291,8 @@ def test_eval_clip_metrics_shape(trained):
     metrics = json.loads((trained / "metrics/clip.json").read_text())
     assert set(metrics) == {"split", "n", "n_distinct_captions", "base", "finetuned"}
     assert metrics["split"] == "test" and metrics["n"] == 32
-    recall = {"r1", "r5", "r10", "mean_rank", "median_rank"}
+    intervals = {f"r{k}_ci95_{end}" for k in (1, 5, 10) for end in ("low", "high")}
+    recall = {"r1", "r5", "r10", "mean_rank", "median_rank", *intervals}
     for model in ("base", "finetuned"):
         m = metrics[model]
         assert set(m) == {
@@ -299,10 +301,18 @@ def test_eval_clip_metrics_shape(trained):
         }  # fmt: skip
         for key in ("i2t", "t2i", "i2t_distinct"):
             assert set(m[key]) == recall
+            for k in (1, 5, 10):  # the Wilson interval of the hits of the queries
+                hits = round(m[key][f"r{k}"] * metrics["n"])
+                low, high = wilson(hits, metrics["n"])
+                assert (m[key][f"r{k}_ci95_low"], m[key][f"r{k}_ci95_high"]) == (low, high)
         # the test file's 4 unseen outfits and 16 products of its own (tests/clip_subsets.py)
         assert m["unseen_caption"]["n"] == 4 and m["product_disjoint"]["n"] == 16
-        for key in ("attr_acc", "attr_balanced_acc"):
-            assert set(m[key]) == {"color", "sleeve", "category", "gender"}
+        attributes = {"color", "sleeve", "category", "gender"}
+        assert set(m["attr_balanced_acc"]) == attributes
+        assert set(m["attr_acc"]) == {
+            f"{a}{suffix}" for a in attributes for suffix in ("", "_n", "_ci95_low", "_ci95_high")
+        }
+        assert m["attr_acc"]["color_n"] == metrics["n"]  # every pair has a colour
     header = (trained / "plots/clip/similarity.csv").read_text().splitlines()[0]
     assert header == "similarity,base_matched,base_unmatched,finetuned_matched,finetuned_unmatched"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import urllib.request
 from contextlib import redirect_stderr, redirect_stdout
@@ -43,11 +44,29 @@ from test_image_metrics import TINY, PixelClassifier
 from test_known_answers import reference_inception_score
 
 STAGE = ROOT / "stages" / "evaluate.py"
+MODELS = ("finetuned", "base")
 SET_KEYS = {
     "inception_score", "inception_score_std", "fid", "kid", "kid_std", "clip_score", "attr_acc",
-    "nearest_train_pixels",
+    "nearest_train_pixels", "nearest_train_pixels_n", "nearest_train_pixels_ci95_low",
+    "nearest_train_pixels_ci95_high",
 }  # fmt: skip
 JUDGES = {"finetuned_clip", "base_clip", "pixel"}
+INTERVAL_KEYS = re.compile(r"_(n|ci95_low|ci95_high)$")
+
+
+def headline(block: dict) -> dict:
+    """A metrics block without the intervals' sibling keys."""
+    return {k: v for k, v in block.items() if not INTERVAL_KEYS.search(k)}
+
+
+def check_intervals(block: dict) -> None:
+    """Every number of the block lies in its interval; counts are whole."""
+    for key, value in headline(block).items():
+        if value is not None:
+            assert block[f"{key}_ci95_low"] <= value <= block[f"{key}_ci95_high"], key
+            assert isinstance(block[f"{key}_n"], int) and block[f"{key}_n"] > 0, key
+
+
 N_TRAIN, N_TEST = 24, 12
 # grid prompts: two combinations of train rows (seen) and one no train row has (unseen)
 UNSEEN = {"gender": 1, "color": 17, "sleeve": 4, "category": 19}
@@ -165,7 +184,12 @@ def test_offline_default_records_null_inception_metrics(project: Path) -> None:
         m = matched[name]
         assert set(m) == SET_KEYS, name
         assert set(m["attr_acc"]) == JUDGES
-        assert set(m["clip_score"]) == {"finetuned_clip", "base_clip"}
+        assert set(headline(m["clip_score"])) == {"finetuned_clip", "base_clip"}
+        check_intervals(m["clip_score"])
+        for judge in JUDGES:
+            check_intervals(m["attr_acc"][judge])
+        assert m["attr_acc"]["base_clip"]["color_n"] == N_TEST  # every image has a colour
+        assert m["nearest_train_pixels_n"] == N_TEST
         for key in ("inception_score", "inception_score_std", "fid", "kid", "kid_std"):
             assert m[key] is None, (name, key)
     # a generator that returns the real images is judged exactly like them, by every judge
@@ -175,6 +199,15 @@ def test_offline_default_records_null_inception_metrics(project: Path) -> None:
         matched["real"]["nearest_train_pixels"], abs=1e-6
     )
     assert matched["base"]["nearest_train_pixels"] == pytest.approx(0.0, abs=1e-3)
+    # the gain: fine-tuned - base accuracy on the same images, inside its paired interval
+    gains = matched["finetuned_minus_base"]["attr_acc"]
+    assert set(gains) == JUDGES
+    for judge, block in gains.items():
+        check_intervals(block)
+        for attribute, gain in headline(block).items():
+            tuned, base = (matched[m]["attr_acc"][judge][attribute] for m in MODELS)
+            assert gain == pytest.approx(tuned - base), (judge, attribute)
+            assert block[f"{attribute}_n"] == matched["base"]["attr_acc"][judge][f"{attribute}_n"]
     # the real images' distance, by brute force at the memorisation size
     real = resize_images(read_images(project / "data/subset/test.h5"), 16).astype(float) / 255
     train = resize_images(read_images(project / "data/subset/train.h5"), 16).astype(float) / 255

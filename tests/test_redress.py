@@ -26,10 +26,13 @@ from fashion.data.splits import evaluated_split
 from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.redress import sample_pairs
+from fashion.metrics.intervals import wilson
 from fashion.metrics.redress import outside_mask_difference, transfer
 from test_generate import images_of
 from test_image_metrics import TINY
 from test_inpaint_training import trained_project
+
+MODELS = ("finetuned", "base")
 
 TEST = Path("data/subset/test.h5")
 
@@ -135,7 +138,18 @@ def test_metrics_hold_every_block(redressed: Path) -> None:
         assert block["fid"] is None and block["kid"] is None  # skip_inception: never random
         for attribute in block["attr"]["finetuned_clip"].values():
             assert attribute["changed"]["n"] + attribute["unchanged"]["n"] <= 8
+            assert attribute["changed"]["target_acc_n"] == attribute["changed"]["n"]
     assert "max_abs_diff_outside_mask" not in metrics["ceiling"]
+    # fine-tuned - base on the same changing pairs, inside its paired interval
+    gains = metrics["finetuned_minus_base"]["attr"]
+    for judge, by_attribute in gains.items():
+        for attribute, gain in by_attribute.items():
+            tuned, base = (metrics[m]["attr"][judge][attribute]["changed"] for m in MODELS)
+            assert gain["target_acc_n"] == tuned["n"] == base["n"]
+            if tuned["n"]:
+                assert gain["target_acc"] == pytest.approx(tuned["target_acc"] - base["target_acc"])
+                assert gain["target_acc_ci95_low"] <= gain["target_acc"]
+                assert gain["target_acc"] <= gain["target_acc_ci95_high"]
 
 
 def test_transfer_known_answer() -> None:
@@ -145,8 +159,13 @@ def test_transfer_known_answer() -> None:
     counted = np.array([True, True, True, True, True, False])
     out = transfer(predicted, source, target, counted)
     # changed and counted: pairs 0, 1, 4; hit target in 0 and 4, source in 1
-    assert out["changed"] == {"n": 3, "target_acc": 2 / 3, "source_leak": 1 / 3}
-    assert out["unchanged"] == {"n": 2, "kept": 0.5}  # pairs 2 (kept) and 3 (not)
+    changed, unchanged = out["changed"], out["unchanged"]
+    assert (changed["n"], changed["target_acc"], changed["source_leak"]) == (3, 2 / 3, 1 / 3)
+    assert (unchanged["n"], unchanged["kept"]) == (2, 0.5)  # pairs 2 (kept) and 3 (not)
+    # each share with its n and Wilson interval
+    assert changed["target_acc_n"] == 3 and unchanged["kept_n"] == 2
+    assert (changed["target_acc_ci95_low"], changed["target_acc_ci95_high"]) == wilson(2, 3)
+    assert (unchanged["kept_ci95_low"], unchanged["kept_ci95_high"]) == wilson(1, 2)
     none = transfer(predicted, source, target, np.zeros(6, bool))
     assert none["changed"]["target_acc"] is None and none["unchanged"]["n"] == 0
 

@@ -4,7 +4,9 @@ Judges: zero-shot CLIPs (the fine-tuned one shares the generator's training pair
 one does not) and, on the demo, the pixel colour judge (`garment_color`). Every judge uses
 one rule for which images an attribute is judged on (`zero_shot.judged`). Under several
 processes each embeds its share of whole batches of images, and every process gets them all
-(`Judges.embed`: call it on every process, in the same order).
+(`Judges.embed`: call it on every process, in the same order). Every accuracy and CLIP score
+comes with its n and 95% interval (`fashion.metrics.intervals`), and `attribute_hits` gives
+the per-image verdicts that paired differences between models are computed from.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ import torch
 from fashion.clip.models import embed_images, embed_texts
 from fashion.core.processes import Processes
 from fashion.data.attributes import ATTRIBUTES
-from fashion.metrics.garment_color import color_accuracy
+from fashion.metrics.garment_color import SOLID_CODES, garment_color
 from fashion.metrics.image import clip_score, resize_images
-from fashion.metrics.zero_shot import ZeroShotClassifier, attribute_accuracy
+from fashion.metrics.intervals import bootstrap_mean, joined, paired_difference, proportion
+from fashion.metrics.zero_shot import ZeroShotClassifier, judged_predictions
+
+# judge -> attribute -> one verdict (hit or miss) per judged image
+Hits = dict[str, dict[str, np.ndarray]]
 
 
 class Judges:
     """The attribute judges: zero-shot CLIPs (their image embeddings also give CLIP scores)
-    and, where `pixel`, the demo's pixel colour judge."""
+    and, where `pixel`, the demo's pixel colour judge. `seed`: the bootstrap intervals'."""
 
     def __init__(
         self,
@@ -34,8 +40,10 @@ class Judges:
         batch: int,
         device: torch.device | str,
         processes: Processes | None = None,
+        seed: int = 0,
     ) -> None:
         self.clips, self.pixel, self.batch, self.device = clips, pixel, batch, device
+        self.seed = seed
         self.processes = processes or Processes()
         self.classifiers = {
             name: ZeroShotClassifier(model.to(device), processor, device=device)
@@ -53,24 +61,69 @@ class Judges:
             out[name] = torch.cat(self.processes.map_batches(batch, len(images), self.batch))
         return out
 
-    def clip_scores(self, embeds: dict[str, torch.Tensor], prompts: list[str]) -> dict[str, float]:
-        out = {}
+    def clip_scores(self, embeds: dict[str, torch.Tensor], prompts: list[str]) -> dict[str, Any]:
+        """Per CLIP, the CLIP score of the images with their prompts (torchmetrics' definition,
+        `clip_score`), its n and a bootstrap interval over the images."""
+        out: dict[str, Any] = {}
         for name, (model, processor) in self.clips.items():
             texts = embed_texts(model, processor, prompts, self.batch, self.device)
-            out[name] = clip_score(embeds[name], texts)
+            per_image = (100 * (embeds[name] * texts).sum(dim=-1)).double().numpy()
+            low, high = bootstrap_mean(per_image, self.seed)
+            out |= {
+                name: clip_score(embeds[name], texts),
+                f"{name}_n": len(per_image),
+                f"{name}_ci95_low": max(low, 0.0),
+                f"{name}_ci95_high": max(high, 0.0),
+            }
+        return out
+
+    def attribute_hits(
+        self, images: np.ndarray, embeds: dict[str, torch.Tensor], codes: pd.DataFrame
+    ) -> Hits:
+        """Per judge and attribute, a verdict for each image the judge reads that attribute
+        on (`zero_shot.judged`; the pixel judge: solid palette colours). Which images those
+        are depends on `codes` alone, so two models' images of the same codes align."""
+        out: Hits = {
+            name: {
+                attribute: truth == predicted
+                for attribute, (truth, predicted) in judged_predictions(
+                    classifier, embeds[name], codes
+                ).items()
+            }
+            for name, classifier in self.classifiers.items()
+        }
+        if self.pixel:
+            colors = pd.to_numeric(codes["color"], errors="coerce").to_numpy(dtype=float)
+            rows = np.isin(colors, SOLID_CODES)
+            shown = images[rows].astype(np.float32) / 255
+            predicted = garment_color(shown) if rows.any() else np.empty(0)
+            out["pixel"] = {"color": predicted == colors[rows]}
         return out
 
     def accuracy(
         self, images: np.ndarray, embeds: dict[str, torch.Tensor], codes: pd.DataFrame
     ) -> dict[str, dict]:
-        out: dict[str, dict] = {
-            name: attribute_accuracy(classifier, embeds[name], codes)
-            for name, classifier in self.classifiers.items()
-        }
-        if self.pixel:
-            colors = pd.to_numeric(codes["color"], errors="coerce").to_numpy(dtype=float)
-            out["pixel"] = {"color": color_accuracy(images, colors)}
-        return out
+        """Per judge, each attribute's accuracy with its n and Wilson interval."""
+        return accuracy_blocks(self.attribute_hits(images, embeds, codes))
+
+
+def accuracy_blocks(hits: Hits) -> dict[str, dict]:
+    """Per judge, `proportion` of each attribute's hits (None where none was judged)."""
+    return {
+        judge: joined(proportion(a, h) for a, h in by_attribute.items())
+        for judge, by_attribute in hits.items()
+    }
+
+
+def paired_gains(base: Hits, finetuned: Hits, seed: int) -> dict[str, dict]:
+    """Per judge and attribute, fine-tuned - base accuracy on the same images, with a paired
+    bootstrap interval (`intervals.paired_difference`)."""
+    return {
+        judge: joined(
+            paired_difference(a, h, finetuned[judge][a], seed) for a, h in by_attribute.items()
+        )
+        for judge, by_attribute in base.items()
+    }
 
 
 def grid_metrics(
