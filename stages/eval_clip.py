@@ -2,7 +2,7 @@
 
 Scores the split `split.evaluate` names (test for reported numbers, validation while choosing
 defaults). Writes `metrics/clip.json` ({"split", "n", "n_distinct_captions", "base",
-"finetuned"}) and `plots/clip/similarity.csv` (matched vs unmatched cosine-similarity
+"finetuned", "environment"}) and `plots/clip/similarity.csv` (matched vs unmatched cosine-similarity
 densities of both models). Per model: caption-level retrieval on all pairs (a hit is any
 image or caption with the query's sentence), image-to-text retrieval against the distinct
 captions, the retrieval of the images new to training (`unseen_caption`: a sentence no
@@ -27,6 +27,7 @@ from transformers import CLIPModel, CLIPProcessor
 from fashion.clip.data import Pairs, read_pairs
 from fashion.clip.models import embed_images, embed_texts, load_base_clip, load_clip
 from fashion.core.atomic import atomic_path
+from fashion.core.environment import environment
 from fashion.core.params import load_params, section
 from fashion.core.processes import Processes
 from fashion.core.stage import run_stage
@@ -132,6 +133,7 @@ def main(
         "split": split.name,
         "n": len(pairs),
         "n_distinct_captions": len(set(pairs.captions)),
+        "environment": environment(processes.device),
     }
     columns = {}
     models = {"base": load_base_clip(base_clip), "finetuned": load_clip(clip)}

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from fashion.clip.models import load_base_clip, load_clip
 from fashion.core.atomic import atomic_path
+from fashion.core.environment import environment
 from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.processes import Processes
 from fashion.core.stage import PipelineError, run_stage
@@ -261,7 +262,7 @@ def main(
         "attr_acc": paired_gains(hits["base"], hits["finetuned"], int(p["seed"]))
     }
 
-    metrics = {"split": split.name, "matched": matched}
+    metrics = {"split": split.name, "matched": matched, "environment": environment(device)}
     metrics["grid"] = grid_metrics(
         judges, generated, size, split.training, int(p["seen_min_count"])
     )

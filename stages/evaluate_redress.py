@@ -25,6 +25,7 @@ from PIL import Image
 
 from fashion.clip.models import load_base_clip, load_clip
 from fashion.core.atomic import atomic_path
+from fashion.core.environment import environment
 from fashion.core.params import load_params, section
 from fashion.core.processes import Processes
 from fashion.core.stage import PipelineError, run_stage
@@ -128,6 +129,7 @@ def main(
         "n_pairs": len(pairs),
         "realism": {"n_redressed": int(scored.sum()), "n_reference": len(reference)},
         "changes_gender": int((source_codes["gender"] != target_codes["gender"]).sum()),
+        "environment": environment(device),
     }
     hits = {}
     for name, shown in images.items():

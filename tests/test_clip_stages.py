@@ -289,7 +289,10 @@ def test_two_cpu_processes(trained, tmp_path):
 
 def test_eval_clip_metrics_shape(trained):
     metrics = json.loads((trained / "metrics/clip.json").read_text())
-    assert set(metrics) == {"split", "n", "n_distinct_captions", "base", "finetuned"}
+    assert set(metrics) == {
+        "split", "n", "n_distinct_captions", "base", "finetuned", "environment"
+    }  # fmt: skip
+    assert metrics["environment"]["versions"]["torch"] == torch.__version__
     assert metrics["split"] == "test" and metrics["n"] == 32
     intervals = {f"r{k}_ci95_{end}" for k in (1, 5, 10) for end in ("low", "high")}
     recall = {"r1", "r5", "r10", "mean_rank", "median_rank", *intervals}

@@ -177,7 +177,8 @@ def test_offline_default_records_null_inception_metrics(project: Path) -> None:
     proc = run_stage(project, evaluate_params())
     assert "skip_inception" in proc.stdout  # the reason is logged
     metrics = json.loads((project / "metrics/generation.json").read_text())
-    assert set(metrics) == {"split", "matched", "grid"} and metrics["split"] == "test"
+    assert set(metrics) == {"split", "matched", "grid", "environment"}
+    assert metrics["split"] == "test" and metrics["environment"]["device"] == "cpu"
     matched = metrics["matched"]
     assert matched["n"] == N_TEST and matched["is_split_size"] == N_TEST // 3
     for name in ("base", "finetuned", "real"):

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 import evaluate_redress
 import redress
 from fashion.clip.models import build_tiny_clip
+from fashion.core.environment import LIBRARIES
 from fashion.core.provenance import write_source
 from fashion.data.pairs import redress_rows, validation_pairs
 from fashion.data.splits import evaluated_split
@@ -130,6 +131,7 @@ def test_redress_uses_the_finetuned_weights(
 def test_metrics_hold_every_block(redressed: Path) -> None:
     metrics = json.loads((redressed / "metrics/redress.json").read_text())
     assert metrics["n_pairs"] == 8
+    assert set(metrics["environment"]["versions"]) == {*LIBRARIES, "python"}
     assert metrics["realism"] == {"n_redressed": 4, "n_reference": 4}
     for name in ("base", "finetuned", "ceiling"):
         block = metrics[name]
