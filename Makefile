@@ -2,7 +2,9 @@
 # `make test` sets up the same environment and runs the test suite (under 10 minutes on 2 cores);
 # `make test-slow` runs the tests marked slow: whole-pipeline runs of minutes each;
 # `make test-min` runs the fast tests on the lowest supported versions (the floors);
-# `make constraints` records the versions of the `make test` environment in constraints.txt.
+# `make constraints` records the versions of the `make test` environment in constraints.txt
+# and torch's (any build: CPU or CUDA) in constraints-torch.txt; `make demo` and `make test`
+# install those versions, so a number is made with the libraries the suite passed on.
 VENV ?= .venv
 MIN_VENV ?= .venv-min
 export PATH := $(abspath $(VENV))/bin:$(PATH)
@@ -21,10 +23,11 @@ TORCH_BUILD := ^(torch|torchvision|triton|cuda-[^=]+|nvidia-[^=]+)==
 
 .PHONY: demo test test-slow test-min check-min-pins lint constraints
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt constraints-torch.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
-	$(VENV)/bin/python -m pip install -r requirements-dev.txt
+	$(VENV)/bin/python -m pip install -r requirements-dev.txt -c constraints.txt \
+		-c constraints-torch.txt
 	touch $@
 
 demo: $(VENV)/.installed
@@ -57,10 +60,18 @@ test-min: check-min-pins $(MIN_VENV)/.installed
 	PATH="$(abspath $(MIN_VENV))/bin:$$PATH" $(MIN_VENV)/bin/python -m pytest -q \
 		$(addprefix --ignore=,$(SLOW_TESTS))
 
-constraints: $(VENV)/.installed
+# Run in an installed environment (not a prerequisite: the install itself reads these files).
+constraints:
 	{ echo '# The versions CI ran (`make test`), for installs that should match them, e.g. Colab:'; \
 	echo '#   pip install -r requirements.txt -c constraints.txt'; \
 	echo '# Torch'"'"'s own build (torch, torchvision, triton, the CUDA libraries) is left out, so'; \
-	echo '# a GPU box or Colab keeps its CUDA torch. Regenerate with `make constraints`.'; \
+	echo '# a GPU box or Colab keeps its CUDA torch (constraints-torch.txt holds its version).'; \
+	echo '# Regenerate with `make constraints`.'; \
 	$(VENV)/bin/python -m pip freeze --exclude-editable | awk '!/$(TORCH_BUILD)/ || /^nvidia-ml-py==/'; \
 	} > constraints.txt.tmp && mv constraints.txt.tmp constraints.txt
+	{ echo '# The torch and torchvision versions CI ran, with no build named: pip matches any'; \
+	echo '# local build of a version (2.14.1 takes 2.14.1+cpu or 2.14.1+cu130), so a GPU box'; \
+	echo '# keeps a CUDA build. `make demo` and `make test` install them; Colab keeps its own'; \
+	echo '# torch (the notebook reads constraints.txt only). Regenerate with `make constraints`.'; \
+	$(VENV)/bin/python -m pip freeze | grep -E '^(torch|torchvision)==' | sed -E 's/\+.*//'; \
+	} > constraints-torch.txt.tmp && mv constraints-torch.txt.tmp constraints-torch.txt
