@@ -27,6 +27,11 @@ def test_status_clean_and_metrics_shown(pipeline: Path) -> None:
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], pipeline).stdout)
     files = next(iter(metrics.values()))["data"]
     assert any(name.endswith("labels.json") for name in files), files
+    # an interval shows as columns beside its number (sibling keys, flattened by DVC)
+    table = run(["dvc", "metrics", "show", "--md"], pipeline).stdout
+    header = table.splitlines()[0]
+    for column in ("finetuned.i2t.r1", "finetuned.i2t.r1_ci95_low", "finetuned.i2t.r1_ci95_high"):
+        assert f"| {column} " in header, header
 
 
 def test_plots_render(pipeline: Path, tmp_path: Path) -> None:
