@@ -67,7 +67,7 @@ class Judges:
         out: dict[str, Any] = {}
         for name, (model, processor) in self.clips.items():
             texts = embed_texts(model, processor, prompts, self.batch, self.device)
-            per_image = (100 * (embeds[name] * texts).sum(dim=-1)).double().numpy()
+            per_image = (100 * (embeds[name] * texts).sum(dim=-1)).double().cpu().numpy()
             low, high = bootstrap_mean(per_image, self.seed)
             out |= {
                 name: clip_score(embeds[name], texts),

@@ -109,15 +109,3 @@ def judged_predictions(
         predicted = classifier.predict(image_embeds[torch.from_numpy(rows)], attribute)
         out[attribute] = (truth[rows], predicted)
     return out
-
-
-def attribute_accuracy(
-    classifier: ZeroShotClassifier, image_embeds: torch.Tensor, codes: pd.DataFrame
-) -> dict[str, float | None]:
-    """Zero-shot accuracy per attribute over the images `judged` on it (None: no such image)."""
-    return {
-        attribute: accuracy(truth, predicted) if len(truth) else None
-        for attribute, (truth, predicted) in judged_predictions(
-            classifier, image_embeds, codes
-        ).items()
-    }
