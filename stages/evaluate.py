@@ -236,13 +236,14 @@ def main(
     matched: dict[str, Any] = {"n": n, "is_split_size": n // int(p["is_splits"])}
     for name, values in inception_metrics(p, images, real_reference, device, processes).items():
         matched[name] = values
+    seed = int(p["seed"])  # of the bootstrap intervals
     judges = Judges(
         {"finetuned_clip": load_clip(clip), "base_clip": load_base_clip(base_clip)},
         bool(p["pixel_judge"]),
         batch,
         device,
         processes,
-        seed=int(p["seed"]),
+        seed=seed,
     )
     codes = split.table[list(ATTRIBUTES)]
     captions = split.table["caption"].tolist()
@@ -256,10 +257,10 @@ def main(
         distances[name] = nearest_pixel_distances(
             resize_images(images[name], mem_size), real_reference["train_pixels"], device
         )
-        matched[name] |= mean("nearest_train_pixels", distances[name], int(p["seed"]))
+        matched[name] |= mean("nearest_train_pixels", distances[name], seed)
     # the number the base-vs-fine-tuned claims rest on: a paired interval on the same images
     matched["finetuned_minus_base"] = {
-        "attr_acc": paired_gains(hits["base"], hits["finetuned"], int(p["seed"]))
+        "attr_acc": paired_gains(hits["base"], hits["finetuned"], seed)
     }
 
     metrics = {"split": split.name, "matched": matched, "environment": environment(device)}

@@ -28,7 +28,7 @@ from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.redress import sample_pairs
 from fashion.metrics.intervals import wilson
-from fashion.metrics.redress import outside_mask_difference, transfer
+from fashion.metrics.redress import outside_mask_difference, transfer_blocks, transfer_hits
 from test_generate import images_of
 from test_image_metrics import TINY
 from test_inpaint_training import trained_project
@@ -159,7 +159,7 @@ def test_transfer_known_answer() -> None:
     target = np.array([2, 2, 2, 2, 1, 5])
     predicted = np.array([2, 1, 2, 9, 1, 3])
     counted = np.array([True, True, True, True, True, False])
-    out = transfer(predicted, source, target, counted)
+    out = transfer_blocks(transfer_hits(predicted, source, target, counted))
     # changed and counted: pairs 0, 1, 4; hit target in 0 and 4, source in 1
     changed, unchanged = out["changed"], out["unchanged"]
     assert (changed["n"], changed["target_acc"], changed["source_leak"]) == (3, 2 / 3, 1 / 3)
@@ -168,7 +168,7 @@ def test_transfer_known_answer() -> None:
     assert changed["target_acc_n"] == 3 and unchanged["kept_n"] == 2
     assert (changed["target_acc_ci95_low"], changed["target_acc_ci95_high"]) == wilson(2, 3)
     assert (unchanged["kept_ci95_low"], unchanged["kept_ci95_high"]) == wilson(1, 2)
-    none = transfer(predicted, source, target, np.zeros(6, bool))
+    none = transfer_blocks(transfer_hits(predicted, source, target, np.zeros(6, bool)))
     assert none["changed"]["target_acc"] is None and none["unchanged"]["n"] == 0
 
 

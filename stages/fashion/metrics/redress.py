@@ -58,13 +58,6 @@ def transfer_blocks(hits: dict[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
-def transfer(
-    predicted: np.ndarray, source: np.ndarray, target: np.ndarray, counted: np.ndarray
-) -> dict[str, Any]:
-    """The changed / unchanged blocks of one attribute for one judge."""
-    return transfer_blocks(transfer_hits(predicted, source, target, counted))
-
-
 def redress_hits(
     judges: Judges, images: np.ndarray, source: pd.DataFrame, target: pd.DataFrame
 ) -> RedressHits:
