@@ -109,13 +109,14 @@ def main(
     masks = redress_masks(read_segmentation(split_file, source), r)
     images["ceiling"] = read_images(split_file, target)  # the target's own photo
     reference = pd.read_csv(redressed / "reference.csv")["row"].to_numpy()
+    seed = int(p["seed"])  # of the bootstrap intervals
     judges = Judges(
         {"finetuned_clip": load_clip(clip), "base_clip": load_base_clip(base_clip)},
         bool(p["pixel_judge"]),
         int(p["batch_size"]),
         device,
         processes,
-        seed=int(p["seed"]),
+        seed=seed,
     )
     codes = table[list(ATTRIBUTES)]
     source_codes = codes.iloc[source].reset_index(drop=True)
@@ -139,9 +140,7 @@ def main(
             block["max_abs_diff_outside_mask"] = outside_mask_difference(shown, sources, masks)
         metrics[name] = block | scores[name]
     # the number the base-vs-fine-tuned claims rest on: a paired interval on the same pairs
-    metrics["finetuned_minus_base"] = {
-        "attr": redress_gains(hits["base"], hits["finetuned"], int(p["seed"]))
-    }
+    metrics["finetuned_minus_base"] = {"attr": redress_gains(hits["base"], hits["finetuned"], seed)}
     print(processes.summary("evaluate_redress"))
     if not processes.is_main:
         return

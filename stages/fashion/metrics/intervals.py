@@ -50,7 +50,9 @@ def bootstrap_mean(values: np.ndarray, seed: int) -> tuple[float, float]:
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def _entry(name: str, value: float | None, n: int, low: float, high: float) -> dict[str, Any]:
+def _entry(
+    name: str, value: float | None, n: int, low: float | None, high: float | None
+) -> dict[str, Any]:
     return {name: value, f"{name}_n": n, f"{name}_ci95_low": low, f"{name}_ci95_high": high}
 
 
@@ -58,7 +60,7 @@ def proportion(name: str, hits: np.ndarray) -> dict[str, Any]:
     """`name` (the share of true `hits`), its n and Wilson interval; None where n is 0."""
     hits = np.asarray(hits, dtype=bool)
     if not len(hits):
-        return _entry(name, None, 0, None, None)  # type: ignore[arg-type]
+        return _entry(name, None, 0, None, None)
     return _entry(name, float(hits.mean()), len(hits), *wilson(int(hits.sum()), len(hits)))
 
 
@@ -76,7 +78,7 @@ def paired_difference(name: str, base: np.ndarray, other: np.ndarray, seed: int)
     if base.shape != other.shape:
         raise ValueError(f"paired scores of {base.shape} and {other.shape} items")
     if not len(base):
-        return _entry(name, None, 0, None, None)  # type: ignore[arg-type]
+        return _entry(name, None, 0, None, None)
     difference = other - base
     return _entry(name, float(difference.mean()), len(base), *bootstrap_mean(difference, seed))
 
