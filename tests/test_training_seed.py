@@ -14,6 +14,8 @@ from conftest import ROOT, run
 from fashion.core.params import training_section
 from fashion.core.stage import PipelineError
 
+TRAINING_STAGES = {"base_clip", "finetune_clip", "base_sd", "finetune_sd", "finetune_inpaint"}
+
 
 def test_the_training_seed_is_laid_into_a_training_stage_section() -> None:
     params = {"training": {"seed": 3}, "finetune_sd": {"lr": 0.1}}
@@ -49,7 +51,7 @@ def test_exactly_the_stages_that_read_the_training_seed_declare_it() -> None:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     declared = {name for name, stage in stages.items() if "training.seed" in stage["params"]}
     assert declared == stages_reading_the_training_seed()
-    assert declared == {"base_clip", "finetune_clip", "base_sd", "finetune_sd", "finetune_inpaint"}
+    assert declared == TRAINING_STAGES
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert all("seed" not in params[name] for name in declared)  # one seed, not six
 
@@ -66,4 +68,4 @@ def test_another_training_seed_changes_only_the_training_stages(
     params["training"]["seed"] = 1
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(run(["dvc", "status", "--json"], project).stdout))
-    assert changed == {"base_clip", "finetune_clip", "base_sd", "finetune_sd", "finetune_inpaint"}
+    assert changed == TRAINING_STAGES
