@@ -249,6 +249,21 @@ def test_a_new_cadence_resumes_and_more_steps_without_a_fixed_schedule_restart(
     assert checkpoint_names() == ["step_0000001", "step_0000002"]
 
 
+def test_keep_checkpoints_zero_trains_and_saves_without_a_checkpoint(
+    sd_base_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed recipe's setting: no checkpoint beside the saved pipeline (the UNet once)."""
+    project = project_with_base(
+        sd_base_project, tmp_path / "p", steps=2, checkpoint_every=1, keep_checkpoints=0,
+        validation_prompts=[],
+    )  # fmt: skip
+    run_finetune(project, monkeypatch)
+    assert (Path("models/sd") / "model_index.json").is_file()
+    assert checkpoint_names() == []
+    with pytest.raises(PipelineError, match="keep_checkpoints must be 0 or more, got -1"):
+        TrainConfig.from_params({"steps": 3, "keep_checkpoints": -1})
+
+
 def test_an_old_param_name_is_a_clear_error() -> None:
     with pytest.raises(
         PipelineError, match=r"^params.yaml: finetune_sd.max_steps is now finetune_sd.steps$"

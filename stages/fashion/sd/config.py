@@ -17,7 +17,6 @@ POSITIVE = (
     "batch_size",
     "grad_accum",
     "checkpoint_every",
-    "keep_checkpoints",
     "eval_every",
     "lora_rank",
 )
@@ -90,6 +89,8 @@ class TrainConfig:
             problems.append(f"caption_dropout must be in [0, 1), got {cfg.caption_dropout}")
         if cfg.steps is None and cfg.epochs is None:
             problems.append("set steps, epochs or both")
+        if cfg.keep_checkpoints < 0:
+            problems.append(f"keep_checkpoints must be 0 or more, got {cfg.keep_checkpoints}")
         for key in POSITIVE:
             if int(getattr(cfg, key)) < 1:
                 problems.append(f"{key} must be a positive integer, got {getattr(cfg, key)}")

@@ -3,7 +3,8 @@
 
 - Atomic: a checkpoint is written to `.step_NNNNNNN.tmp` and renamed into place, so an
   interrupted save never leaves a folder that looks complete.
-- Rotated: the newest `keep_checkpoints` are kept.
+- Rotated: the newest `keep_checkpoints` are kept; 0 keeps none (a run too short to be
+  worth resuming, e.g. the seed recipe's 15 steps: its outputs hold all it made).
 - Keyed: `fingerprint.json` beside them records what they were trained with
   (`fashion.train.settings.fingerprint`); a run with another fingerprint removes them and
   starts afresh, printing which part differs.
@@ -25,6 +26,8 @@ from typing import Any
 from accelerate import Accelerator
 
 from fashion.core.atomic import atomic_path
+from fashion.core.params import PARAMS_FILE
+from fashion.core.stage import PipelineError
 from fashion.train.checkpoint_mirror import mirror_checkpoint, restore_checkpoint
 
 PREFIX = "step_"
@@ -57,6 +60,8 @@ class Checkpoints:
     def __init__(
         self, root: str | Path, fingerprint: dict[str, Any], keep: int, mirror: str | None = None
     ) -> None:
+        if keep < 0:
+            raise PipelineError(f"{PARAMS_FILE}: keep_checkpoints must be 0 or more, got {keep}")
         self.root, self.keep, self.mirror = Path(root), keep, mirror
         self.fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from the file
 
@@ -100,7 +105,10 @@ class Checkpoints:
         return step_of(usable[-1])
 
     def save(self, accelerator: Accelerator, step: int) -> None:
-        """Write the step-`step` checkpoint (every process takes part), then prune and mirror."""
+        """Write the step-`step` checkpoint (every process takes part), then prune and mirror;
+        nothing when none are kept."""
+        if self.keep == 0:
+            return
         final = self.root / f"{PREFIX}{step:07d}"
         tmp = self.root / f".{final.name}.tmp"
         accelerator.save_state(str(tmp))
