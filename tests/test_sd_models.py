@@ -122,6 +122,17 @@ def test_pooled_text_conditions_without_cross_attention(pooled: bool) -> None:
     assert (not torch.allclose(out[0], out[1])) is pooled
 
 
+def test_unet_attention_has_unet_head_dim_channels_a_head() -> None:
+    """diffusers' `attention_head_dim` counts heads; the param names a head's width."""
+    tiny = {**TINY_SD_PARAMS["base_sd"]["tiny"], "unet_channels": [32, 64], "unet_head_dim": 16}
+    pipe = build_tiny_sd(["the lady wore a red dress."] * 8, tiny, seed=0)
+    attentions = [m for n, m in pipe.unet.named_modules() if n.endswith(("attn1", "attn2"))]
+    assert attentions
+    assert {(a.heads, a.inner_dim // a.heads) for a in attentions} == {(4, 16)}
+    with pytest.raises(PipelineError, match=r"unet_head_dim must divide .* 64 channels, got 24"):
+        build_tiny_sd(["a"] * 8, {**tiny, "unet_head_dim": 24}, seed=0)
+
+
 def test_unknown_vae_loss_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = make_sd_project(
         tmp_path / "p", ROOT, n_train=8, overrides={"base_sd": {"vae_pretraining": {"loss": "l3"}}}

@@ -31,12 +31,17 @@ def garment_color(images: np.ndarray) -> np.ndarray:
     return SOLID_CODES[distance.argmin(1)]
 
 
-def color_accuracy(images: np.ndarray, colors: np.ndarray) -> float | None:
-    """Share of uint8 (n, h, w, 3) images whose garment colour is their colour code, over the
-    images with a solid palette colour (multicolour and unnamed colours are left out)."""
+def color_hits(images: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """For each uint8 (n, h, w, 3) image with a solid palette colour code (multicolour and
+    unnamed colours are left out), whether its garment colour is that colour."""
     truth = np.asarray(colors, dtype=float)
     rows = np.isin(truth, SOLID_CODES)
     if not rows.any():
-        return None
-    predicted = garment_color(images[rows].astype(np.float32) / 255)
-    return float(np.mean(predicted == truth[rows]))
+        return np.empty(0, dtype=bool)
+    return garment_color(images[rows].astype(np.float32) / 255) == truth[rows]
+
+
+def color_accuracy(images: np.ndarray, colors: np.ndarray) -> float | None:
+    """The share of `color_hits` (None when no image has a solid palette colour)."""
+    hits = color_hits(images, colors)
+    return float(hits.mean()) if hits.size else None

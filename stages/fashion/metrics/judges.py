@@ -20,7 +20,7 @@ import torch
 from fashion.clip.models import embed_images, embed_texts
 from fashion.core.processes import Processes
 from fashion.data.attributes import ATTRIBUTES
-from fashion.metrics.garment_color import SOLID_CODES, garment_color
+from fashion.metrics.garment_color import color_hits
 from fashion.metrics.image import clip_score, resize_images
 from fashion.metrics.intervals import bootstrap_mean, joined, paired_difference, proportion
 from fashion.metrics.zero_shot import ZeroShotClassifier, judged_predictions
@@ -94,10 +94,7 @@ class Judges:
         }
         if self.pixel:
             colors = pd.to_numeric(codes["color"], errors="coerce").to_numpy(dtype=float)
-            rows = np.isin(colors, SOLID_CODES)
-            shown = images[rows].astype(np.float32) / 255
-            predicted = garment_color(shown) if rows.any() else np.empty(0)
-            out["pixel"] = {"color": predicted == colors[rows]}
+            out["pixel"] = {"color": color_hits(images, colors)}
         return out
 
     def accuracy(

@@ -26,6 +26,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from tqdm import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from fashion.core.params import PARAMS_FILE
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
 from fashion.data.tokenizer import train_caption_tokenizer
@@ -101,7 +102,7 @@ def build_tiny_sd(
         up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
         layers_per_block=int(tiny["unet_layers"]),
         cross_attention_dim=width,
-        attention_head_dim=int(tiny["unet_head_dim"]),
+        attention_head_dim=unet_heads(tiny),  # diffusers' name for the heads of each block
         norm_num_groups=8,
         # "text": the attention-pooled caption is added to the timestep embedding, which
         # scales and shifts every ResNet block, so global attributes (the garment's colour)
@@ -119,6 +120,22 @@ def build_tiny_sd(
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def unet_heads(tiny: dict[str, Any]) -> tuple[int, ...]:
+    """The attention heads of each UNet block that give `unet_head_dim` channels a head.
+
+    `UNet2DConditionModel`'s `attention_head_dim` is a head count (a diffusers naming quirk;
+    SD v1's 8 is 8 heads), so passing the head width there built 32 heads of 4 channels
+    until 2026-12-06, 6x slower attention for the same weights (bench/unet_heads.py)."""
+    head_dim = int(tiny["unet_head_dim"])
+    channels = [int(c) for c in tiny["unet_channels"]]
+    if head_dim < 1 or channels[-1] % head_dim:
+        raise PipelineError(
+            f"{PARAMS_FILE}: base_sd.tiny.unet_head_dim must divide the attention level's "
+            f"{channels[-1]} channels, got {head_dim}"
+        )
+    return tuple(max(1, c // head_dim) for c in channels)
 
 
 def to_vae_pixels(images: np.ndarray | torch.Tensor, resolution: int) -> torch.Tensor:
