@@ -1,6 +1,7 @@
 # `make demo` sets up a virtual environment and runs the pipeline on the demo default;
 # `make test` sets up the same environment and runs the test suite (under 10 minutes on 2 cores);
 # `make test-slow` runs the tests marked slow: whole-pipeline runs of minutes each;
+# `make test-full-size` the Colab-layout run with the full-size stand-ins (~25 min, ~30 GB);
 # `make test-min` runs the fast tests on the lowest supported versions (the floors);
 # `make constraints` records the versions of the `make test` environment in constraints.txt
 # and torch's (any build: CPU or CUDA) in constraints-torch.txt; `make demo` and `make test`
@@ -21,7 +22,7 @@ MIN_PINS := { echo '\# The floors of requirements.txt and requirements-dev.txt a
 # nvidia-* runtime libraries; nvidia-ml-py stays: dvclive's, not torch's).
 TORCH_BUILD := ^(torch|torchvision|triton|cuda-[^=]+|nvidia-[^=]+)==
 
-.PHONY: demo test test-slow test-min check-min-pins lint constraints
+.PHONY: demo test test-slow test-full-size test-min check-min-pins lint constraints
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt constraints-torch.txt
 	python3 -m venv $(VENV)
@@ -38,6 +39,9 @@ test: $(VENV)/.installed
 
 test-slow: $(VENV)/.installed
 	python -m pytest -q -m slow
+
+test-full-size: $(VENV)/.installed
+	python -m pytest -q -m full_size
 
 lint: $(VENV)/.installed
 	ruff check .

@@ -8,6 +8,7 @@
 #                                          repository (params.yaml is rewritten, outputs land
 #                                          in data/, models/, metrics/, plots/)
 #   bench/gpu_smoke.sh --cpu [WHEELS_DIR]  the same on CPU: reduced-width stand-ins, 64 px
+#                                          (profiles/smoke-cpu.yaml on top)
 #   bench/gpu_smoke.sh --cpu --full ...    on CPU with the full-size stand-ins (the published
 #                                          architectures at 64 px: ~20 min and ~9 GB on 2 cores)
 #   bench/gpu_smoke.sh --reduced ...       reduced-width stand-ins at the GPU sizes
@@ -39,15 +40,6 @@ MODULES=(diffusers:diffusers dvclive:dvclive dvc:dvc torch_fidelity:torch-fideli
          wordcloud:wordcloud)
 # Packages fetched without their dependencies (those are on the box, or come with dvc).
 NO_DEPS=(diffusers torch-fidelity pyzipper pycryptodomex fast-zip-decryption wordcloud)
-# CPU sizes on top of the smoke profile (reduced stand-ins, 2 cores in minutes).
-CPU_OVERRIDES=(
-  "accelerate.launch=accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
-  finetune_clip.batch_size=32 finetune_clip.num_workers=0
-  finetune_sd.resolution=64 finetune_sd.batch_size=4 finetune_sd.grad_accum=1
-  finetune_sd.validation_steps=4 generate.resolution=64 generate.steps=4
-  finetune_inpaint.resolution=64 finetune_inpaint.batch_size=4 finetune_inpaint.grad_accum=1
-  finetune_inpaint.validation_steps=4 redress.resolution=64 redress.steps=4
-)
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -146,11 +138,11 @@ main() {
   install_missing "$wheels"
 
   ((full)) && reduced=0  # --full wins over --cpu's reduced widths, in either order
-  local start=$SECONDS build_args=() overrides=()
+  local start=$SECONDS build_args=() profiles=(profiles/real.yaml profiles/smoke.yaml)
   ((reduced)) && build_args+=(--reduced)
   # on a CPU, accelerate launch would run each stage on one thread (OMP_NUM_THREADS=1)
   ((cpu)) && { export CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)};
-               build_args+=(--device cpu); overrides=("${CPU_OVERRIDES[@]}"); }
+               build_args+=(--device cpu); profiles+=(profiles/smoke-cpu.yaml); }
   local size=full
   ((reduced)) && size=reduced
   if [[ $(cat "$STANDIN/BUILT" 2>/dev/null) == "$size" && -z ${SMOKE_REBUILD:-} ]]; then
@@ -161,7 +153,7 @@ main() {
     echo "$size" > "$STANDIN/BUILT"
     echo "stand-in models built in $((SECONDS - start)) s"
   fi
-  "$PYTHON" scripts/use_profile.py profiles/real.yaml profiles/smoke.yaml "${overrides[@]}"
+  "$PYTHON" scripts/use_profile.py "${profiles[@]}"
   "$PYTHON" bench/run_stages.py --runner "${SMOKE_RUNNER:-auto}" \
     --report "${SMOKE_REPORT:-smoke_report.md}"
   echo "smoke run: $((SECONDS - start)) s from the stand-in build to the last stage"
