@@ -44,13 +44,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("real", "colab", "smoke", "smoke-cpu")
 SPLITS = ("train", "test")
 STANDIN = Path("models/standin")
-CATEGORIES = {  # Drive sub-folder -> category
-    "dvc-remote": "remote",
-    "checkpoints/finetune_sd": "mirror",
-    "checkpoints/finetune_inpaint": "mirror",
-    "checkpoints/finetune_clip": "mirror",
-    "checkpoints/generate": "batches",
-    "checkpoints/redress": "batches",
+# folders under Drive's checkpoints/ -> category (a mirror's spare and trash sit beside it,
+# as .NAME.spare and .NAME.trash: fashion.train.checkpoint_mirror)
+CHECKPOINT_CATEGORIES = {
+    "finetune_clip": "mirror",
+    "finetune_sd": "mirror",
+    "finetune_inpaint": "mirror",
+    "generate": "batches",
+    "redress": "batches",
 }
 WRITES = "write,pwrite64,writev,pwritev,pwritev2,sendfile,copy_file_range"
 # strace -y: `name(fd<path>, ...) = n`; copy_file_range writes to its third argument
@@ -76,10 +77,12 @@ def written_bytes(log_lines: list[str], drive: str) -> dict[str, int]:
 
 
 def category(path: str, drive: str) -> str:
-    rel = path[len(drive.rstrip("/")) + 1 :]
-    for prefix, name in CATEGORIES.items():
-        if rel == prefix or rel.startswith(prefix + "/"):
-            return name
+    parts = Path(path[len(drive.rstrip("/")) + 1 :]).parts
+    if parts and parts[0] == "dvc-remote":
+        return "remote"
+    if len(parts) > 1 and parts[0] == "checkpoints":
+        name = parts[1].lstrip(".").removesuffix(".spare").removesuffix(".trash")
+        return CHECKPOINT_CATEGORIES.get(name, "other")
     return "other"
 
 

@@ -21,11 +21,14 @@ WRITER = """
 import os, shutil, sys
 drive, outside = sys.argv[1], sys.argv[2]
 os.makedirs(f"{drive}/checkpoints/finetune_sd", exist_ok=True)
+os.makedirs(f"{drive}/checkpoints/.finetune_sd.spare/step_0000010", exist_ok=True)
 os.makedirs(f"{drive}/checkpoints/redress", exist_ok=True)
 os.makedirs(f"{drive}/dvc-remote/ab", exist_ok=True)
 for size in (1000, 500):  # a file rewritten in place counts twice
     with open(f"{drive}/checkpoints/finetune_sd/model.safetensors", "wb") as f:
         f.write(b"x" * size)
+with open(f"{drive}/checkpoints/.finetune_sd.spare/step_0000010/a", "wb") as f:
+    f.write(b"z" * 7)  # the mirror's spare: a mirror write too
 with open(f"{outside}/big.bin", "wb") as f:  # outside Drive: not counted
     f.write(b"y" * 70000)
 shutil.copyfile(f"{outside}/big.bin", f"{drive}/dvc-remote/ab/cdef")  # sendfile
@@ -54,7 +57,7 @@ def test_every_byte_written_under_drive_is_counted_by_category(tmp_path: Path) -
         folder.mkdir()
     cmd = [sys.executable, "-c", WRITER, str(drive), str(outside)]
     counted = drive_bytes.traced(cmd, drive, logs, env={"PATH": "/usr/bin:/bin"})
-    assert counted == {"mirror": 1500, "remote": 70000, "batches": 30, "other": 4}
+    assert counted == {"mirror": 1507, "remote": 70000, "batches": 30, "other": 4}
 
 
 def test_strace_lines_name_the_written_file() -> None:
