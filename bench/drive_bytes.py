@@ -93,7 +93,7 @@ def traced(cmd: list[str], drive: Path, logs: Path, env: dict[str, str]) -> dict
     strace = ["strace", "-f", "-ff", "-qq", "-y", "-s", "0", "-e", f"trace={WRITES}"]
     strace += ["-e", "signal=none", "-o", str(logs / "trace")]
     try:
-        subprocess.run([*strace, "--seccomp-bpf", *cmd], check=True, env=env)
+        subprocess.run([*strace, "--seccomp-bpf", *cmd], check=True, env=env, stdout=sys.stderr)
     except subprocess.CalledProcessError as err:
         raise SystemExit(f"error: {' '.join(cmd)} exited {err.returncode}") from err
     lines = [ln for f in logs.glob("trace.*") for ln in f.read_text(errors="replace").splitlines()]
@@ -133,7 +133,7 @@ def main() -> None:
     built, size = STANDIN / "BUILT", "reduced" if args.reduced else "full"
     if not built.is_file() or built.read_text().strip() != size:
         build = [sys.executable, "scripts/standin_models.py", str(STANDIN), "--device", "cpu"]
-        subprocess.run(build + ["--reduced"] * args.reduced, check=True, env=env)
+        subprocess.run(build + ["--reduced"] * args.reduced, check=True, env=env, stdout=sys.stderr)
         built.write_text(f"{size}\n")
     scratch = Path(tempfile.mkdtemp(prefix="drive-bytes-"))
     drive, logs = scratch / "drive", scratch / "logs"
@@ -147,9 +147,10 @@ def main() -> None:
     ]
     profiles = [f"profiles/{p}.yaml" for p in PROFILES]
     py = sys.executable
-    subprocess.run([py, "scripts/use_profile.py", *profiles, *layout], check=True, env=env)
+    quiet = {"check": True, "env": env, "stdout": sys.stderr}  # stdout: the JSON line only
+    subprocess.run([py, "scripts/use_profile.py", *profiles, *layout], **quiet)
     subprocess.run(["dvc", "remote", "add", "--local", "--default", "--force", "drive",
-                    str(drive / "dvc-remote")], check=True, env=env)  # fmt: skip
+                    str(drive / "dvc-remote")], **quiet)  # fmt: skip
     params = yaml.safe_load(Path("params.yaml").read_text())
     stages = list(yaml.safe_load(Path("dvc.yaml").read_text())["stages"])
     measured: dict[str, dict[str, int]] = {}
