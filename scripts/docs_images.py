@@ -119,15 +119,22 @@ def demo_picture(
 ) -> Image.Image:
     """Base above fine-tuned for each chosen cell, then redress rows, labelled."""
     margin, title_font, label_font = 104, font(17), font(14)
+    titles = (
+        "Text to image: the same caption and seed, base SD vs fine-tuned SD",
+        "Redress: the garment redrawn to another test image's sentence",
+    )
     label_h = 40
-    width = margin + TILE * len(base)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = max(
+        margin + TILE * max(len(base), 4),
+        *(round(probe.textlength(t, font=title_font)) + 16 for t in titles),
+    )
     redress_h = sum(round(s.height * 4 * TILE / s.width) for s in redress)
     height = 34 + label_h + 2 * TILE + 20 + 34 + 24 + redress_h + 8
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     y = 8
-    draw.text((8, y), "Text to image: the same caption and seed, base SD vs fine-tuned SD",
-              fill="black", font=title_font)  # fmt: skip
+    draw.text((8, y), titles[0], fill="black", font=title_font)
     y += 26
     for j, label in enumerate(labels):
         text = "\n".join(textwrap.wrap(label, width=15)[:2])
@@ -141,8 +148,7 @@ def demo_picture(
             )
         y += TILE
     y += 20
-    draw.text((8, y), "Redress: the garment redrawn to another test image's sentence",
-              fill="black", font=title_font)  # fmt: skip
+    draw.text((8, y), titles[1], fill="black", font=title_font)
     y += 34
     for j, name in enumerate(("input", "target sentence", "base", "fine-tuned")):
         draw.text((margin + j * TILE + 4, y), name, fill="black", font=label_font)

@@ -91,7 +91,7 @@ def test_every_picture_and_the_sidecar(fake_run: Path, tmp_path: Path) -> None:
             assert image.format == "PNG" and image.width > 0
     assert sum((out / n).stat().st_size for n in PICTURES) < 500_000
     with Image.open(out / "demo.png") as demo:
-        assert demo.width >= 3 * 128  # three grid cells side by side, 128 px each
+        assert demo.width >= 4 * 128  # the redress rows: four cells of 128 px
 
     sidecar = json.loads((out / "sources.json").read_text())
     commit = run(["git", "rev-parse", "HEAD"], fake_run).stdout.strip()
