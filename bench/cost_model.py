@@ -4,8 +4,8 @@ A profile (params.yaml with profiles applied) fixes the work of every stage: ima
 training stage sees, denoising steps a sampling stage runs, images an evaluation stage
 embeds. Time is work over a rate, and every rate names its source:
 
-- measured: SD v1.5 UNet training at 512 px on an H100 (`bench/sd_gpu.py`, README
-  Performance), and any rate a GPU run logged (`bench/real_estimate.py --run`), which
+- measured: SD v1.5 UNet training at 512 px on an H100 (`bench/sd_gpu.py`,
+  docs/benchmarks.md), and any rate a GPU run logged (`bench/real_estimate.py --run`), which
   replaces the figure here for its stage on that GPU;
 - published: SD v1.5 sampling at 512 px, with its reference;
 - scaled: everything else, from those by a stated ratio (another GPU by the ratio of the
@@ -109,12 +109,17 @@ CPU_RATIOS = {
 }
 # CPU stages, measured on 2 cores: `prepare` of a full-size demo benchmark (78,979 images,
 # decryption included; bench/prepare.py) 8.4 min; labels, eda, reference and base_clip of
-# the demo's 16,000 images 23 s (README, the 13 min 40 s run).
+# the demo's 16,000 images 23 s (docs/benchmarks.md, 2026-12-03).
 PREPARE_S_PER_IMAGE = 8.4 * 60 / 78_979
 PREPARE_SOURCE = "2 CPU cores, 8.4 min for 78,979 images (bench/prepare.py)"
 LABELS_EDA_S_PER_IMAGE = 23 / 16_000
-LABELS_EDA_SOURCE = "2 CPU cores, the demo's 16,000 images in 23 s (README)"
+LABELS_EDA_SOURCE = "2 CPU cores, the demo's 16,000 images in 23 s (docs/benchmarks.md)"
 CPU_STAGES = ("prepare", "labels+eda")
+# Small outputs beside the images and models, from the smoke run's files (bench/drive_bytes.py
+# --reduced, 2026-12-06): labels.csv 124,594 B for 640 images; the EDA figures and tables
+# 892,474 B (their number does not grow with the images).
+LABELS_BYTES_PER_IMAGE = 200
+EDA_BYTES = 1.0e6
 
 # Parameters of the published architectures (scripts/standin_models.py holds them too).
 PARAMETERS = {
@@ -288,6 +293,7 @@ class RunCosts:
             "labels+eda",
             f"{n:,} captions",
             lambda g: (n * LABELS_EDA_S_PER_IMAGE, {f"measured: {LABELS_EDA_SOURCE}"}),
+            disk_bytes=n * LABELS_BYTES_PER_IMAGE + EDA_BYTES,
         )
 
     def checkpointed(self, cost: StageCost, spec: dict[str, Any], steps: int, size: float) -> None:
@@ -385,8 +391,13 @@ class RunCosts:
         listed = len(build_prompts(spec["prompts"]))
         if spec.get("prompts_file"):
             listed += len(file_prompts(self.root / spec["prompts_file"]))
-        n = listed * int(spec["images_per_prompt"]) + n_eval
+        pictured = listed * int(spec["images_per_prompt"])
+        n = pictured + n_eval
         self.sampling("generate", n)
+        # plots/generate: a grid of each model's first grid_columns^2 pictured images
+        res, shown = int(spec["resolution"]), min(pictured or n, int(spec["grid_columns"]) ** 2)
+        self.costs["generate"].disk_bytes += 2 * shown * res * res * 3
+        self.costs["generate"].pushed_bytes += 2 * shown * res * res * 3
         self.add(
             "evaluate",
             f"{2 * n:,} images, 2 CLIP judges, Inception",
@@ -398,6 +409,10 @@ class RunCosts:
     def redress(self) -> None:
         n = count(self.params["redress"]["n_pairs"], self.evaluated)
         self.sampling("redress", n, IMAGE_SIDE)  # composited back onto the 128 px photo
+        # plots/redress/grid.png: grid_rows rows of input, sentence and the two models
+        grid = min(n, int(self.params["redress"]["grid_rows"])) * 4 * IMAGE_SIDE**2 * 3
+        self.costs["redress"].disk_bytes += grid
+        self.costs["redress"].pushed_bytes += grid
         self.add(
             "evaluate_redress",
             f"{2 * n:,} images, 2 CLIP judges",
