@@ -178,6 +178,12 @@ def model_bytes(*parts: str) -> float:
     return sum(PARAMETERS[p] for p in parts) * 4.0
 
 
+# What an accelerate checkpoint holds beside the weights and AdamW's moments (per-tensor step
+# counts, the scheduler, RNG states): 262,788 B a save of the LoRA mirror, 389,851 B in a CLIP
+# checkpoint (bench/drive_bytes.py and the full-size smoke, 2026-12-06).
+CHECKPOINT_EXTRA_BYTES = 400_000
+
+
 class CostModel:
     """The rates. `measured[stage][gpu]` (training images a second, from a GPU run at the
     profile's settings) replaces the scaled training rate of that stage on that GPU."""
@@ -231,9 +237,10 @@ def sd_bytes(spec: dict[str, Any]) -> tuple[float, float]:
     trained = ("unet", "text_encoder") if spec.get("train_text_encoder") else ("unet",)
     if spec["mode"] == "full":
         ema = model_bytes("unet") if spec.get("ema") else 0.0
-        return model_bytes("unet", "vae", "text_encoder"), 3 * model_bytes(*trained) + ema
+        checkpoint = 3 * model_bytes(*trained) + ema + CHECKPOINT_EXTRA_BYTES
+        return model_bytes("unet", "vae", "text_encoder"), checkpoint
     adapters = LORA_PARAMETERS_PER_RANK * int(spec.get("lora_rank", 4)) * 4.0
-    return adapters, 3 * adapters
+    return adapters, 3 * adapters + CHECKPOINT_EXTRA_BYTES
 
 
 def stage_costs(
@@ -308,7 +315,7 @@ class RunCosts:
         spec, unit = self.params["finetune_clip"], self.model.unit
         steps, images = training_steps(spec, self.fit, self.n_proc)
         evals = steps // int(spec["eval_every"]) + 1
-        checkpoint = 3 * model_bytes("clip")
+        checkpoint = 3 * model_bytes("clip") + CHECKPOINT_EXTRA_BYTES
         best = spec.get("keep") == "best_val_r1"  # best/ beside the checkpoints
         cost = self.add(
             "finetune_clip",
