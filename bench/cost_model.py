@@ -144,6 +144,11 @@ class StageCost:
     batches_bytes: float = 0.0  # finished batches kept until the stage ends
     lost_seconds: dict[str, float] = field(default_factory=dict)  # a disconnect's worst loss
 
+    def also_writes(self, nbytes: float) -> None:
+        """One more output of the stage: on disk and pushed, as every output is by default."""
+        self.disk_bytes += nbytes
+        self.pushed_bytes += nbytes
+
 
 def processes(launch: str) -> int:
     """GPUs of an `accelerate.launch` command: its `--num_processes`, else 1."""
@@ -403,8 +408,7 @@ class RunCosts:
         self.sampling("generate", n)
         # plots/generate: a grid of each model's first grid_columns^2 pictured images
         res, shown = int(spec["resolution"]), min(pictured or n, int(spec["grid_columns"]) ** 2)
-        self.costs["generate"].disk_bytes += 2 * shown * res * res * 3
-        self.costs["generate"].pushed_bytes += 2 * shown * res * res * 3
+        self.costs["generate"].also_writes(2 * shown * res * res * 3)
         self.add(
             "evaluate",
             f"{2 * n:,} images, 2 CLIP judges, Inception",
@@ -417,9 +421,8 @@ class RunCosts:
         n = count(self.params["redress"]["n_pairs"], self.evaluated)
         self.sampling("redress", n, IMAGE_SIDE)  # composited back onto the 128 px photo
         # plots/redress/grid.png: grid_rows rows of input, sentence and the two models
-        grid = min(n, int(self.params["redress"]["grid_rows"])) * 4 * IMAGE_SIDE**2 * 3
-        self.costs["redress"].disk_bytes += grid
-        self.costs["redress"].pushed_bytes += grid
+        rows = min(n, int(self.params["redress"]["grid_rows"]))
+        self.costs["redress"].also_writes(rows * 4 * IMAGE_SIDE**2 * 3)
         self.add(
             "evaluate_redress",
             f"{2 * n:,} images, 2 CLIP judges",

@@ -4,8 +4,9 @@ so `unet_head_dim: 32` gave 32 heads of 4 channels at the 128-channel level.
 
 Two tiny SDs from params.yaml's base_sd.tiny, identical but for the heads, run interleaved
 (one of each per round): a finetune_sd training step (the stage's `FineTuner.train_step`,
-cached latents, text encoder trained, as the demo) and one `generate` batch (the stage's
-sampler and precision, CFG, 20 steps). Prints one JSON line with median seconds and
+cached latents, text encoder trained, as the demo) and one `generate` batch in the stage's
+precision (the tiny pipeline's own PNDM sampler, not generate's DPM: the same UNet work a
+step; CFG, 20 steps). Prints one JSON line with median seconds and
 `train_speedup` / `sample_speedup` = the old build's time / the fixed one's.
 Usage: python bench/unet_heads.py [--rounds 7] [--batch 32] [--sample-batch 64]
 """
