@@ -10,6 +10,11 @@ The `base_inpaint` stage records the base in `models/base_inpaint/source.json`
 - a hub id or folder of an SD inpainting pipeline (9-channel UNet, e.g.
   `stable-diffusion-v1-5/stable-diffusion-inpainting`), pinned to a commit like the other
   base models: fine-tuned as it is, and zero-shot as the baseline.
+
+A fine-tune that conditions on more inputs (condition maps) widens the UNet further,
+new channels zero (`grown_unet`). LoRA on attention alone cannot train them: mode
+lora_conv_in also trains `conv_in` and saves it beside the adapters
+(`fashion.sd.models.CONV_IN_WEIGHTS`).
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 from fashion.core.params import PARAMS_FILE
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
-from fashion.inpaint.unet import LATENT_CHANNELS, inpainting_unet
+from fashion.inpaint.unet import INPAINT_CHANNELS, LATENT_CHANNELS, grown_unet, inpainting_unet
 from fashion.sd.models import LORA_WEIGHTS, fuse_lora, load_sd
 
 FINETUNED_SD = "finetuned_sd"
+# The fine-tuning modes that train a widened UNet's new input channels.
+GROWING_MODES = ("full", "lora_conv_in")
 
 
 def as_inpainting(pipe: StableDiffusionPipeline) -> StableDiffusionInpaintPipeline:
@@ -47,17 +54,22 @@ def base_pipeline(base_dir: str | Path, **kwargs: Any) -> StableDiffusionInpaint
 
 
 def training_start(
-    pretrained: str | Path, revision: str | None, mode: str
+    pretrained: str | Path, revision: str | None, mode: str, in_channels: int = INPAINT_CHANNELS
 ) -> StableDiffusionInpaintPipeline:
-    """What the fine-tune trains: the base, a text-to-image UNet grown to read 9 channels."""
+    """What the fine-tune trains: the base, its UNet grown to read `in_channels` (a
+    text-to-image UNet to the 9 of inpainting first; the new channels zero)."""
     pipe = load_inpainting(pretrained, revision)
-    if pipe.unet.config.in_channels == LATENT_CHANNELS:
-        if mode != "full":
-            raise PipelineError(
-                f"{PARAMS_FILE}: finetune_inpaint.mode {mode!r}: the base {pretrained} has a "
-                "text-to-image UNet, grown to new input channels that only mode: full trains"
-            )
-        pipe.unet = inpainting_unet(pipe.unet)
+    have = int(pipe.unet.config.in_channels)
+    if have >= in_channels:
+        return pipe
+    if mode not in GROWING_MODES:
+        raise PipelineError(
+            f"{PARAMS_FILE}: finetune_inpaint.mode {mode!r}: the base {pretrained} has a "
+            f"{have}-channel UNet, grown to {in_channels} input channels that LoRA alone never "
+            "trains: only mode: full trains them, or lora_conv_in (LoRA and conv_in)"
+        )
+    unet = inpainting_unet(pipe.unet) if have == LATENT_CHANNELS else pipe.unet
+    pipe.unet = grown_unet(unet, in_channels) if in_channels > unet.config.in_channels else unet
     return pipe
 
 
@@ -65,7 +77,9 @@ def load_finetuned_inpainting(
     inpaint_dir: str | Path, **kwargs: Any
 ) -> StableDiffusionInpaintPipeline:
     """The fine-tuned inpainting pipeline: a full saved pipeline, or LoRA weights fused onto
-    the base recorded in `inpaint_dir/source.json`."""
+    the base recorded in `inpaint_dir/source.json`; with lora_conv_in's conv_in weights
+    there, the base's UNet is first widened to their input channels and they are loaded
+    (`fuse_lora`)."""
     inpaint_dir = Path(inpaint_dir)
     if (inpaint_dir / "model_index.json").is_file():
         return load_inpainting(inpaint_dir, **kwargs)

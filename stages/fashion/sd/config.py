@@ -12,6 +12,9 @@ from fashion.core.stage import PipelineError
 from fashion.sd.precision import PRECISIONS
 from fashion.train.settings import check_names, schedule_steps
 
+# full: every UNet (and text encoder) weight; lora: LoRA adapters on attention; lora_conv_in:
+# those and the UNet's input convolution (an inpainting UNet widened to condition channels)
+MODES = ("full", "lora", "lora_conv_in")
 POSITIVE = (
     "resolution",
     "batch_size",
@@ -26,7 +29,7 @@ POSITIVE = (
 class TrainConfig:
     """The `finetune_sd` params; the shared names as in `fashion.train.settings`."""
 
-    mode: str = "full"  # full | lora
+    mode: str = "full"  # full | lora | lora_conv_in (MODES)
     resolution: int = 64
     random_flip: bool = True
     caption_dropout: float = 0.1
@@ -74,8 +77,8 @@ class TrainConfig:
             raise PipelineError(f"{PARAMS_FILE}: unknown {stage} params {unknown}")
         cfg = cls(**params, stage=stage)
         problems = []
-        if cfg.mode not in ("full", "lora"):
-            problems.append(f"mode must be full or lora, got {cfg.mode!r}")
+        if cfg.mode not in MODES:
+            problems.append(f"mode must be full, lora or lora_conv_in, got {cfg.mode!r}")
         if cfg.vae_precision not in (None, "auto", *PRECISIONS):
             problems.append(
                 f"vae_precision must be auto, null or one of {list(PRECISIONS)}, "

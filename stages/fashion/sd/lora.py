@@ -3,7 +3,8 @@ the `accelerate` checkpoint hooks that save and load only them.
 
 A LoRA checkpoint holds the adapters, not the frozen base (as diffusers' LoRA script):
 accelerate hands the hooks the prepared models; a model the hook pops is not saved or
-loaded again by accelerate itself.
+loaded again by accelerate itself. In mode lora_conv_in the UNet's trained input
+convolution is saved and loaded beside the adapters (`CONV_IN_WEIGHTS`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from diffusers.training_utils import _set_state_dict_into_text_encoder, cast_tra
 from diffusers.utils import convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
-from fashion.sd.models import LORA_WEIGHTS
+from fashion.sd.models import LORA_WEIGHTS, read_conv_in, save_conv_in
 
 UNET_LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -29,10 +30,13 @@ def lora_config(rank: int, targets: list[str] | tuple[str, ...]) -> LoraConfig:
 
 
 class LoraAdapters:
-    """The adapters of a pipeline's UNet (and text encoder) prepared by `accelerator`."""
+    """The adapters of a pipeline's UNet (and text encoder) prepared by `accelerator`, and
+    with `conv_in` the UNet's trained input convolution."""
 
-    def __init__(self, accelerator: Accelerator, pipe: StableDiffusionPipeline) -> None:
-        self.accelerator = accelerator
+    def __init__(
+        self, accelerator: Accelerator, pipe: StableDiffusionPipeline, conv_in: bool = False
+    ) -> None:
+        self.accelerator, self.conv_in = accelerator, conv_in
         self.unet_type, self.text_type = type(pipe.unet), type(pipe.text_encoder)
 
     def register_checkpoint_hooks(self) -> None:
@@ -61,6 +65,8 @@ class LoraAdapters:
         StableDiffusionPipeline.save_lora_weights(
             out_dir, **self.layers(models), weight_name=LORA_WEIGHTS
         )
+        if self.conv_in:
+            save_conv_in(self.parts(models)[0], out_dir)
 
     def _save_hook(self, models: list, weights: list, output_dir: str) -> None:
         weights.clear()  # not the whole models: accelerate saves what is left in `weights`
@@ -75,4 +81,6 @@ class LoraAdapters:
         set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(unet_state), "default")
         if text_encoder is not None:
             _set_state_dict_into_text_encoder(state, "text_encoder.", text_encoder)
+        if self.conv_in:  # in place: the optimiser holds these parameters
+            unet.conv_in.load_state_dict(read_conv_in(input_dir))
         cast_training_params([m for m in (unet, text_encoder) if m is not None], torch.float32)

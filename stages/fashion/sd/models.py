@@ -23,6 +23,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -30,10 +31,13 @@ from fashion.core.params import PARAMS_FILE
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
 from fashion.data.tokenizer import train_caption_tokenizer
+from fashion.inpaint.unet import grown_unet
 from fashion.train.optimizer import adamw
 
 TINY = "tiny"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+# mode lora_conv_in: the trained UNet input convolution beside the adapters (keys weight, bias)
+CONV_IN_WEIGHTS = "conv_in.safetensors"
 VAE_LOSSES = ("mse", "l1")
 
 # The scheduler of stable-diffusion-v1-5 (scheduler/scheduler_config.json).
@@ -268,10 +272,40 @@ def load_sd(
         ) from err
 
 
+def save_conv_in(unet: UNet2DConditionModel, folder: str | Path) -> None:
+    """Write `unet.conv_in`'s weight and bias to `folder`/CONV_IN_WEIGHTS."""
+    state = {k: v.detach().cpu().contiguous() for k, v in unet.conv_in.state_dict().items()}
+    save_file(state, Path(folder) / CONV_IN_WEIGHTS)
+
+
+def read_conv_in(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The conv_in weights `save_conv_in` wrote to `folder`."""
+    return load_file(Path(folder) / CONV_IN_WEIGHTS)
+
+
+def load_conv_in(unet: UNet2DConditionModel, folder: str | Path) -> UNet2DConditionModel:
+    """`unet` with the conv_in of `folder` loaded (in `unet`'s dtype), first widened with
+    zero channels (a copy, `grown_unet`) to the input channels of the saved weight."""
+    state = read_conv_in(folder)
+    channels = int(state["weight"].shape[1])
+    if channels != unet.config.in_channels:
+        try:
+            unet = grown_unet(unet, channels)
+        except ValueError as err:
+            raise PipelineError(
+                f"{folder}: {CONV_IN_WEIGHTS} does not fit the base's UNet ({err})"
+            ) from err
+    unet.conv_in.load_state_dict(state)
+    return unet
+
+
 def fuse_lora(pipe: StableDiffusionPipeline, lora_dir: Path) -> StableDiffusionPipeline:
     """`pipe` with the LoRA weights of `lora_dir` baked in and the adapter layers dropped
-    (generation runs a plain UNet with the fine-tuned weights), and the fine-tune's
-    scheduler (its prediction type, not the base's) when it saved one."""
+    (generation runs a plain UNet with the fine-tuned weights), the trained conv_in when
+    `lora_dir` holds one (mode lora_conv_in: the UNet widened to its input channels), and
+    the fine-tune's scheduler (its prediction type, not the base's) when it saved one."""
+    if (lora_dir / CONV_IN_WEIGHTS).is_file():
+        pipe.unet = load_conv_in(pipe.unet, lora_dir)
     pipe.load_lora_weights(lora_dir, weight_name=LORA_WEIGHTS)
     pipe.fuse_lora()
     pipe.unload_lora_weights()

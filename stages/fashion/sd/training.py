@@ -40,6 +40,8 @@ from fashion.train.settings import fingerprint, fit_batch_size, training_steps
 CHECKPOINT_FORMAT = 3
 # Params that steer validation only (and the section name): not in a checkpoint's fingerprint.
 VALIDATION_ONLY = ("validation_prompts", "validation_steps", "stage")
+# The modes that train LoRA adapters (and save them, not the whole pipeline).
+LORA_MODES = ("lora", "lora_conv_in")
 
 
 class EmaOnDevice:
@@ -134,10 +136,14 @@ class FineTuner:
         self._cast_frozen("vae", self.vae_dtype)
         self.vae.eval()
         train_te = cfg.train_text_encoder
-        if cfg.mode == "lora":
+        if cfg.mode in LORA_MODES:
             self.unet.requires_grad_(False)
             self.text_encoder.requires_grad_(False)
             self.unet.add_adapter(lora_config(cfg.lora_rank, UNET_LORA_TARGETS))
+            if cfg.mode == "lora_conv_in":
+                # the adapters sit on attention only: input channels added to conv_in (zero
+                # weights) would never learn without training conv_in itself
+                self.unet.conv_in.requires_grad_(True)
             if train_te:
                 try:
                     self.text_encoder.add_adapter(lora_config(cfg.lora_rank, TEXT_LORA_TARGETS))
@@ -182,7 +188,11 @@ class FineTuner:
         if self.ema is not None:
             self.ema.to(acc.device)
             acc.register_for_checkpointing(EmaOnDevice(self.ema, acc.device))
-        self.adapters = LoraAdapters(acc, self.pipe) if cfg.mode == "lora" else None
+        self.adapters = (
+            LoraAdapters(acc, self.pipe, conv_in=cfg.mode == "lora_conv_in")
+            if cfg.mode in LORA_MODES
+            else None
+        )
         if self.adapters is not None:
             self.adapters.register_checkpoint_hooks()
         if train_te:
@@ -336,7 +346,8 @@ class FineTuner:
         )
 
     def save(self, out_dir: Path) -> None:
-        """Full: a pipeline `from_pretrained` loads; LoRA: the adapters in diffusers' format."""
+        """Full: a pipeline `from_pretrained` loads; LoRA: the adapters in diffusers' format
+        (`LORA_WEIGHTS`) and the scheduler, with lora_conv_in also `CONV_IN_WEIGHTS`."""
         pipe = self.inference_pipeline(use_ema=True)
         if self.cfg.mode == "full":
             pipe.vae.to(torch.float32)
