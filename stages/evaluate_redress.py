@@ -7,7 +7,10 @@ as in `evaluate`: the fine-tuned CLIP, the base CLIP zero-shot, on the demo the 
 colour judge); the preservation check (the largest pixel difference outside the mask: 0
 for a composite); realism (FID/KID of the redressed images whose source lies in one half of
 the test split against the real images of the other half; null when
-`evaluate.skip_inception`). Every share carries its n and 95% interval, and
+`evaluate.skip_inception`); MGD's CLIP-S (`clip_s_garment`: the redrawn region pasted on
+white, scored with the target sentence by each CLIP); in v2 the shape rules on the target
+maps (`shape`, `fashion.metrics.shape`: do they show the target's sleeve and length).
+Every share carries its n and 95% interval, and
 `finetuned_minus_base` the paired difference on the same pairs. Under several processes
 (`accelerate.launch`) each embeds its share of whole batches of images, and the main
 process writes the metrics.
@@ -31,7 +34,6 @@ from fashion.core.processes import Processes
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import ATTRIBUTES
 from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
-from fashion.inpaint.masks import redress_masks
 from fashion.metrics.image import (
     fetch_inception_weights,
     fid_kid,
@@ -45,8 +47,11 @@ from fashion.metrics.redress import (
     redress_gains,
     redress_hits,
 )
+from fashion.metrics.shape import rule_blocks
+from fashion.shape.maps import MAP_FEATURES, RULES, MapRule
 
 MODELS = ("base", "finetuned")
+INPUTS = "inputs.npz"  # written by redress
 
 
 def read_redressed(folder: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -67,6 +72,33 @@ def read_redressed(folder: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         except (OSError, ValueError) as err:
             raise PipelineError(f"{manifest}: cannot read the '{model}' images ({err})") from err
     return pairs, images
+
+
+def read_inputs(folder: Path, n_pairs: int) -> dict[str, np.ndarray]:
+    """Each pair's mask (and in v2 target map) as redress used them."""
+    path = folder / INPUTS
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found (run redress again: it records the masks)")
+    with np.load(path) as saved:
+        inputs = {k: saved[k] for k in saved.files}
+    if len(inputs["masks"]) != n_pairs:
+        raise PipelineError(f"{path}: {len(inputs['masks'])} masks for {n_pairs} pairs")
+    return inputs
+
+
+def on_white(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """uint8 images with everything outside the masks white: the redrawn region alone, as
+    MGD scores its garments (CLIP-S)."""
+    return np.where(masks[..., None], images, np.uint8(255))
+
+
+def read_rules(shape: Path) -> dict[str, MapRule]:
+    raw = json.loads((shape / RULES).read_text())
+    return {a: MapRule.from_json(a, raw[a]) for a in MAP_FEATURES}
+
+
+def numeric(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
 
 
 def realism(
@@ -94,10 +126,11 @@ def main(
     redressed: Path = Path("data/redressed"),
     base_clip: Path = Path("models/base_clip"),
     clip: Path = Path("models/clip"),
+    shape: Path = Path("models/shape"),
     metrics_file: Path = Path("metrics/redress.json"),
 ) -> None:
     params = load_params()
-    p, r = section(params, "evaluate"), section(params, "redress")
+    p = section(params, "evaluate")
     processes = Processes()  # each embeds its share of the batches; the main one writes
     device = processes.device
     pairs, images = read_redressed(redressed)
@@ -106,7 +139,8 @@ def main(
     table = read_table(split_file)
     source, target = pairs["source_row"].to_numpy(), pairs["target_row"].to_numpy()
     sources = read_images(split_file, source)
-    masks = redress_masks(read_segmentation(split_file, source), r)
+    inputs = read_inputs(redressed, len(pairs))
+    masks = inputs["masks"]
     images["ceiling"] = read_images(split_file, target)  # the target's own photo
     reference = pd.read_csv(redressed / "reference.csv")["row"].to_numpy()
     seed = int(p["seed"])  # of the bootstrap intervals
@@ -133,12 +167,23 @@ def main(
         "environment": environment(device),
     }
     hits = {}
+    prompts = pairs["target_caption"].tolist()
     for name, shown in images.items():
         hits[name] = redress_hits(judges, shown, source_codes, target_codes)
         block = {"attr": redress_blocks(hits[name])}
         if name in MODELS:
             block["max_abs_diff_outside_mask"] = outside_mask_difference(shown, sources, masks)
+        garments = on_white(shown, masks)  # the ceiling: the target's photo under the same mask
+        block["clip_s_garment"] = judges.clip_scores(judges.embed(garments), prompts)
         metrics[name] = block | scores[name]
+    if "maps" in inputs:  # v2: do the target maps show the sentence's sleeve and length?
+        target_maps = read_segmentation(split_file, target)
+        metrics["shape"] = rule_blocks(
+            read_rules(shape),
+            {"predicted": inputs["maps"], "target_map": target_maps},
+            {a: numeric(source_codes[a]) for a in MAP_FEATURES},
+            {a: numeric(target_codes[a]) for a in MAP_FEATURES},
+        )
     # the number the base-vs-fine-tuned claims rest on: a paired interval on the same pairs
     metrics["finetuned_minus_base"] = {"attr": redress_gains(hits["base"], hits["finetuned"], seed)}
     print(processes.summary("evaluate_redress"))

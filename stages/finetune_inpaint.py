@@ -6,7 +6,10 @@ its UNet grown here to 9 channels). Trains on the train split less the validatio
 (`n_images`, `epochs` as in `finetune_sd`): each image masked by its garment
 (`redress.mask_classes`, dilated by `redress.mask_dilation`) or, with probability
 `random_mask_p`, by a random shape, its own caption the text (dropped with
-`caption_dropout`). Writes models/inpaint/ (a full pipeline or LoRA weights, and
+`caption_dropout`). With `redress.version` v2 the UNet also reads each image's own
+segmentation at latent size (extra channels, zero at the start; dropped with `map_dropout`),
+and the validation redresses read the maps the shape model (models/shape) draws for the
+validation prompts. Writes models/inpaint/ (a full pipeline or LoRA weights, and
 source.json naming the base), checkpoints/finetune_inpaint/ (resumed as finetune_sd's) and
 dvclive/finetune_inpaint/ (curves; validation redress grids: validation images, each given
 a validation prompt, input beside output).
@@ -29,36 +32,54 @@ from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
 from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.models import training_start
-from fashion.inpaint.redress import paste_back, pipeline_inputs
+from fashion.inpaint.redress import (
+    RedressInputs,
+    paste_back,
+    pipeline_inputs,
+    redress_inputs,
+    redress_version,
+)
 from fashion.inpaint.training import InpaintData, InpaintFineTuner
+from fashion.inpaint.unet import INPAINT_CHANNELS
 from fashion.sd.config import TrainConfig
 from fashion.sd.loop import train_and_save, validation_images
+from fashion.shape.maps import N_CLASSES, colored_maps
+from fashion.shape.model import load_shape_model
 from fashion.train.settings import training_rows
 
 STAGE = "finetune_inpaint"
-INPAINT_ONLY = ("random_mask_p",)
+INPAINT_ONLY = ("random_mask_p", "map_dropout")
 
 
 def validation_grid(
-    tuner: InpaintFineTuner, prompts: list[str], images: np.ndarray, masks: np.ndarray
+    tuner: InpaintFineTuner, prompts: list[str], images: np.ndarray, inputs: RedressInputs
 ) -> np.ndarray:
     """Validation images redressed with `prompts`, composited at their size: one row of
-    (input above output) pairs, uint8 HWC."""
-    cfg = tuner.cfg
-    drawn = validation_images(
-        tuner,
-        prompt=prompts,
-        **pipeline_inputs(images, masks),
-        height=cfg.resolution,
-        width=cfg.resolution,
+    (input above output) pairs, uint8 HWC; in v2 the target map above them."""
+    cfg, masks = tuner.cfg, inputs.masks
+    tuner.sampling_maps = inputs.maps
+    try:
+        drawn = validation_images(
+            tuner,
+            prompt=prompts,
+            **pipeline_inputs(images, masks),
+            height=cfg.resolution,
+            width=cfg.resolution,
+        )
+    finally:
+        tuner.sampling_maps = None
+    rows = [images, paste_back(images, drawn, masks)]
+    if inputs.maps is not None:
+        rows.insert(0, colored_maps(inputs.maps))
+    return np.concatenate(
+        [np.concatenate(column, axis=0) for column in zip(*rows, strict=True)], axis=1
     )
-    pairs = zip(images, paste_back(images, drawn, masks), strict=True)
-    return np.concatenate([np.concatenate(pair, axis=0) for pair in pairs], axis=1)
 
 
 def main(
     subset: Path = Path("data/subset"),
     base_inpaint: Path = Path("models/base_inpaint"),
+    shape: Path = Path("models/shape"),
     out: Path = Path("models/inpaint"),
     checkpoints: Path = Path("checkpoints/finetune_inpaint"),
     live_dir: Path = Path("dvclive/finetune_inpaint"),
@@ -66,9 +87,11 @@ def main(
     params = load_params()
     p, redress = training_section(params, STAGE), section(params, "redress")
     cfg = TrainConfig.from_params({k: v for k, v in p.items() if k not in INPAINT_ONLY}, STAGE)
-    random_mask_p = float(p["random_mask_p"])
-    if not 0 <= random_mask_p <= 1:
-        raise PipelineError(f"{PARAMS_FILE}: {STAGE}.random_mask_p must be in [0, 1]")
+    random_mask_p, map_dropout = float(p["random_mask_p"]), float(p["map_dropout"])
+    for name, value in (("random_mask_p", random_mask_p), ("map_dropout", map_dropout)):
+        if not 0 <= value <= 1:
+            raise PipelineError(f"{PARAMS_FILE}: {STAGE}.{name} must be in [0, 1], got {value}")
+    v2 = redress_version(redress) == "v2"
     # resolved once by base_inpaint: a hub commit since then changes neither the weights
     # nor the checkpoints' fingerprint
     pretrained, revision = read_source(base_inpaint)
@@ -78,12 +101,14 @@ def main(
     table = read_table(train_file)
     rows, val_rows = train_validation_rows(table, section(params, "split"))
     rows = training_rows(STAGE, rows, cfg.n_images, cfg.seed)
+    segmentation = read_segmentation(train_file, rows)
     data = InpaintData(
         read_images(train_file, rows),
         table["caption"].iloc[rows].tolist(),
-        redress_masks(read_segmentation(train_file, rows), redress),
+        redress_masks(segmentation, redress),
+        segmentation if v2 else None,
     )
-    pipe = training_start(pretrained, revision, cfg.mode)
+    pipe = training_start(pretrained, revision, cfg.mode, INPAINT_CHANNELS + v2 * N_CLASSES)
     tuner = InpaintFineTuner(
         pipe,
         DDPMScheduler.from_config(pipe.scheduler.config),  # the training noise schedule
@@ -94,17 +119,15 @@ def main(
         random_mask_p,
         {k: redress[k] for k in ("mask_classes", "mask_dilation")},
         (pretrained, revision),
+        map_dropout,
     )
     grid = None
     if cfg.validation_prompts and len(val_rows):  # validation images, a prompt each
         shown = val_rows[: len(cfg.validation_prompts)]
-        grid = partial(
-            validation_grid,
-            tuner,
-            cfg.validation_prompts[: len(shown)],
-            read_images(train_file, shown),
-            redress_masks(read_segmentation(train_file, shown), redress),
-        )
+        prompts = cfg.validation_prompts[: len(shown)]
+        shape_model = load_shape_model(shape) if v2 else None
+        inputs = redress_inputs(read_segmentation(train_file, shown), prompts, redress, shape_model)
+        grid = partial(validation_grid, tuner, prompts, read_images(train_file, shown), inputs)
     train_and_save(tuner, out, checkpoints, live_dir, grid)
 
 

@@ -61,6 +61,14 @@ SMALL_PARAMS: dict[str, Any] = {
         "eval_every": 3,
         "validation_steps": 2,
     },
+    "reshape": {
+        "steps": 4,
+        "batch_size": 16,
+        "width": 8,
+        "text_dim": 16,
+        "eval_every": 2,
+        "checkpoint_every": 2,
+    },
     "redress": {"n_pairs": 16, "steps": 3, "batch_size": 16},
     "generate": {
         "prompts": {
@@ -209,14 +217,20 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sd_base_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A drawn subset and the tiny base SD the `base_sd` stage builds from it (read-only)."""
+    """A drawn subset, the tiny base SD the `base_sd` stage builds from it and the tiny shape
+    model of `reshape` (read-only)."""
+    from accelerate.state import AcceleratorState
+
     import base_sd
+    import reshape
     from sd_testdata import make_sd_project
 
     project = make_sd_project(tmp_path_factory.mktemp("sd") / "base", ROOT)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)
         base_sd.main()
+        AcceleratorState._reset_state(True)
+        reshape.main()
     return project
 
 

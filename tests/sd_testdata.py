@@ -89,6 +89,17 @@ TINY_SD_PARAMS = {
         **TINY_TRAINING,
         "validation_prompts": ["the lady is wearing a red dress.", "a man in a blue coat"],
     },
+    "reshape": {
+        "steps": 4,
+        "batch_size": 8,
+        "width": 8,
+        "text_dim": 16,
+        "min_word_count": 1,
+        "eval_every": 2,
+        "checkpoint_every": 2,
+        "warmup_steps": 0,
+        "grid_rows": 3,
+    },
     "redress": {"n_pairs": "all", "steps": 2, "batch_size": 8, "resolution": 32, "grid_rows": 3},
     "generate": {
         "resolution": 32,

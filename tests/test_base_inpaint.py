@@ -196,11 +196,13 @@ def stand_ins(project: Path, stage: str, *extra: str) -> None:
 
 
 def locked_chain(project: Path) -> None:
-    """finetune_sd, finetune_inpaint and redress recorded as run on stand-in outputs,
-    base_inpaint run for real."""
+    """finetune_sd, reshape, finetune_inpaint and redress recorded as run on stand-in
+    outputs, base_inpaint run for real."""
     stand_ins(project, "finetune_sd", "data/subset/train.h5", "data/subset/test.h5")
     stand_ins(project, "finetune_sd", "models/base_sd")
     dvc(project, "commit", "--force", "finetune_sd")
+    stand_ins(project, "reshape")
+    dvc(project, "commit", "--force", "reshape")
     dvc(project, "repro", "--single-item", "base_inpaint")
     stand_ins(project, "finetune_inpaint")
     stand_ins(project, "redress")

@@ -1,5 +1,6 @@
 """finetune_inpaint: the UNet's extra inputs (mask, masked-image latents), a run that saves a
-9-channel pipeline with validation redress grids, and resume; on the tiny SD of
+pipeline with validation redress grids (16 channels under the default redress v2: 9 and the
+target map's 7), and resume; on the tiny SD of
 tests/sd_testdata.py, fine-tuned first by finetune_sd and recorded by base_inpaint as the
 demo does."""
 
@@ -121,17 +122,18 @@ def test_the_unet_reads_the_mask_and_the_masked_images_latents(
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_finetune_saves_a_nine_channel_pipeline_with_validation_grids(
+def test_finetune_saves_a_map_conditioned_pipeline_with_validation_grids(
     inpaint_project: Path,
 ) -> None:
     source = json.loads((inpaint_project / "models/inpaint/source.json").read_text())
     assert source == {"pretrained": "models/base_inpaint/pipeline", "revision": None}
     pipe = load_finetuned_inpainting(inpaint_project / "models/inpaint")
-    assert pipe.unet.config.in_channels == 9
+    assert pipe.unet.config.in_channels == 9 + 7  # redress v2: and the map's classes
     saved = load_file(inpaint_project / "models/inpaint/unet/diffusion_pytorch_model.safetensors")
     t2i = load_file(inpaint_project / "models/sd/unet/diffusion_pytorch_model.safetensors")
-    assert saved["conv_in.weight"].shape[1] == 9
-    assert saved["conv_in.weight"][:, 4:].abs().max() > 0  # the new channels learned
+    assert saved["conv_in.weight"].shape[1] == 16
+    assert saved["conv_in.weight"][:, 4:9].abs().max() > 0  # the new channels learned
+    assert saved["conv_in.weight"][:, 9:].abs().max() > 0  # the map's too
     assert not torch.equal(saved["conv_in.weight"][:, :4], t2i["conv_in.weight"])
     live = inpaint_project / LIVE
     losses = pd.read_csv(live / "plots/metrics/train/loss.tsv", sep="\t")
@@ -140,7 +142,8 @@ def test_finetune_saves_a_nine_channel_pipeline_with_validation_grids(
     assert [g.name for g in grids] == ["step-000002.png", "step-000004.png"]
     from PIL import Image
 
-    assert Image.open(grids[-1]).size == (2 * 128, 2 * 128)  # 2 (input above output) pairs
+    # 2 columns of target map (v2) above input above output
+    assert Image.open(grids[-1]).size == (2 * 128, 3 * 128)
 
 
 def test_more_steps_resume_and_match_a_fresh_run(
@@ -179,4 +182,4 @@ def test_bf16_mixed_precision_trains_validates_and_saves(
     run(project, monkeypatch)
     assert len(list((LIVE / "plots/images/validation").glob("*.png"))) == 1
     pipe = load_finetuned_inpainting("models/inpaint")
-    assert pipe.unet.config.in_channels == 9
+    assert pipe.unet.config.in_channels == 9 + 7  # redress v2: and the map's classes

@@ -27,6 +27,7 @@ from fashion.data.splits import evaluated_split
 from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.masks import redress_masks
 from fashion.inpaint.redress import sample_pairs
+from fashion.inpaint.unet import MapConditionedUNet
 from fashion.metrics.intervals import wilson
 from fashion.metrics.redress import outside_mask_difference, transfer_blocks, transfer_hits
 from test_generate import images_of
@@ -86,7 +87,8 @@ def test_pairs_come_from_one_half_and_keep_their_targets(
     captions = read_table(TEST)["caption"]
     assert base.target_caption.tolist() == captions.iloc[base.target_row].tolist()
     grid = Image.open("plots/redress/grid.png")
-    assert grid.size == (4 * 128, 20 + 3 * 128)  # input | sentence | base | fine-tuned
+    # input | sentence | target map (v2) | base | fine-tuned
+    assert grid.size == (5 * 128, 20 + 3 * 128)
 
 
 def test_outside_the_mask_the_output_is_the_input(
@@ -95,10 +97,15 @@ def test_outside_the_mask_the_output_is_the_input(
     monkeypatch.chdir(redressed)
     manifest = pd.read_csv("data/redressed/manifest.csv")
     params = evaluate_redress.load_params()["redress"]
+    assert params["version"] == "v2"
+    with np.load("data/redressed/inputs.npz") as inputs:
+        masks = inputs["masks"]
     for model in redress.MODELS:
-        rows = manifest[manifest.model == model]
+        rows = manifest[manifest.model == model].sort_values("pair")
         sources = read_images(TEST, rows.source_row.to_numpy())
-        masks = redress_masks(read_segmentation(TEST, rows.source_row.to_numpy()), params)
+        segmentation = read_segmentation(TEST, rows.source_row.to_numpy())
+        v1 = redress_masks(segmentation, params) & ~np.isin(segmentation, [1, 2])
+        assert (masks | v1 == masks).all()  # v2 redraws the source's garments, not hair or face
         out = np.stack([np.asarray(Image.open(f"data/redressed/{f}")) for f in rows.file])
         assert (out[~masks] == sources[~masks]).all()
         assert (out[masks] != sources[masks]).any()  # and the garment region is redrawn
@@ -122,8 +129,10 @@ def test_redress_uses_the_finetuned_weights(
     base, tuned = unets
     assert base.config.in_channels == 4  # zero-shot: the text-to-image UNet, known latents blended
     saved = load_file("models/inpaint/unet/diffusion_pytorch_model.safetensors")
+    assert isinstance(tuned, MapConditionedUNet) and tuned.config.in_channels == 9
+    tuned = tuned.unet  # v2: 9 channels and the map's 7
     loaded = tuned.state_dict()
-    assert tuned.config.in_channels == 9 and saved.keys() == loaded.keys()
+    assert tuned.config.in_channels == 16 and saved.keys() == loaded.keys()
     for name, tensor in saved.items():  # in the weight dtype of redress.precision here
         assert torch.equal(loaded[name], tensor.to(loaded[name].dtype)), name
 

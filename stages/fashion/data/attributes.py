@@ -41,6 +41,8 @@ SEGMENTATION: dict[int, str] = {
     0: "background", 1: "hair", 2: "face", 3: "upper clothes", 4: "lower clothes", 5: "legs",
     6: "arms",
 }  # fmt: skip
+# One display colour per segmentation class, in its order (figures of maps).
+SEGMENTATION_COLORS = ("#000000", "#8c564b", "#ffbb78", "#d62728", "#1f77b4", "#2ca02c", "#e377c2")
 
 # The word a caption uses for each gender ("the lady wore ...", "the man is wearing ...").
 GENDER_NOUN: dict[int, str] = {0: "lady", 1: "man"}

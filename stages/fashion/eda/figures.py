@@ -22,12 +22,10 @@ from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from wordcloud import WordCloud  # noqa: E402
 
-from fashion.data.attributes import SEGMENTATION  # noqa: E402
+from fashion.data.attributes import SEGMENTATION, SEGMENTATION_COLORS  # noqa: E402
 from fashion.data.captions import caption_tokens  # noqa: E402
 from fashion.demo.drawing import PALETTE  # noqa: E402
 
-# One colour per segmentation class (background, hair, face, upper, lower, legs, arms).
-SEGMENTATION_COLORS = ("#000000", "#8c564b", "#ffbb78", "#d62728", "#1f77b4", "#2ca02c", "#e377c2")
 _SEGMENTATION_CHUNK = 1024  # images per read: 16 MB of 128x128 uint8 masks
 # A colour bar without a palette colour (multicolor) is drawn as stripes of these.
 STRIPE_COLORS = ("red", "blue", "yellow", "green")

@@ -1,6 +1,13 @@
 """Redress on the benchmark's pairs: which pairs are run, the sentence-guided inpainting of
 each source's garment region, and the figure of the results.
 
+`redress.version` v1 redraws the source's garment mask from the sentence alone. v2 first
+draws the target's segmentation map (the shape stage, `fashion.shape`) from the source's
+coarse body map and the sentence, then redraws the union of the source's and the target
+map's garment regions (less the source's hair and face), the fine-tuned UNet reading the
+map through its extra channels (`fashion.inpaint.unet.MapConditionedUNet`). The zero-shot
+base has no map channels: in v2 it gets the same mask, without the map.
+
 The evaluated split (`split.evaluate`: the test split with the benchmark's pairs, or the
 validation split with seeded pairs, for choosing defaults) is cut in two halves by a seeded
 shuffle. Realism compares the redressed
@@ -23,8 +30,47 @@ from tqdm import tqdm
 from fashion.core.params import PARAMS_FILE, capped_size
 from fashion.core.stage import PipelineError
 from fashion.data.subset import sample_rows
-from fashion.inpaint.masks import composite
+from fashion.inpaint.masks import class_ids, composite, garment_mask, redress_masks
+from fashion.inpaint.unet import MapConditionedUNet
 from fashion.sd.sampling import FinishedBatches
+from fashion.shape.maps import latent_maps, redress_mask_v2
+from fashion.shape.model import ShapeNet, predict_target_maps
+
+VERSIONS = ("v1", "v2")
+
+
+def redress_version(params: dict) -> str:
+    """`redress.version`, checked."""
+    version = params.get("version", "v1")
+    if version not in VERSIONS:
+        raise PipelineError(
+            f"{PARAMS_FILE}: redress.version must be one of {list(VERSIONS)}, got {version!r}"
+        )
+    return version
+
+
+@dataclass
+class RedressInputs:
+    masks: np.ndarray  # bool (N, H, W): the region redrawn
+    maps: np.ndarray | None  # uint8 (N, H, W): the target maps the shape model drew (v2)
+
+
+def redress_inputs(
+    segmentation: np.ndarray,
+    sentences: list[str],
+    params: dict,
+    shape_model: ShapeNet | None = None,
+) -> RedressInputs:
+    """The masks (and in v2 the target maps) of redressing sources with these segmentations
+    to `sentences`, by the `redress` params."""
+    masks = redress_masks(segmentation, params)
+    if redress_version(params) == "v1":
+        return RedressInputs(masks, None)
+    if shape_model is None:
+        raise ValueError("redress v2 needs the shape model")
+    maps = predict_target_maps(shape_model, segmentation, sentences)
+    target = garment_mask(maps, class_ids(params["mask_classes"]), int(params["mask_dilation"]))
+    return RedressInputs(redress_mask_v2(masks, segmentation, target), maps)
 
 
 @dataclass
@@ -88,18 +134,24 @@ def redress_images(
     params: dict,
     finished: FinishedBatches,
     model: str,
+    maps: np.ndarray | None = None,
 ) -> None:
     """Sample this process's share of the batches of `model` no earlier run finished
     (`finished.todo`) into `finished`: uint8 images, each source redrawn inside its mask to
     its prompt at `resolution`, resized back to the source's size, and composited onto the
     source (every pixel outside the mask is the source's). Each image's noise comes from its
-    own seed."""
+    own seed. `maps`: the target maps a map-conditioned UNet (`MapConditionedUNet`) reads."""
     size, batch = int(params["resolution"]), int(params["batch_size"])
+    conditioned = isinstance(pipe.unet, MapConditionedUNet)
+    if conditioned and maps is None:
+        raise ValueError(f"the {model} UNet reads target maps: give them")
     for start in tqdm(finished.todo(model, len(images), batch), desc="redress", mininterval=5):
         part = slice(start, start + batch)
 
         @torch.no_grad()
         def sample(part: slice = part) -> np.ndarray:
+            if conditioned:
+                pipe.unet.maps = latent_maps(maps[part], size // pipe.vae_scale_factor)
             drawn = pipe(
                 prompt=prompts[part],
                 **pipeline_inputs(images[part], masks[part]),

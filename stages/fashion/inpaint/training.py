@@ -7,6 +7,11 @@ a random rectangle or ellipse, so the model also learns to fill regions that are
 The UNet then reads `cat([noisy latents, mask at latent size, latents of the image with the
 mask blanked])`, the input `StableDiffusionInpaintPipeline` gives it at generation time: the
 pixels in [-1, 1] with the masked ones set to 0, and the mask resized to the latents nearest.
+
+Redress v2 (`maps` given) appends each image's own segmentation at latent size (one channel
+per class, `fashion.shape.maps.latent_maps`), so the condition is real at training time and
+the shape stage's prediction at redress time. As MGD does, the map is dropped (all zeros)
+for a `map_dropout` share of the images, so the model also draws without one.
 """
 
 from __future__ import annotations
@@ -24,14 +29,17 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from fashion.core.provenance import write_source
 from fashion.inpaint.masks import random_masks
+from fashion.inpaint.unet import with_map_channels
 from fashion.sd.config import TrainConfig
 from fashion.sd.models import to_vae_pixels
 from fashion.sd.training import FineTuner, TrainData
+from fashion.shape.maps import latent_maps
 
 
 @dataclass
 class InpaintData(TrainData):
     masks: np.ndarray  # bool (N, H, W): each image's garment mask, at the images' size
+    maps: np.ndarray | None = None  # uint8 (N, H, W): each image's segmentation (v2), or None
 
 
 def masked_pixels(images: np.ndarray, masks: np.ndarray, resolution: int) -> torch.Tensor:
@@ -56,11 +64,14 @@ class InpaintFineTuner(FineTuner):
         random_mask_p: float = 0.25,
         mask_settings: dict[str, Any] | None = None,
         base: tuple[str, str | None] = ("", None),
+        map_dropout: float = 0.0,
     ) -> None:
         """`mask_settings`: how the garment masks were made (classes, dilation), part of the
         checkpoints' fingerprint with `random_mask_p`. `base`: the (pretrained, revision) the
         fine-tune started from, recorded in the saved model's source.json."""
         self.random_mask_p = float(random_mask_p)
+        self.map_dropout = float(map_dropout)
+        self.sampling_maps: np.ndarray | None = None  # target maps a validation call reads
         self.mask_settings = mask_settings or {}
         self.base = base
         super().__init__(pipe, noise_sched, cfg, data, accelerator, source)
@@ -110,11 +121,26 @@ class InpaintFineTuner(FineTuner):
             latents = latents * self.vae.config.scaling_factor
         mask = torch.from_numpy(np.ascontiguousarray(masks[:, None])).float()
         small = F.interpolate(mask, size=latents.shape[-2:], mode="nearest")
-        return torch.cat([small.to(latents.device), latents], dim=1)
+        parts = [small.to(latents.device), latents]
+        if self.data.maps is not None:
+            maps = self.data.maps[rows].copy()
+            maps[flip] = maps[flip][:, :, ::-1]
+            shown = torch.from_numpy(rng.random(len(rows)) >= self.map_dropout).float()
+            maps = latent_maps(maps, latents.shape[-1]) * shown[:, None, None, None]
+            parts.append(maps.to(latents.device, latents.dtype))
+        return torch.cat(parts, dim=1)
 
     def inference_pipeline(self, use_ema: bool) -> StableDiffusionInpaintPipeline:
+        """On the current weights; while `sampling_maps` is set (validation, v2), its UNet
+        reads them (`MapConditionedUNet`)."""
         components = super().inference_pipeline(use_ema).components
-        return StableDiffusionInpaintPipeline(**components, requires_safety_checker=False)
+        pipe = StableDiffusionInpaintPipeline(**components, requires_safety_checker=False)
+        if self.sampling_maps is None:
+            return pipe
+        pipe = with_map_channels(pipe)
+        latent = self.cfg.resolution // pipe.vae_scale_factor
+        pipe.unet.maps = latent_maps(self.sampling_maps, latent)
+        return pipe
 
     def save(self, out_dir: Path) -> None:
         super().save(out_dir)
@@ -124,4 +150,5 @@ class InpaintFineTuner(FineTuner):
         return {
             **super().fingerprint(),
             "masks": {**self.mask_settings, "random_mask_p": self.random_mask_p},
+            **({"maps": {"map_dropout": self.map_dropout}} if self.data.maps is not None else {}),
         }

@@ -5,15 +5,24 @@ model was initialised: five extra input channels, zero-initialised, every other 
 along the channels: 4 noisy latents, 1 mask (downsampled to the latents), 4 latents of the
 image with the masked region blanked. With zero weights on the last five, the new UNet starts
 as exactly the text-to-image model and learns to use the mask and the kept pixels.
+
+Redress v2 grows it once more, as MGD (Multimodal Garment Designer) adds its pose and sketch
+channels: one channel per segmentation class, the target map at latent size
+(`fashion.shape.maps.latent_maps`), zero-initialised, so the grown model starts as the
+9-channel one. The pipeline only knows 4 or 9 channels: `MapConditionedUNet` hands it the
+9-channel face and appends the maps inside.
 """
 
 from __future__ import annotations
 
-import copy
+from typing import Any
 
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+from diffusers.configuration_utils import FrozenDict
 from torch import nn
+
+from fashion.sd.conv_in import grown_unet
 
 LATENT_CHANNELS = 4
 INPAINT_CHANNELS = 2 * LATENT_CHANNELS + 1  # latents, mask, masked-image latents
@@ -30,31 +39,54 @@ def inpainting_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
             f"inpainting_unet wants a text-to-image UNet ({LATENT_CHANNELS} input channels), "
             f"got in_channels={unet.config.in_channels}"
         )
-    grown = copy.deepcopy(unet)
-    grown.conv_in = _grown_conv(unet.conv_in, INPAINT_CHANNELS)
-    grown.register_to_config(in_channels=INPAINT_CHANNELS)
-    return grown
+    return grown_unet(unet, INPAINT_CHANNELS)
 
 
-def _grown_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """`conv` with `in_channels` inputs: its weights on the first ones, zeros on the rest."""
-    out = nn.Conv2d(
-        in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
-        device=conv.weight.device,
-        dtype=conv.weight.dtype,
-    )
-    with torch.no_grad():
-        out.weight.zero_()
-        out.weight[:, : conv.in_channels] = conv.weight
-        if conv.bias is not None:
-            out.bias.copy_(conv.bias)
-    out.requires_grad_(conv.weight.requires_grad)
-    return out
+def map_channels(unet: UNet2DConditionModel) -> int:
+    """How many map channels an inpainting `unet` reads beyond the pipeline's 9 (0: v1)."""
+    return max(int(unet.config.in_channels) - INPAINT_CHANNELS, 0)
+
+
+class MapConditionedUNet(nn.Module):
+    """A UNet with map channels as `StableDiffusionInpaintPipeline` sees a 9-channel one.
+
+    Set `maps` (B, K, h, w) before each pipeline call: every UNet call appends them to its
+    9-channel input, repeated over the batch's copies (classifier-free guidance runs the
+    unconditional and the conditional halves as one batch: both see the map; the guidance
+    is over the text). Attributes the pipeline reads (`config`, `dtype`, `device`) are the
+    UNet's, with `config.in_channels` 9.
+    """
+
+    def __init__(self, unet: UNet2DConditionModel) -> None:
+        super().__init__()
+        if not map_channels(unet):
+            raise ValueError(f"MapConditionedUNet wants more than {INPAINT_CHANNELS} channels")
+        self.unet = unet
+        self.maps: torch.Tensor | None = None
+        self.config = FrozenDict({**unet.config, "in_channels": INPAINT_CHANNELS})
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    def forward(self, sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self.maps is None:
+            raise RuntimeError("MapConditionedUNet: set .maps before sampling")
+        maps = self.maps.to(sample.device, sample.dtype)
+        if len(sample) % len(maps):
+            raise ValueError(f"a batch of {len(sample)} latents for {len(maps)} maps")
+        maps = maps.repeat(len(sample) // len(maps), 1, 1, 1)
+        return self.unet(torch.cat([sample, maps], dim=1), *args, **kwargs)
+
+
+def with_map_channels(pipe: StableDiffusionInpaintPipeline) -> StableDiffusionInpaintPipeline:
+    """`pipe` itself for a 9-channel UNet; for one with map channels, a pipeline on the same
+    components whose UNet is a `MapConditionedUNet` (set its `maps` before each call)."""
+    if not map_channels(pipe.unet):
+        return pipe
+    components = {**pipe.components, "unet": MapConditionedUNet(pipe.unet)}
+    return StableDiffusionInpaintPipeline(**components, requires_safety_checker=False)

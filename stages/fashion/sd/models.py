@@ -31,7 +31,7 @@ from fashion.core.params import PARAMS_FILE
 from fashion.core.provenance import read_source
 from fashion.core.stage import PipelineError
 from fashion.data.tokenizer import train_caption_tokenizer
-from fashion.inpaint.unet import grown_unet
+from fashion.sd.conv_in import grown_unet
 from fashion.train.optimizer import adamw
 
 TINY = "tiny"
