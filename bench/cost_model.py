@@ -5,7 +5,8 @@ training stage sees, denoising steps a sampling stage runs, images an evaluation
 embeds. Time is work over a rate, and every rate names its source:
 
 - measured: SD v1.5 UNet training at 512 px on an H100 (`bench/sd_gpu.py`,
-  docs/benchmarks.md), and any rate a GPU run logged (`bench/real_estimate.py --run`), which
+  docs/benchmarks.md), the shape model's training on 2 CPU cores (an upper bound on its
+  time on any GPU), and any rate a GPU run logged (`bench/real_estimate.py --run`), which
   replaces the figure here for its stage on that GPU;
 - published: SD v1.5 sampling at 512 px, with its reference;
 - scaled: everything else, from those by a stated ratio (another GPU by the ratio of the
@@ -92,6 +93,8 @@ H100_TRAINING_512 = {
     ("lora", True): 18.4,
 }
 H100_TRAINING = "SD v1.5 UNet training, H100 80GB, 512 px, batch 8, bf16 (bench/sd_gpu.py)"
+# Modes without a measurement of their own, timed as a measured one (see CostModel.training).
+TIMED_AS = {"lora_conv_in": "lora"}
 # A unit's CPU time over one full-UNet training image's at 512 px (bench/cost_ratios.py,
 # 2026-12-06, 2 cores, fp32, the published architectures, medians of 3 interleaved rounds:
 # UNet 97.5 s an image at 512 px, counted from 24.4 s at 256 px).
@@ -129,6 +132,51 @@ PARAMETERS = {
     "text_encoder": 123_060_480,
 }
 LORA_PARAMETERS_PER_RANK = 199_296  # the UNet's attention q/k/v/out adapters (0.8M at rank 4)
+# Mode lora_conv_in also trains the UNet's input convolution (SD v1.5: 320 outputs, 3x3),
+# which reads the latents (4 channels), inpainting's 9 (latents, mask, masked-image latents)
+# and in redress v2 the target's segmentation map one-hot, 7 classes more: 16.
+LATENT_CHANNELS = 4
+INPAINT_CHANNELS = 2 * LATENT_CHANNELS + 1
+MAP_CLASSES = 7  # the benchmark's segmentation classes (background, hair, face, ...)
+CONV_IN_OUT_CHANNELS, CONV_IN_KERNEL = 320, 3
+
+
+def conv_in_parameters(in_channels: int) -> int:
+    """Weights and biases of SD v1.5's conv_in reading `in_channels` (46,400 at 16)."""
+    return in_channels * CONV_IN_OUT_CHANNELS * CONV_IN_KERNEL**2 + CONV_IN_OUT_CHANNELS
+
+
+# The shape model (redress v2's reshape stage, fashion.shape.model.ShapeNet): a 4-class
+# coarse map and the pixel's row and column in, 7 class logits out; its sentence embeddings
+# are one text_dim row a vocabulary word (and two for padding and unknown words).
+SHAPE_IN_CHANNELS = 4 + 2
+# The real captions' vocabulary (their words seen min_word_count times) cannot be counted
+# offline; the demo's, drawn from the benchmark's attribute words, is 64 words. An allowance,
+# not a count: 1,000 words, 0.26 MB of embeddings at text_dim 64.
+SHAPE_VOCAB_WORDS = 1_000
+# The shape model's training on this project's 2 CPU cores: the demo default (800 steps of
+# batch 64, width 16, work_size 32, loss at 64 px) ran 9.2 steps/s, 2026-12-06 (the reshape
+# stage's dvclive perf/maps_per_s).
+SHAPE_MAPS_PER_S = 9.2 * 64
+SHAPE_SOURCE = (
+    "the shape model's training on 2 CPU cores: 9.2 steps/s of batch 64 at width 16, work "
+    "size 32, loss at 64 px (dvclive perf/maps_per_s of the demo's reshape stage); taken for "
+    "every GPU as an upper bound on the time (a model of ~0.3M parameters: a GPU is not "
+    "slower than 2 CPU cores)"
+)
+
+
+def shape_parameters(spec: dict[str, Any], vocab_words: int = SHAPE_VOCAB_WORDS) -> int:
+    """Parameters of the shape model of a `reshape` section (ShapeNet, counted)."""
+    w, t = int(spec["width"]), int(spec["text_dim"])
+
+    def block(c_in: int, c_out: int) -> int:  # two 3x3 convs, two group norms, FiLM
+        return 9 * c_out * (c_in + c_out) + 8 * c_out + 2 * t * c_out
+
+    levels = [(SHAPE_IN_CHANNELS, w), (w, 2 * w), (2 * w, 4 * w), (4 * w, 4 * w)]
+    levels += [(8 * w, 2 * w), (4 * w, w), (2 * w, w)]
+    text = (vocab_words + 2) * t + 2 * (t * t + t)
+    return text + sum(block(*io) for io in levels) + (w + 1) * MAP_CLASSES
 
 
 @dataclass
@@ -207,10 +255,25 @@ class CostModel:
         """UNet training images a second of an SD stage."""
         if gpu in self.measured.get(stage, {}):
             return self.measured[stage][gpu]
-        key = (spec["mode"], bool(spec.get("gradient_checkpointing")))
-        rate = Rate(H100_TRAINING_512[key], "measured", H100_TRAINING)
+        mode, source = spec["mode"], H100_TRAINING
+        if mode in TIMED_AS:  # lora_conv_in: LoRA's rate
+            mode = TIMED_AS[mode]
+            conv_in = conv_in_parameters(INPAINT_CHANNELS + MAP_CLASSES)
+            source += (
+                f"; mode {mode}'s rate for {spec['mode']}: its trained conv_in is at most "
+                f"{conv_in / 1e3:.0f}k parameters of the UNet's {PARAMETERS['unet'] / 1e6:.0f}M, "
+                "an extra gradient below the measurement's noise"
+            )
+        key = (mode, bool(spec.get("gradient_checkpointing")))
+        rate = Rate(H100_TRAINING_512[key], "measured", source)
         rate = rate.scaled(self.gpu_ratio(gpu), f"for the {gpu} (its sampling rate / the H100's)")
         return rate.scaled((512 / int(spec["resolution"])) ** 2, f"for {spec['resolution']} px")
+
+    def maps(self, gpu: str) -> Rate:
+        """Segmentation maps a second of the shape model's training (the reshape stage)."""
+        if gpu in self.measured.get("reshape", {}):
+            return self.measured["reshape"][gpu]
+        return Rate(SHAPE_MAPS_PER_S, "measured", SHAPE_SOURCE)
 
     def unit(self, gpu: str, name: str, stage: str | None = None) -> Rate:
         """Units of `name` (CPU_RATIOS) a second: the full-UNet training rate at 512 px over
@@ -235,17 +298,20 @@ def total(*terms: tuple[float, set[str]]) -> tuple[float, set[str]]:
     return sum(t for t, _ in terms), set().union(*(s for _, s in terms))
 
 
-def sd_bytes(spec: dict[str, Any]) -> tuple[float, float]:
-    """(saved model, one checkpoint) of an SD fine-tune. Full: the fp32 pipeline, and a
-    checkpoint of the trained models with AdamW's moments (and the EMA copy). LoRA: the
-    adapters, in the checkpoint with their moments."""
+def sd_bytes(spec: dict[str, Any], in_channels: int = LATENT_CHANNELS) -> tuple[float, float]:
+    """(saved model, one checkpoint) of an SD fine-tune whose UNet reads `in_channels`. Full:
+    the fp32 pipeline, and a checkpoint of the trained models with AdamW's moments (and the
+    EMA copy). LoRA: the adapters, in the checkpoint with their moments; lora_conv_in: and
+    conv_in in fp32 beside them, with its moments too."""
     trained = ("unet", "text_encoder") if spec.get("train_text_encoder") else ("unet",)
     if spec["mode"] == "full":
         ema = model_bytes("unet") if spec.get("ema") else 0.0
         checkpoint = 3 * model_bytes(*trained) + ema + CHECKPOINT_EXTRA_BYTES
         return model_bytes("unet", "vae", "text_encoder"), checkpoint
-    adapters = LORA_PARAMETERS_PER_RANK * int(spec.get("lora_rank", 4)) * 4.0
-    return adapters, 3 * adapters + CHECKPOINT_EXTRA_BYTES
+    trained_bytes = LORA_PARAMETERS_PER_RANK * int(spec.get("lora_rank", 4)) * 4.0
+    if spec["mode"] == "lora_conv_in":
+        trained_bytes += conv_in_parameters(in_channels) * 4.0
+    return trained_bytes, 3 * trained_bytes + CHECKPOINT_EXTRA_BYTES
 
 
 def stage_costs(
@@ -272,8 +338,10 @@ class RunCosts:
     def stages(self) -> dict[str, StageCost]:
         self.data()
         self.clip()
-        for stage, encodes in (("finetune_sd", 1), ("finetune_inpaint", 2)):
-            self.sd(stage, encodes)
+        self.sd("finetune_sd", 1, LATENT_CHANNELS)
+        self.reshape()
+        v2 = self.params.get("redress", {}).get("version", "v1") == "v2"
+        self.sd("finetune_inpaint", 2, INPAINT_CHANNELS + v2 * MAP_CLASSES)
         n_eval = self.reference()
         self.generate(n_eval)
         self.redress()
@@ -342,16 +410,17 @@ class RunCosts:
             lambda g: per(4 * n_pairs, unit(g, "clip_embed_image")),  # images and captions
         )
 
-    def sd(self, stage: str, encodes: int) -> None:
-        """An SD fine-tune; the frozen VAE encodes `encodes` images per training image
-        (inpainting: the image and its masked copy), or each one once with cached latents."""
+    def sd(self, stage: str, encodes: int, in_channels: int) -> None:
+        """An SD fine-tune of a UNet reading `in_channels`; the frozen VAE encodes `encodes`
+        images per training image (inpainting: the image and its masked copy), or each one
+        once with cached latents."""
         spec, model = self.params[stage], self.model
         steps, images = training_steps(spec, self.fit, self.n_proc)
         res = int(spec["resolution"])
         evals = steps // int(spec["eval_every"]) + 1
         validation = evals * len(spec["validation_prompts"]) * int(spec["validation_steps"])
         encoded = encodes * (self.fit if spec.get("cache_latents") else images)
-        saved, checkpoint = sd_bytes(spec)
+        saved, checkpoint = sd_bytes(spec, in_channels)
 
         def timing(g: str) -> tuple[float, set[str]]:
             vae = model.unit(g, "vae_encode_512").scaled((512 / res) ** 2, f"for {res} px")
@@ -368,6 +437,25 @@ class RunCosts:
             disk_bytes=saved + int(spec["keep_checkpoints"]) * checkpoint,
         )
         self.checkpointed(cost, spec, steps, checkpoint)
+
+    def reshape(self) -> None:
+        """Redress v2's shape model: `steps` batches of segmentation maps, the fp32 model
+        (and its config and map rules, small) and checkpoints with AdamW's moments."""
+        spec = self.params["reshape"]
+        steps, maps = training_steps(spec, self.fit, self.n_proc)
+        size = shape_parameters(spec) * 4.0
+        checkpoint = 3 * size + CHECKPOINT_EXTRA_BYTES
+        cost = self.add(
+            "reshape",
+            f"{maps:,} maps ({steps:,} steps) at {spec['work_size']} px, width {spec['width']}",
+            lambda g: per(maps, self.model.maps(g)),
+            disk_bytes=size + int(spec["keep_checkpoints"]) * checkpoint,
+        )
+        self.checkpointed(cost, spec, steps, checkpoint)
+        # plots/shape/grid.png: the evaluated split's first grid_rows redress pairs, 4 columns
+        # (photo, coarse map, predicted map, target's map) at the photo's 128 px
+        rows = min(self.evaluated, int(spec["grid_rows"]))
+        cost.also_writes(rows * 4 * IMAGE_SIDE**2 * 3)
 
     def reference(self) -> int:
         spec = self.params["reference"]

@@ -8,9 +8,9 @@ prints the README's table instead.
     python bench/real_estimate.py profiles/real.yaml profiles/colab.yaml --markdown
 
 A GPU run's logged throughput replaces the scaled training rates: `--run RUN_DIR --device
-GPU` reads `dvclive/<stage>/plots/metrics/perf/images_per_s.tsv` of a finished run (its
-median after the warm-up steps) for every training stage whose settings equal the
-profile's; `--rate STAGE=IMAGES_PER_S --device GPU` gives one by hand.
+GPU` reads `dvclive/<stage>/plots/metrics/perf/images_per_s.tsv` (reshape: `maps_per_s`)
+of a finished run (its median after the warm-up steps) for every training stage whose
+settings equal the profile's; `--rate STAGE=PER_S --device GPU` gives one by hand.
 """
 
 from __future__ import annotations
@@ -41,7 +41,12 @@ RATE_SETTINGS = {
         *(f"finetune_inpaint.{k}" for k in (*SD_SETTINGS, "cache_latents")),
         "base_inpaint.pretrained",
     ),
+    "reshape": tuple(
+        f"reshape.{k}"
+        for k in ("batch_size", "width", "work_size", "text_dim", "coarse_size", "loss_size")
+    ),
 }
+PERF_METRIC = {"reshape": "maps_per_s"}  # the others log images_per_s
 
 
 def profile_params(params_file: Path, profiles: list[Path]) -> dict[str, Any]:
@@ -57,8 +62,10 @@ def setting(params: dict[str, Any], dotted: str) -> Any:
 
 
 def measured_rate(run: Path, stage: str) -> float | None:
-    """Median images/s of a run's stage after the warm-up steps (None: not logged)."""
-    tsv = run / "dvclive" / stage / "plots" / "metrics" / "perf" / "images_per_s.tsv"
+    """Median images (reshape: maps) a second of a run's stage after the warm-up steps
+    (None: not logged)."""
+    metric = PERF_METRIC.get(stage, "images_per_s")
+    tsv = run / "dvclive" / stage / "plots" / "metrics" / "perf" / f"{metric}.tsv"
     if not tsv.is_file():
         return None
     rates = [float(row.split("\t")[-1]) for row in tsv.read_text().splitlines()[1:]]
@@ -75,7 +82,8 @@ def measured_rates(args: argparse.Namespace, params: dict[str, Any]) -> dict[str
             same = all(setting(run_params, k) == setting(params, k) for k in keys)
             rate = measured_rate(args.run, stage) if same else None
             if rate is not None:
-                source = f"a run on the {args.device} ({args.run.name}, dvclive perf/images_per_s)"
+                metric = PERF_METRIC.get(stage, "images_per_s")
+                source = f"a run on the {args.device} ({args.run.name}, dvclive perf/{metric})"
                 rates.setdefault(stage, {})[args.device] = Rate(rate, "measured", source)
     for text in args.rate:
         stage, value = text.split("=", 1)
@@ -145,7 +153,9 @@ def main() -> None:
     parser.add_argument("profiles", nargs="*", type=Path, help="applied onto params.yaml")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--run", type=Path, help="a project folder after a GPU run")
-    parser.add_argument("--rate", action="append", default=[], help="STAGE=images/s, measured")
+    parser.add_argument(
+        "--rate", action="append", default=[], help="STAGE=images/s (reshape: maps/s), measured"
+    )
     parser.add_argument("--device", help=f"the GPU of --run/--rate: {', '.join(GPUS)}")
     parser.add_argument("--markdown", action="store_true", help="the README's table")
     parser.add_argument("--rates", action="store_true", help="the rates, with their sources")

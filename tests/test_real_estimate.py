@@ -18,8 +18,11 @@ from diffusers import UNet2DConditionModel
 
 from conftest import ROOT
 from fashion.core.params import merged
+from fashion.inpaint.unet import INPAINT_CHANNELS
 from fashion.sd.architecture import sd15_unet_config
 from fashion.sd.lora import UNET_LORA_TARGETS, lora_config
+from fashion.shape.maps import N_CLASSES
+from fashion.shape.model import ShapeConfig, ShapeNet
 from test_standin_models import load_script
 
 cost_model = load_script(ROOT / "bench" / "cost_model.py")
@@ -166,6 +169,63 @@ def test_parameter_counts_are_the_architectures() -> None:
     unet.add_adapter(lora_config(4, UNET_LORA_TARGETS))
     added = sum(p.numel() for p in unet.parameters()) - before
     assert added == 4 * cost_model.LORA_PARAMETERS_PER_RANK
+
+
+def test_lora_conv_in_is_timed_as_lora_and_saves_conv_in_beside_the_adapters() -> None:
+    model = cost_model.CostModel()
+    spec = profile_params("real")["finetune_inpaint"]
+    assert spec["mode"] == "lora_conv_in"
+    for gpu in cost_model.GPUS:
+        rate = model.training("finetune_inpaint", gpu, spec)
+        lora = model.training("finetune_inpaint", gpu, {**spec, "mode": "lora"})
+        assert rate.per_s == lora.per_s and rate.kind == lora.kind
+        assert "lora_conv_in" in rate.source and "conv_in" not in lora.source
+    # redress v2's UNet reads inpainting's 9 channels and the map's 7 classes
+    channels = cost_model.INPAINT_CHANNELS + cost_model.MAP_CLASSES
+    assert (cost_model.INPAINT_CHANNELS, cost_model.MAP_CLASSES) == (INPAINT_CHANNELS, N_CLASSES)
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**{**sd15_unet_config(), "in_channels": channels})
+    conv_in = sum(p.numel() for p in unet.conv_in.parameters())
+    assert cost_model.conv_in_parameters(channels) == conv_in == 46_400
+    saved, checkpoint = cost_model.sd_bytes(spec, channels)
+    lora_saved, lora_checkpoint = cost_model.sd_bytes({**spec, "mode": "lora"}, channels)
+    assert saved - lora_saved == conv_in * 4
+    assert checkpoint - lora_checkpoint == 3 * conv_in * 4  # with AdamW's two moments
+    found = costs("real")
+    kept = int(spec["keep_checkpoints"])
+    assert found["finetune_inpaint"].disk_bytes == saved + kept * checkpoint
+
+
+def test_the_shape_stage_trains_its_maps_at_the_cpu_rate_on_every_gpu() -> None:
+    params = profile_params("real")
+    spec, found = params["reshape"], costs("real")
+    names = list(found)
+    assert names.index("finetune_sd") < names.index("reshape") < names.index("finetune_inpaint")
+    maps = int(spec["steps"]) * int(spec["batch_size"])
+    assert found["reshape"].work.startswith(f"{maps:,} maps")
+    for gpu in cost_model.GPUS:  # an upper bound: the 2-core rate
+        assert found["reshape"].seconds[gpu] == pytest.approx(maps / (9.2 * 64))
+    assert all(s.startswith("measured: ") for s in found["reshape"].sources)
+    assert "upper bound" in next(iter(found["reshape"].sources))
+    faster = cost_model.CostModel({"reshape": {"T4": cost_model.Rate(5000.0, "measured", "x")}})
+    on_t4 = costs("real", model=faster)["reshape"].seconds
+    assert (
+        on_t4["T4"] == pytest.approx(maps / 5000) and on_t4["L4"] == found["reshape"].seconds["L4"]
+    )
+    # the model's size: ShapeNet's parameters at the section's widths and a vocabulary
+    for width, words in ((int(spec["width"]), 64), (32, 1000)):
+        cfg = ShapeConfig(
+            vocab=tuple(f"w{i}" for i in range(words)),
+            width=width,
+            text_dim=int(spec["text_dim"]),
+            work_size=int(spec["work_size"]),
+        )
+        counted = sum(p.numel() for p in ShapeNet(cfg).parameters())
+        assert cost_model.shape_parameters({**spec, "width": width}, words) == counted
+    size = cost_model.shape_parameters(spec) * 4
+    checkpoint = 3 * size + cost_model.CHECKPOINT_EXTRA_BYTES
+    grid = int(spec["grid_rows"]) * 4 * 128 * 128 * 3
+    assert found["reshape"].disk_bytes == size + int(spec["keep_checkpoints"]) * checkpoint + grid
 
 
 def test_a_checkpoint_is_the_weights_and_adams_two_moments(tmp_path: Path) -> None:
