@@ -48,7 +48,7 @@ from fashion.shape.model import load_shape_model
 from fashion.train.settings import training_rows
 
 STAGE = "finetune_inpaint"
-INPAINT_ONLY = ("random_mask_p", "map_dropout")
+INPAINT_ONLY = ("random_mask_p", "map_dropout", "mask_union_p")
 
 
 def validation_grid(
@@ -87,8 +87,8 @@ def main(
     params = load_params()
     p, redress = training_section(params, STAGE), section(params, "redress")
     cfg = TrainConfig.from_params({k: v for k, v in p.items() if k not in INPAINT_ONLY}, STAGE)
-    random_mask_p, map_dropout = float(p["random_mask_p"]), float(p["map_dropout"])
-    for name, value in (("random_mask_p", random_mask_p), ("map_dropout", map_dropout)):
+    shares = {name: float(p[name]) for name in INPAINT_ONLY}
+    for name, value in shares.items():
         if not 0 <= value <= 1:
             raise PipelineError(f"{PARAMS_FILE}: {STAGE}.{name} must be in [0, 1], got {value}")
     v2 = redress_version(redress) == "v2"
@@ -116,10 +116,11 @@ def main(
         data,
         accelerator,
         training_fingerprint(pretrained, revision, data.captions, data.images),
-        random_mask_p,
+        shares["random_mask_p"],
         {k: redress[k] for k in ("mask_classes", "mask_dilation")},
         (pretrained, revision),
-        map_dropout,
+        shares["map_dropout"],
+        shares["mask_union_p"],
     )
     grid = None
     if cfg.validation_prompts and len(val_rows):  # validation images, a prompt each

@@ -148,3 +148,30 @@ def test_v1_redresses_without_maps(nine_channels) -> None:
     with pytest.raises(Exception, match="redress.version must be one of"):
         redress_inputs(seg, CAPTIONS, {"version": "v3", "mask_classes": ["upper clothes"],
                                        "mask_dilation": 0})  # fmt: skip
+
+
+def test_v2_training_masks_join_another_garment_and_keep_hair_and_face() -> None:
+    """As redress v2's mask joins two garments, training masks join each image's garment mask
+    with another image's: larger than the garment, never over the image's hair or face."""
+    from types import SimpleNamespace
+
+    from fashion.inpaint.training import InpaintData, InpaintFineTuner
+
+    maps = np.zeros((6, 32, 32), np.uint8)
+    maps[:, 2:6, 12:20] = 1  # hair
+    maps[:, 6:10, 12:20] = 2  # face
+    for i in range(6):
+        maps[i, 10 : 14 + 3 * i, 10:22] = 3  # garments of different lengths
+    masks = maps == 3
+    masks[:, 8:10] = True  # a dilated garment mask reaching into the face
+    data = InpaintData(np.zeros((6, 32, 32, 3), np.uint8), ["x"] * 6, masks, maps)
+    tuner = SimpleNamespace(data=data, random_mask_p=0.0, mask_union_p=1.0)
+    rows = np.arange(6)
+    joined, fresh = InpaintFineTuner.training_masks(tuner, rows, np.random.default_rng(0))
+    assert fresh.all()  # none of them is the cached garment mask
+    assert not joined[np.isin(maps, [1, 2])].any()  # hair and face never redrawn
+    assert (joined | (masks & (maps != 2)) == joined).all()  # the own garment stays inside
+    assert (joined.sum(axis=(1, 2)) > (maps == 3).sum(axis=(1, 2))).any()  # and room beyond it
+    tuner.mask_union_p = 0.0  # v1's masks: the garment masks as they are, from the cache
+    same, fresh = InpaintFineTuner.training_masks(tuner, rows, np.random.default_rng(0))
+    assert not fresh.any() and (same == masks).all()

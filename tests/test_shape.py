@@ -150,6 +150,9 @@ def test_the_map_features_read_sleeves_and_garment_length() -> None:
     lengths = length_feature(np.stack([long_dress, tee]))
     # the person spans rows 1..14 (14 rows); the dress ends at row 13, the tee at row 8
     assert lengths.tolist() == pytest.approx([12 / 14, 7 / 14])
+    real_dress = long_dress.copy()  # the benchmark's b_ labels a dress as lower clothes
+    real_dress[5:14, 5:11][real_dress[5:14, 5:11] == UPPER] = LOWER
+    assert length_feature(real_dress[None])[0] == pytest.approx(12 / 14)
     assert np.isnan(length_feature(np.zeros((1, 16, 16), np.uint8)))[0]
 
 

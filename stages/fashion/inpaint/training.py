@@ -11,7 +11,10 @@ pixels in [-1, 1] with the masked ones set to 0, and the mask resized to the lat
 Redress v2 (`maps` given) appends each image's own segmentation at latent size (one channel
 per class, `fashion.shape.maps.latent_maps`), so the condition is real at training time and
 the shape stage's prediction at redress time. As MGD does, the map is dropped (all zeros)
-for a `map_dropout` share of the images, so the model also draws without one.
+for a `map_dropout` share of the images, so the model also draws without one. And as
+redress v2 redraws the source's and the target's garments together, a `mask_union_p` share
+of the garment masks is joined with another training image's (less the image's own hair and
+face): the mask then exceeds the garment, and only the map tells where the garment ends.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from fashion.inpaint.unet import with_map_channels
 from fashion.sd.config import TrainConfig
 from fashion.sd.models import to_vae_pixels
 from fashion.sd.training import FineTuner, TrainData
-from fashion.shape.maps import latent_maps
+from fashion.shape.maps import KEPT, latent_maps
 
 
 @dataclass
@@ -65,12 +68,14 @@ class InpaintFineTuner(FineTuner):
         mask_settings: dict[str, Any] | None = None,
         base: tuple[str, str | None] = ("", None),
         map_dropout: float = 0.0,
+        mask_union_p: float = 0.0,
     ) -> None:
         """`mask_settings`: how the garment masks were made (classes, dilation), part of the
         checkpoints' fingerprint with `random_mask_p`. `base`: the (pretrained, revision) the
         fine-tune started from, recorded in the saved model's source.json."""
         self.random_mask_p = float(random_mask_p)
         self.map_dropout = float(map_dropout)
+        self.mask_union_p = float(mask_union_p)
         self.sampling_maps: np.ndarray | None = None  # target maps a validation call reads
         self.mask_settings = mask_settings or {}
         self.base = base
@@ -95,13 +100,32 @@ class InpaintFineTuner(FineTuner):
         """The latent moments of the images with the masked pixels blanked (`encode`)."""
         return self.encode(masked_pixels(images, masks, self.cfg.resolution))
 
-    def conditioning(
-        self, rows: np.ndarray, flip: np.ndarray, rng: np.random.Generator
-    ) -> torch.Tensor:
+    def training_masks(
+        self, rows: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' masks (unflipped) and which of them are not the cached garment masks:
+        random shapes (`random_mask_p`) and, in v2, garment masks joined with another
+        image's (`mask_union_p`)."""
         masks = self.data.masks[rows].copy()
         drawn = rng.random(len(rows)) < self.random_mask_p
         if drawn.any():
             masks[drawn] = random_masks(rng, int(drawn.sum()), masks.shape[-1])
+        if self.data.maps is not None and self.mask_union_p:
+            # v2's redress mask is the source's and the target's garments together: joined
+            # here with another image's garment mask, the mask is larger than the garment,
+            # and only the map says where it ends
+            joined = ~drawn & (rng.random(len(rows)) < self.mask_union_p)
+            if joined.any():
+                others = rng.integers(0, len(self.data.masks), int(joined.sum()))
+                kept = np.isin(self.data.maps[rows[joined]], KEPT)
+                masks[joined] = (masks[joined] | self.data.masks[others]) & ~kept
+                drawn = drawn | joined  # encoded afresh: a cache holds the garment masks only
+        return masks, drawn
+
+    def conditioning(
+        self, rows: np.ndarray, flip: np.ndarray, rng: np.random.Generator
+    ) -> torch.Tensor:
+        masks, drawn = self.training_masks(rows, rng)
         masks[flip] = masks[flip][:, :, ::-1]
         # the images to encode: all of them, or with caches only the random-mask ones
         encoded = drawn if self.latent_cache is not None else np.ones(len(rows), bool)
@@ -150,5 +174,9 @@ class InpaintFineTuner(FineTuner):
         return {
             **super().fingerprint(),
             "masks": {**self.mask_settings, "random_mask_p": self.random_mask_p},
-            **({"maps": {"map_dropout": self.map_dropout}} if self.data.maps is not None else {}),
+            **(
+                {"maps": {"map_dropout": self.map_dropout, "mask_union_p": self.mask_union_p}}
+                if self.data.maps is not None
+                else {}
+            ),
         }

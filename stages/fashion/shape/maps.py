@@ -23,7 +23,7 @@ N_CLASSES = len(SEGMENTATION)  # 7: the classes of the benchmark's `b_`
 BACKGROUND, HAIR, FACE, UPPER, LOWER, LEGS, ARMS = range(N_CLASSES)
 # The coarse classes: background, hair, face and body (everything the garments change).
 COARSE_CLASSES = ("background", "hair", "face", "body")
-COARSE_OF_CLASS = np.array([0, 1, 2, 3, 3, 3, 3], dtype=np.int64)
+COARSE_OF_CLASS = np.array([0, 1, 2, 3, 3, 3, 3], dtype=np.int64)  # = min(class, 3)
 PERSON = (HAIR, FACE, UPPER, LOWER, LEGS, ARMS)
 KEPT = (HAIR, FACE)  # what redress never redraws: the wearer's identity
 
@@ -48,11 +48,14 @@ def coarse_maps(segmentation: np.ndarray, size: int, cells: str = "majority") ->
     if side % size:
         raise ValueError(f"coarse map size {size} does not divide the maps' {side} px")
     cell = side // size
-    merged = COARSE_OF_CLASS.astype(np.uint8)[segmentation]
-    counts = np.empty((len(merged), len(COARSE_CLASSES), size, size), np.int32)
-    for k in range(len(COARSE_CLASSES)):  # pixels per cell by a reshape: no one-hot of each pixel
-        blocks = (merged == k).reshape(len(merged), size, cell, size, cell)
-        counts[:, k] = blocks.sum(axis=(2, 4), dtype=np.int32)
+    merged = np.minimum(segmentation, COARSE_OF_CLASS[-1]).astype(np.uint8)  # 3..6 -> body
+    # each cell's pixels made contiguous (N, size, size, cell^2): the counts are then sums
+    # over the last axis, not over two strided ones (3x faster)
+    pixels = merged.reshape(len(merged), size, cell, size, cell).transpose(0, 1, 3, 2, 4)
+    pixels = np.ascontiguousarray(pixels).reshape(len(merged), size, size, cell * cell)
+    counts = np.stack(
+        [(pixels == k).sum(axis=-1, dtype=np.int32) for k in range(len(COARSE_CLASSES))], axis=1
+    )
     if cells == "shares":
         return counts.astype(np.float32) / cell**2
     if cells != "majority":
@@ -117,8 +120,10 @@ def length_feature(maps: np.ndarray) -> np.ndarray:
     """Where the upper garment ends, as a share of the person's height: (its lowest row in
     the middle third of the person's columns - the person's top row) / (the person's bottom
     row - top row + 1). The middle third is the torso: a long sleeve hanging beside it does
-    not make a tee long. A dress or a coat ends low, a tee at the hip. NaN on a map without
-    a person or without an upper garment on the torso."""
+    not make a tee long. A dress or a coat ends low, a tee at the hip. Where the torso has
+    no upper clothes, the lower clothes' end: the benchmark's `b_` labels a dress as lower
+    clothes (the ATR parser's dress; docs/redress.md). NaN on a map without a person or
+    without garments on the torso."""
     maps = np.asarray(maps)
     rows, cols = np.arange(maps.shape[1]), np.arange(maps.shape[2])
     out = np.full(len(maps), np.nan)
@@ -130,10 +135,12 @@ def length_feature(maps: np.ndarray) -> np.ndarray:
         left, right = in_cols[0], in_cols[-1]
         third = (right - left + 1) / 3
         torso = (cols >= left + third) & (cols <= right - third)
-        upper = (m[:, torso] == UPPER).any(axis=1)
-        if upper.any():
+        garment = (m[:, torso] == UPPER).any(axis=1)
+        if not garment.any():
+            garment = (m[:, torso] == LOWER).any(axis=1)
+        if garment.any():
             top, bottom = in_rows[0], in_rows[-1]
-            out[i] = (rows[upper][-1] - top) / (bottom - top + 1)
+            out[i] = (rows[garment][-1] - top) / (bottom - top + 1)
     return out
 
 
