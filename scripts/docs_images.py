@@ -32,14 +32,19 @@ from typing import Any
 
 import matplotlib
 import yaml
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))
+from fashion.core.grids import grid_font as font  # noqa: E402
+
 # The params sections that decide what the pictures show.
-SECTIONS = ("demo", "training", "eda", "finetune_sd", "finetune_inpaint", "redress", "generate")
+SECTIONS = (
+    "demo", "training", "eda", "finetune_sd", "reshape", "finetune_inpaint", "redress", "generate",
+)  # fmt: skip
 CURVES = (  # the first that exists is drawn
     "dvclive/finetune_sd/plots/metrics/train/loss.tsv",
     "dvclive/finetune_inpaint/plots/metrics/train/loss.tsv",
@@ -47,13 +52,6 @@ CURVES = (  # the first that exists is drawn
 )
 EDA = {"eda_color.png": "plots/eda/color.png", "eda_samples.png": "plots/eda/sample_grid.png"}
 TILE = 128  # px of one image in demo.png
-
-
-def font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable font
-    except TypeError:
-        return ImageFont.load_default()
 
 
 def save_small(image: Image.Image, path: Path, colors: int = 256) -> None:

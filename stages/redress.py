@@ -26,6 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from fashion.core.atomic import atomic_path
+from fashion.core.grids import sentence_grid
 from fashion.core.params import PARAMS_FILE, load_params, section
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.pairs import redress_rows, validation_pairs
@@ -33,7 +34,6 @@ from fashion.data.splits import evaluated_split
 from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.models import base_pipeline, load_finetuned_inpainting
 from fashion.inpaint.redress import (
-    redress_grid,
     redress_images,
     redress_inputs,
     redress_version,
@@ -144,7 +144,7 @@ def main(
         columns = {m: redressed[m][shown] for m in MODELS}
         if inputs.maps is not None:
             columns = {"target map": colored_maps(inputs.maps[shown])} | columns
-        redress_grid(images[shown], prompts[shown], columns).save(plots / "grid.png")
+        sentence_grid(images[shown], prompts[shown], columns).save(plots / "grid.png")
     finished.clear()
     if finished.reused:
         print(f"redress: {finished.reused} batches read back from the stopped run before")

@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from PIL import Image
 
 from fashion.core.atomic import atomic_path
+from fashion.core.grids import sentence_grid
 from fashion.core.params import load_params, section, training_section
 from fashion.core.provenance import training_fingerprint
 from fashion.core.stage import run_stage
@@ -33,6 +33,7 @@ from fashion.data.pairs import redress_rows, validation_pairs
 from fashion.data.splits import evaluated_split, train_validation_rows
 from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
 from fashion.metrics.shape import iou_block, rule_blocks
+from fashion.sd.precision import compute_dtype
 from fashion.shape.maps import (
     MAP_FEATURES,
     RULES,
@@ -49,11 +50,11 @@ from fashion.shape.model import (
     save_shape_model,
     vocabulary,
 )
-from fashion.shape.training import ShapeData, ShapeRun, train_shape
+from fashion.shape.training import ShapeData, ShapeRun, autocast, train_shape
 from fashion.train.settings import fingerprint, schedule_steps, training_rows
 
 
-def shape_run(p: dict) -> ShapeRun:
+def shape_run(p: dict, device: torch.device) -> ShapeRun:
     steps = int(p["steps"])
     return ShapeRun(
         steps=steps,
@@ -68,6 +69,7 @@ def shape_run(p: dict) -> ShapeRun:
         keep_checkpoints=int(p["keep_checkpoints"]),
         checkpoint_mirror=p.get("checkpoint_mirror"),
         seed=int(p["seed"]),
+        dtype=compute_dtype(p["precision"], device, "reshape.precision"),
     )
 
 
@@ -88,8 +90,8 @@ def main(
 ) -> None:
     params = load_params()
     p = training_section(params, "reshape")
-    run = shape_run(p)
     accelerator = Accelerator()
+    run = shape_run(p, accelerator.device)
     set_seed(run.seed)
     train_file = subset_path(subset, "train")
     table = read_table(train_file)
@@ -161,7 +163,9 @@ def main(
     split = evaluated_split(params, subset)
     split_maps = read_segmentation(split.path, split.rows)
     split_coarse = coarse_maps(split_maps, size, cells)
-    own = predict_maps(model, split_coarse, split.table["caption"].tolist())
+    predicting = autocast(accelerator, run.dtype)
+    with predicting:
+        own = predict_maps(model, split_coarse, split.table["caption"].tolist())
     redress = section(params, "redress")
     source_rows, target_rows = (
         redress_rows(split.path)
@@ -172,7 +176,8 @@ def main(
     position = {int(r): i for i, r in enumerate(split.rows)}
     s = np.array([position[int(r)] for r in source_rows], dtype=np.int64)
     t = np.array([position[int(r)] for r in target_rows], dtype=np.int64)
-    redressed = predict_maps(model, split_coarse[s], split.table["caption"].iloc[t].tolist())
+    with predicting:
+        redressed = predict_maps(model, split_coarse[s], split.table["caption"].iloc[t].tolist())
     numeric = split.table[list(MAP_FEATURES)].apply(pd.to_numeric, errors="coerce")
     metrics = {
         "split": split.name,
@@ -185,23 +190,20 @@ def main(
         ),
     }
     k = int(p["grid_rows"])
-    images = read_images(split.path, split.rows[s[:k]])
     side = split_maps.shape[-1]
-    grid = map_grid(
-        images,
-        colored_coarse(split_coarse[s[:k]], side),
-        colored_maps(redressed[:k]),
-        colored_maps(split_maps[t[:k]]),
+    grid = sentence_grid(
+        read_images(split.path, split.rows[s[:k]]),
+        split.table["caption"].iloc[t[:k]].tolist(),
+        {
+            "coarse map": colored_coarse(split_coarse[s[:k]], side),
+            "predicted map": colored_maps(redressed[:k]),
+            "target's own map": colored_maps(split_maps[t[:k]]),
+        },
     )
     with atomic_path(metrics_file) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     with atomic_path(plots, is_dir=True) as tmp:
-        Image.fromarray(grid).save(tmp / "grid.png")
-        (tmp / "grid.txt").write_text(
-            "rows: redress pairs; columns: source | its coarse map | map predicted for the "
-            "target sentence | the target's own map\n"
-            + "".join(f"{i}: {c}\n" for i, c in enumerate(split.table["caption"].iloc[t[:k]]))
-        )
+        grid.save(tmp / "grid.png")
     print(
         f"reshape: mIoU {metrics['own_caption']['miou']:.3f} on {len(own)} {split.name} maps; "
         + ", ".join(

@@ -1,7 +1,7 @@
 """Shared code of the Fashion Synthesis pipeline; its sub-packages follow the pipeline.
 
 - `core`: params, the stage runner and its error type, all-or-nothing outputs, where a
-  model came from (`provenance`)
+  model came from (`provenance`), figures of image rows (`grids`)
 - `data`: the released benchmark (readers, decryption), the prepared subset files, the
   attribute maps, caption sentences and the labels table
 - `demo`: the drawn demo benchmark (drawing, codes and captions with the real statistics,
@@ -9,6 +9,8 @@
 - `eda`: EDA tables and figures
 - `clip`: CLIP data, models and training loop
 - `sd`: Stable Diffusion models, training recipe and generation prompts
+- `shape`: redress v2's shape stage (coarse body maps, the map model, its training)
+- `inpaint`: the inpainting models, masks, their fine-tuning and redress
 - `train`: what both training stages share (checkpoint mirroring)
 - `metrics`: retrieval, zero-shot classification, image metrics (IS, FID, KID, CLIP score,
   nearest neighbours) and the demo's pixel colour judge

@@ -18,13 +18,12 @@ image is compared with its own source; the pairs themselves are drawn from the w
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from diffusers import StableDiffusionInpaintPipeline
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from tqdm import tqdm
 
 from fashion.core.params import PARAMS_FILE, capped_size
@@ -165,32 +164,3 @@ def redress_images(
             return paste_back(images[part], drawn, masks[part])
 
         finished.batch(model, start, sample)
-
-
-def redress_grid(
-    inputs: np.ndarray, sentences: list[str], columns: dict[str, np.ndarray]
-) -> Image.Image:
-    """Rows of: input | target sentence | one image per model (`columns`), under a header."""
-    cell = inputs.shape[1]
-    names = ["input", "target sentence", *columns]
-    header = 20
-    sheet = Image.new("RGB", (cell * len(names), header + cell * len(inputs)), "white")
-    draw = ImageDraw.Draw(sheet)
-    font = _font(12)
-    for j, name in enumerate(names):
-        draw.text((j * cell + 4, 4), name, fill="black", font=font)
-    for i, (image, sentence) in enumerate(zip(inputs, sentences, strict=True)):
-        top = header + i * cell
-        sheet.paste(Image.fromarray(image), (0, top))
-        text = "\n".join(textwrap.wrap(sentence, width=cell // 7))
-        draw.multiline_text((cell + 4, top + 8), text, fill="black", font=font, spacing=3)
-        for j, images in enumerate(columns.values()):
-            sheet.paste(Image.fromarray(images[i]), ((j + 2) * cell, top))
-    return sheet
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable font
-    except TypeError:
-        return ImageFont.load_default()
