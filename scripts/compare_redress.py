@@ -49,6 +49,18 @@ def run_hits(judges: Judges, run: Path, model: str) -> tuple[np.ndarray, dict]:
     return np.stack([source, target], 1), hits
 
 
+def paired_over_seeds(a: list[np.ndarray], b: list[np.ndarray], seed: int) -> dict:
+    """Each setting's accuracy per seed, and B - A: per pair, each setting's hit rate over
+    its seeds, the difference bootstrapped over the pairs."""
+    mean_a, mean_b = (np.mean(np.stack(v).astype(float), axis=0) for v in (a, b))
+    return {
+        "n": len(mean_a),
+        "a_target_acc": [proportion("p", v)["p"] for v in a],
+        "b_target_acc": [proportion("p", v)["p"] for v in b],
+        **paired_difference("b_minus_a", mean_a, mean_b, seed),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--a", nargs="+", type=Path, required=True)

@@ -9,7 +9,8 @@ training curve under `dvclive/`, this writes palette PNGs (under ~500 KB in all)
 - `demo.png`: the README's first picture: a few prompt-grid cells, base SD above
   fine-tuned SD (same caption, same seed), and the first redress rows;
 - `generated_base.png`, `generated_finetuned.png`: the first rows of the two prompt grids;
-- `redress.png`: the redress grid (input, target sentence, base, fine-tuned);
+- `redress.png`: the redress grid (input, target sentence, v2's target map, base, fine-tuned);
+- `shape.png`: the shape stage's grid (source, sentence, coarse map, drawn and true maps);
 - `eda_color.png`, `eda_samples.png`: two EDA figures of the train split;
 - `training_loss.png`: `finetune_sd`'s loss per step with its running mean;
 - `sources.json`: the run's git commit, a hash of its params.yaml, the params sections that
@@ -39,6 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "stages"))
+from fashion.core.grids import HEADER  # noqa: E402
 from fashion.core.grids import grid_font as font  # noqa: E402
 
 # The params sections that decide what the pictures show.
@@ -99,13 +101,19 @@ def chosen_cells(prompts: list[dict[str, str]], count: int, n: int) -> list[int]
     return [group[j % len(group)] for j, group in enumerate(list(by_color.values())[:n])]
 
 
+# the redress grid's columns, by their count (redress v1, v2)
+REDRESS_COLUMNS = {
+    4: ("input", "target sentence", "base", "fine-tuned"),
+    5: ("input", "target sentence", "target map", "base", "fine-tuned"),
+}
+
+
 def redress_rows(grid: Image.Image, rows: int) -> list[Image.Image]:
-    """The rows of `plots/redress/grid.png` (four square columns: input, target sentence,
-    base, fine-tuned), without its header."""
-    cell = grid.width // 4
-    header = grid.height - rows * cell
+    """The rows of `plots/redress/grid.png` (square columns: input, target sentence, in v2
+    the target map, base, fine-tuned), without its header."""
+    cell = (grid.height - HEADER) // rows
     return [
-        grid.crop((0, header + i * cell, grid.width, header + (i + 1) * cell)) for i in range(rows)
+        grid.crop((0, HEADER + i * cell, grid.width, HEADER + (i + 1) * cell)) for i in range(rows)
     ]
 
 
@@ -123,11 +131,12 @@ def demo_picture(
     )
     label_h = 40
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    columns = REDRESS_COLUMNS[round(redress[0].width / redress[0].height)] if redress else ()
     width = max(
-        margin + TILE * max(len(base), 4),
+        margin + TILE * max(len(base), len(columns)),
         *(round(probe.textlength(t, font=title_font)) + 16 for t in titles),
     )
-    redress_h = sum(round(s.height * 4 * TILE / s.width) for s in redress)
+    redress_h = TILE * len(redress)
     height = 34 + label_h + 2 * TILE + 20 + 34 + 24 + redress_h + 8
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
@@ -148,11 +157,11 @@ def demo_picture(
     y += 20
     draw.text((8, y), titles[1], fill="black", font=title_font)
     y += 34
-    for j, name in enumerate(("input", "target sentence", "base", "fine-tuned")):
+    for j, name in enumerate(columns):
         draw.text((margin + j * TILE + 4, y), name, fill="black", font=label_font)
     y += 24
     for i, strip in enumerate(redress):
-        strip = strip.resize((4 * TILE, round(strip.height * 4 * TILE / strip.width)))
+        strip = strip.resize((len(columns) * TILE, TILE))
         draw.text((8, y + strip.height // 2 - 8), f"pair {i + 1}", fill="black", font=label_font)
         sheet.paste(strip, (margin, y))
         y += strip.height
@@ -238,6 +247,9 @@ def write_others(run: Path, out: Path) -> dict:
     """The redress grid, the EDA figures and a training curve; name -> source files."""
     save_small(Image.open(run / "plots/redress/grid.png"), out / "redress.png")
     sources = {"redress.png": ["plots/redress/grid.png"]}
+    if (run / "plots/shape/grid.png").is_file():  # redress v2's maps
+        save_small(Image.open(run / "plots/shape/grid.png"), out / "shape.png", colors=64)
+        sources["shape.png"] = ["plots/shape/grid.png"]
     for name, source in EDA.items():
         save_small(Image.open(run / source), out / name, colors=128)
         sources[name] = [source]

@@ -70,6 +70,7 @@ def shape_run(p: dict, device: torch.device) -> ShapeRun:
         checkpoint_mirror=p.get("checkpoint_mirror"),
         seed=int(p["seed"]),
         dtype=compute_dtype(p["precision"], device, "reshape.precision"),
+        coarse_jitter=float(p["coarse_jitter"]),
     )
 
 

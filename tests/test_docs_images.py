@@ -40,9 +40,11 @@ def grid(seed: int) -> Image.Image:
     return sheet
 
 
-@pytest.fixture
-def fake_run(tmp_path: Path) -> Path:
-    """A project folder with the outputs the script reads, committed once in git."""
+@pytest.fixture(params=[4, 5], ids=["v1", "v2"])
+def fake_run(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A project folder with the outputs the script reads, committed once in git: a redress
+    grid of 4 columns (v1) or 5 (v2: the target map), and in v2 the shape grid."""
+    redress_columns = request.param
     folder = tmp_path / "run"
     for sub in ("plots/generate", "plots/redress", "plots/eda", "data/generated"):
         (folder / sub).mkdir(parents=True)
@@ -52,11 +54,14 @@ def fake_run(tmp_path: Path) -> Path:
     )
     grid(0).save(folder / "plots/generate/base_grid.png")
     grid(1).save(folder / "plots/generate/finetuned_grid.png")
-    redress = Image.new("RGB", (4 * CELL, 20 + PAIRS * CELL), "white")
+    redress = Image.new("RGB", (redress_columns * CELL, 20 + PAIRS * CELL), "white")
     for i in range(PAIRS):
-        for j in range(4):
+        for j in range(redress_columns):
             redress.paste(square((60 * j, 80 * i, 100)), (j * CELL, 20 + i * CELL))
     redress.save(folder / "plots/redress/grid.png")
+    if redress_columns == 5:
+        (folder / "plots/shape").mkdir()
+        redress.save(folder / "plots/shape/grid.png")
     square((200, 30, 30), 40).save(folder / "plots/eda/color.png")
     square((30, 200, 30), 60).save(folder / "plots/eda/sample_grid.png")
     with (folder / "data/generated/manifest.csv").open("w", newline="") as f:
@@ -90,8 +95,10 @@ def test_every_picture_and_the_sidecar(fake_run: Path, tmp_path: Path) -> None:
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.width > 0
     assert sum((out / n).stat().st_size for n in PICTURES) < 500_000
+    columns = Image.open(fake_run / "plots/redress/grid.png").width // CELL
     with Image.open(out / "demo.png") as demo:
-        assert demo.width >= 4 * 128  # the redress rows: four cells of 128 px
+        assert demo.width >= columns * 128  # the redress rows: a cell of 128 px a column
+    assert (out / "shape.png").is_file() == (columns == 5)  # v2's maps
 
     sidecar = json.loads((out / "sources.json").read_text())
     commit = run(["git", "rev-parse", "HEAD"], fake_run).stdout.strip()
@@ -100,7 +107,7 @@ def test_every_picture_and_the_sidecar(fake_run: Path, tmp_path: Path) -> None:
     assert len(sidecar["params_sha256"]) == 64
     assert sidecar["params"]["generate"]["grid_columns"] == COLUMNS
     assert "evaluate" not in sidecar["params"]  # only the sections that shape the pictures
-    assert set(sidecar["files"]) == set(PICTURES)
+    assert set(sidecar["files"]) == set(PICTURES) | ({"shape.png"} if columns == 5 else set())
     for entry in sidecar["files"].values():
         assert entry["sources"] and all((fake_run / s).exists() for s in entry["sources"])
     assert sidecar["files"]["training_loss.png"]["sources"] == [

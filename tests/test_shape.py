@@ -315,3 +315,18 @@ def test_the_stage_writes_model_rules_metrics_and_grid(
         assert block["predicted_acc_n"] == block["target_map_acc_n"] == block["source_map_acc_n"]
     assert Path("plots/shape/grid.png").is_file()
     assert list(Path("dvclive/reshape/plots/images/validation").glob("step-*.png"))
+
+
+def test_the_jittered_coarse_map_widens_the_body_over_background_only() -> None:
+    from fashion.shape.training import widened
+
+    seg = np.zeros((1, 5, 5), np.uint8)
+    seg[0, 0, 2] = HAIR
+    seg[0, 0, 3] = UPPER  # beside the hair
+    seg[0, 2, 2] = LEGS
+    coarse = torch.from_numpy(coarse_maps(seg, 5))
+    body = widened(coarse)[0, 3].int().tolist()
+    assert body[2] == [0, 1, 1, 1, 0]  # one cell wider each side
+    assert body[0] == [0, 0, 0, 1, 1]  # not over the hair
+    assert widened(coarse)[0, 1, 0, 2] == 1  # the hair stays
+    torch.testing.assert_close(widened(coarse).sum(dim=1), torch.ones(1, 5, 5))

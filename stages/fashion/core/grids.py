@@ -8,6 +8,8 @@ import textwrap
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+HEADER = 20  # px above the rows: the column names
+
 
 def sentence_grid(
     inputs: np.ndarray, sentences: list[str], columns: dict[str, np.ndarray]
@@ -16,7 +18,7 @@ def sentence_grid(
     inputs' size), under a header naming the columns."""
     cell = inputs.shape[1]
     names = ["input", "target sentence", *columns]
-    header = 20
+    header = HEADER
     sheet = Image.new("RGB", (cell * len(names), header + cell * len(inputs)), "white")
     draw = ImageDraw.Draw(sheet)
     font = grid_font(12)

@@ -51,6 +51,9 @@ class ShapeRun:
     checkpoint_mirror: str | None
     seed: int
     dtype: torch.dtype = torch.float32  # autocast's, where accelerate runs no mixed precision
+    # share of training maps whose coarse body is one cell wider: its outline then no longer
+    # tells a flared dress from trousers, and the sentence must
+    coarse_jitter: float = 0.0
 
 
 def warmup_cosine(
@@ -74,13 +77,35 @@ def autocast(accelerator: Accelerator, dtype: torch.dtype) -> Any:
     return torch.autocast(device, dtype, enabled=dtype != torch.float32)
 
 
-def batch_loss(model: torch.nn.Module, data: ShapeData, rows: np.ndarray, flip: np.ndarray):
-    """Mean per-pixel cross-entropy of the rows' maps (those in `flip` mirrored)."""
+def widened(coarse: torch.Tensor) -> torch.Tensor:
+    """One-hot coarse maps (N, 4, c, c) with the body one cell wider on each side, over
+    background only (hair and face stay)."""
+    body = coarse[:, 3:4]
+    grown = F.max_pool2d(body, (1, 3), stride=1, padding=(0, 1))
+    gained = (grown > body) & (coarse[:, 0:1] > 0)
+    out = coarse.clone()
+    out[:, 3:4][gained] = 1.0
+    out[:, 0:1][gained] = 0.0
+    return out
+
+
+def batch_loss(
+    model: torch.nn.Module,
+    data: ShapeData,
+    rows: np.ndarray,
+    flip: np.ndarray,
+    widen: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Mean per-pixel cross-entropy of the rows' maps (those in `flip` mirrored; those in
+    `widen` given a body one cell wider: `ShapeRun.coarse_jitter`)."""
     index = torch.as_tensor(rows)
     coarse, maps = data.coarse[index].clone(), data.maps[index].clone()
     if flip.any():
         f = torch.as_tensor(flip)
         coarse[f], maps[f] = coarse[f].flip(-1), maps[f].flip(-1)
+    if widen is not None and widen.any():
+        w = torch.as_tensor(widen)
+        coarse[w] = widened(coarse[w])
     device = next(model.parameters()).device
     logits = model(coarse.to(device), data.ids[index].to(device), maps.shape[-1])
     return F.cross_entropy(logits.float(), maps.to(device))
@@ -136,10 +161,10 @@ def train_shape(
         began = time.perf_counter()
         rows = batches.rows(step)
         # the flips of step k are a function of (seed, k), as its rows are: resuming is exact
-        flip = np.random.default_rng([run.seed, 7, step]).random(len(rows)) < 0.5
-        flip &= run.random_flip
+        draws = np.random.default_rng([run.seed, 7, step]).random((2, len(rows)))
+        flip = (draws[0] < 0.5) & run.random_flip
         with autocast(accelerator, run.dtype):
-            loss = batch_loss(model, data, rows, flip)
+            loss = batch_loss(model, data, rows, flip, draws[1] < run.coarse_jitter)
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
