@@ -175,3 +175,35 @@ def test_v2_training_masks_join_another_garment_and_keep_hair_and_face() -> None
     tuner.mask_union_p = 0.0  # v1's masks: the garment masks as they are, from the cache
     same, fresh = InpaintFineTuner.training_masks(tuner, rows, np.random.default_rng(0))
     assert not fresh.any() and (same == masks).all()
+
+
+def test_v1_trains_nine_channels_and_a_mismatched_model_is_refused(
+    inpaint_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redress.version v1 end to end (no map channels, a four-column grid); a model trained
+    for the other version stops redress with a one-line error naming the param."""
+    import yaml
+
+    import finetune_inpaint
+    from fashion.core.stage import PipelineError
+
+    project = tmp_path / "p"
+    shutil.copytree(inpaint_project, project)
+    monkeypatch.chdir(project)
+    v2_model = Path("models/inpaint_v2")
+    shutil.copytree("models/inpaint", v2_model)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["redress"]["version"] = "v1"
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    AcceleratorState._reset_state(True)
+    finetune_inpaint.main()
+    assert '"in_channels": 9' in Path("models/inpaint/unet/config.json").read_text()
+    AcceleratorState._reset_state(True)
+    redress.main()
+    with np.load("data/redressed/inputs.npz") as inputs:
+        assert set(inputs.files) == {"masks"}
+    assert Image.open("plots/redress/grid.png").width == 4 * 128
+    shutil.rmtree("models/inpaint")
+    v2_model.rename("models/inpaint")
+    with pytest.raises(PipelineError, match="trained for redress v2.*redress.version v1"):
+        redress.main()
