@@ -14,7 +14,9 @@ from conftest import ROOT, run
 from fashion.core.params import training_section
 from fashion.core.stage import PipelineError
 
-TRAINING_STAGES = {"base_clip", "finetune_clip", "base_sd", "finetune_sd", "finetune_inpaint"}
+TRAINING_STAGES = {
+    "base_clip", "finetune_clip", "base_sd", "finetune_sd", "reshape", "finetune_inpaint",
+}  # fmt: skip
 
 
 def test_the_training_seed_is_laid_into_a_training_stage_section() -> None:
