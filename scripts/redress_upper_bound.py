@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 
@@ -31,37 +30,13 @@ from fashion.data.splits import train_validation_rows  # noqa: E402
 from fashion.data.subset import read_images, read_segmentation, read_table  # noqa: E402
 from fashion.inpaint.masks import class_ids, garment_mask, redress_masks  # noqa: E402
 from fashion.inpaint.models import load_finetuned_inpainting  # noqa: E402
-from fashion.inpaint.redress import paste_back, pipeline_inputs  # noqa: E402
+from fashion.inpaint.redress import redrawn  # noqa: E402
 from fashion.inpaint.unet import with_map_channels  # noqa: E402
 from fashion.metrics.intervals import paired_difference, proportion  # noqa: E402
 from fashion.metrics.judges import Judges  # noqa: E402
 from fashion.sd.sampling import check_scheduler, device_and_dtype  # noqa: E402
-from fashion.shape.maps import latent_maps, redress_mask_v2  # noqa: E402
+from fashion.shape.maps import redress_mask_v2  # noqa: E402
 from fashion.shape.model import load_shape_model, predict_target_maps  # noqa: E402
-
-
-def redrawn(pipe, images, masks, maps, prompts, p: dict) -> np.ndarray:
-    """uint8 images redrawn inside `masks` reading `maps`, seeded per image as redress."""
-    size, batch, out = int(p["resolution"]), int(p["batch_size"]), []
-    for start in range(0, len(images), batch):
-        part = slice(start, start + batch)
-        pipe.unet.maps = latent_maps(maps[part], size // pipe.vae_scale_factor)
-        with torch.no_grad():
-            drawn = pipe(
-                prompt=prompts[part],
-                **pipeline_inputs(images[part], masks[part]),
-                height=size,
-                width=size,
-                num_inference_steps=int(p["steps"]),
-                guidance_scale=float(p["guidance_scale"]),
-                generator=[
-                    torch.Generator().manual_seed(int(p["seed"]) + k)
-                    for k in range(start, start + len(prompts[part]))
-                ],
-                output_type="np",
-            ).images
-        out.append(paste_back(images[part], drawn, masks[part]))
-    return np.concatenate(out)
 
 
 def main() -> None:
@@ -100,7 +75,15 @@ def main() -> None:
     hits = {}
     for name, maps in (("true_map", segmentation), ("drawn_map", drawn_maps)):
         masks = redress_mask_v2(source, segmentation, garment_mask(maps, classes, dilation))
-        out = redrawn(pipe, images, masks, maps, captions, p)
+        seeds = [int(p["seed"]) + k for k in range(len(rows))]
+        batch = int(p["batch_size"])
+        out = np.concatenate(
+            [
+                redrawn(pipe, *(a[k : k + batch] for a in (images, masks, captions, seeds)), p,
+                        maps[k : k + batch])
+                for k in range(0, len(rows), batch)
+            ]
+        )  # fmt: skip
         hits[name] = judges.attribute_hits(out, judges.embed(out), codes)
     result: dict = {"n_images": len(rows)}
     for judge, by_attribute in hits["true_map"].items():

@@ -124,6 +124,35 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 
 
+@torch.no_grad()
+def redrawn(
+    pipe: StableDiffusionInpaintPipeline,
+    images: np.ndarray,
+    masks: np.ndarray,
+    prompts: list[str],
+    seeds: list[int],
+    params: dict,
+    maps: np.ndarray | None = None,
+) -> np.ndarray:
+    """One batch: uint8 `images` redrawn inside `masks` to `prompts` at `resolution` (a
+    map-conditioned UNet reading `maps`), each with its own seed's noise, resized back and
+    composited onto the images."""
+    size = int(params["resolution"])
+    if isinstance(pipe.unet, MapConditionedUNet):
+        pipe.unet.maps = latent_maps(maps, size // pipe.vae_scale_factor)
+    drawn = pipe(
+        prompt=prompts,
+        **pipeline_inputs(images, masks),
+        height=size,
+        width=size,
+        num_inference_steps=int(params["steps"]),
+        guidance_scale=float(params["guidance_scale"]),
+        generator=[torch.Generator().manual_seed(s) for s in seeds],
+        output_type="np",
+    ).images
+    return paste_back(images, drawn, masks)
+
+
 def redress_images(
     pipe: StableDiffusionInpaintPipeline,
     images: np.ndarray,
@@ -140,27 +169,16 @@ def redress_images(
     its prompt at `resolution`, resized back to the source's size, and composited onto the
     source (every pixel outside the mask is the source's). Each image's noise comes from its
     own seed. `maps`: the target maps a map-conditioned UNet (`MapConditionedUNet`) reads."""
-    size, batch = int(params["resolution"]), int(params["batch_size"])
-    conditioned = isinstance(pipe.unet, MapConditionedUNet)
-    if conditioned and maps is None:
+    batch = int(params["batch_size"])
+    if isinstance(pipe.unet, MapConditionedUNet) and maps is None:
         raise ValueError(f"the {model} UNet reads target maps: give them")
     for start in tqdm(finished.todo(model, len(images), batch), desc="redress", mininterval=5):
         part = slice(start, start + batch)
 
-        @torch.no_grad()
         def sample(part: slice = part) -> np.ndarray:
-            if conditioned:
-                pipe.unet.maps = latent_maps(maps[part], size // pipe.vae_scale_factor)
-            drawn = pipe(
-                prompt=prompts[part],
-                **pipeline_inputs(images[part], masks[part]),
-                height=size,
-                width=size,
-                num_inference_steps=int(params["steps"]),
-                guidance_scale=float(params["guidance_scale"]),
-                generator=[torch.Generator().manual_seed(s) for s in seeds[part]],
-                output_type="np",
-            ).images
-            return paste_back(images[part], drawn, masks[part])
+            shown = None if maps is None else maps[part]
+            return redrawn(
+                pipe, images[part], masks[part], prompts[part], seeds[part], params, shown
+            )
 
         finished.batch(model, start, sample)
