@@ -164,8 +164,7 @@ def main(
     split = evaluated_split(params, subset)
     split_maps = read_segmentation(split.path, split.rows)
     split_coarse = coarse_maps(split_maps, size, cells)
-    predicting = autocast(accelerator, run.dtype)
-    with predicting:
+    with autocast(accelerator, run.dtype):  # a fresh one each time: accelerate's is single-use
         own = predict_maps(model, split_coarse, split.table["caption"].tolist())
     redress = section(params, "redress")
     source_rows, target_rows = (
@@ -177,7 +176,7 @@ def main(
     position = {int(r): i for i, r in enumerate(split.rows)}
     s = np.array([position[int(r)] for r in source_rows], dtype=np.int64)
     t = np.array([position[int(r)] for r in target_rows], dtype=np.int64)
-    with predicting:
+    with autocast(accelerator, run.dtype):
         redressed = predict_maps(model, split_coarse[s], split.table["caption"].iloc[t].tolist())
     numeric = split.table[list(MAP_FEATURES)].apply(pd.to_numeric, errors="coerce")
     metrics = {
