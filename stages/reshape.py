@@ -26,9 +26,9 @@ from accelerate.utils import set_seed
 
 from fashion.core.atomic import atomic_path
 from fashion.core.grids import sentence_grid
-from fashion.core.params import load_params, section, training_section
+from fashion.core.params import PARAMS_FILE, load_params, section, training_section
 from fashion.core.provenance import training_fingerprint
-from fashion.core.stage import run_stage
+from fashion.core.stage import PipelineError, run_stage
 from fashion.data.pairs import redress_rows, validation_pairs
 from fashion.data.splits import evaluated_split, train_validation_rows
 from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
@@ -52,6 +52,22 @@ from fashion.shape.model import (
 )
 from fashion.shape.training import ShapeData, ShapeRun, autocast, train_shape
 from fashion.train.settings import fingerprint, schedule_steps, training_rows
+
+
+def check_params(p: dict, side: int) -> None:
+    """One line naming the param for a value the stage cannot use."""
+    problems = []
+    if p["coarse_cells"] not in ("majority", "shares"):
+        problems.append(f"coarse_cells must be majority or shares, got {p['coarse_cells']!r}")
+    if not isinstance(p["coarse_size"], int) or p["coarse_size"] < 1 or side % p["coarse_size"]:
+        problems.append(f"coarse_size must divide the maps' {side} px, got {p['coarse_size']!r}")
+    if not 0 <= float(p["coarse_jitter"]) <= 1:
+        problems.append(f"coarse_jitter must be in [0, 1], got {p['coarse_jitter']!r}")
+    for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "loss_size"):
+        if not isinstance(p[name], int) or p[name] < 1:
+            problems.append(f"{name} must be a positive integer, got {p[name]!r}")
+    if problems:
+        raise PipelineError(f"{PARAMS_FILE}: reshape.{problems[0]}")
 
 
 def shape_run(p: dict, device: torch.device) -> ShapeRun:
@@ -100,6 +116,7 @@ def main(
     rows = training_rows("reshape", rows, p["n_images"], run.seed)
     captions = table["caption"].iloc[rows].tolist()
     maps = read_segmentation(train_file, rows)
+    check_params(p, maps.shape[-1])
     size, cells = int(p["coarse_size"]), p["coarse_cells"]
     cfg = ShapeConfig(
         vocab=tuple(vocabulary(captions, int(p["min_word_count"]))),
