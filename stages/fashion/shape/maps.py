@@ -4,9 +4,9 @@ rules that read a sleeve length and a garment length off a map.
 
 The coarse map ("spatial constraint", FashionGAN, ICCV 2017) keeps where the person is and
 not what they wear: background, hair and face stay, and upper clothes, lower clothes, legs
-and arms merge into one body class; the four classes are then area-downsampled to
-`size` x `size` (each cell holds the share of its pixels in each class). A garment's edges
-and a sleeve's end are lost, so the shape stage must draw them from the sentence.
+and arms merge into one body class; the map is then cut into `size` x `size` cells, each
+the class most of its pixels hold (`coarse_maps`). A garment's edges and a sleeve's end
+are lost, so the shape stage must draw them from the sentence.
 """
 
 from __future__ import annotations
@@ -23,15 +23,9 @@ N_CLASSES = len(SEGMENTATION)  # 7: the classes of the benchmark's `b_`
 BACKGROUND, HAIR, FACE, UPPER, LOWER, LEGS, ARMS = range(N_CLASSES)
 # The coarse classes: background, hair, face and body (everything the garments change).
 COARSE_CLASSES = ("background", "hair", "face", "body")
-COARSE_OF_CLASS = np.array([0, 1, 2, 3, 3, 3, 3], dtype=np.int64)  # = min(class, 3)
+BODY = UPPER  # the coarse class of upper clothes, lower clothes, legs and arms (ids 3..6)
 PERSON = (HAIR, FACE, UPPER, LOWER, LEGS, ARMS)
 KEPT = (HAIR, FACE)  # what redress never redraws: the wearer's identity
-
-
-def one_hot(maps: np.ndarray | torch.Tensor, classes: int = N_CLASSES) -> torch.Tensor:
-    """float (N, classes, H, W) of integer (N, H, W) maps."""
-    maps = torch.as_tensor(np.asarray(maps), dtype=torch.int64)
-    return F.one_hot(maps, classes).permute(0, 3, 1, 2).float()
 
 
 def coarse_maps(segmentation: np.ndarray, size: int, cells: str = "majority") -> np.ndarray:
@@ -48,7 +42,7 @@ def coarse_maps(segmentation: np.ndarray, size: int, cells: str = "majority") ->
     if side % size:
         raise ValueError(f"coarse map size {size} does not divide the maps' {side} px")
     cell = side // size
-    merged = np.minimum(segmentation, COARSE_OF_CLASS[-1]).astype(np.uint8)  # 3..6 -> body
+    merged = np.minimum(segmentation, BODY).astype(np.uint8)  # 3..6 -> body
     # each cell's pixels made contiguous (N, size, size, cell^2): the counts are then sums
     # over the last axis, not over two strided ones (3x faster)
     pixels = merged.reshape(len(merged), size, cell, size, cell).transpose(0, 1, 3, 2, 4)
@@ -67,7 +61,9 @@ def coarse_maps(segmentation: np.ndarray, size: int, cells: str = "majority") ->
 def latent_maps(maps: np.ndarray, size: int) -> torch.Tensor:
     """float (N, 7, size, size): integer (N, H, W) maps at the latents' size, each cell the
     share of its pixels in each class (the one-hot map, area-downsampled)."""
-    return F.adaptive_avg_pool2d(one_hot(maps), size)
+    maps = torch.as_tensor(np.asarray(maps), dtype=torch.int64)
+    one_hot = F.one_hot(maps, N_CLASSES).permute(0, 3, 1, 2).float()
+    return F.adaptive_avg_pool2d(one_hot, size)
 
 
 def redress_mask_v2(source_mask: np.ndarray, source_map: np.ndarray, target_mask: np.ndarray):
