@@ -49,3 +49,25 @@ def test_a_stage_writes_where_its_options_say(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()  # nothing at the default paths
     help_text = run([sys.executable, str(script), "--help"], tmp_path).stdout
     assert "--subset PATH" in help_text and "default: data/subset" in help_text
+
+
+def test_a_script_that_returns_exits_0_with_its_buffered_output(tmp_path: Path) -> None:
+    """Run as a script, a stage ends through `quick_exit` (no interpreter teardown): its exit
+    status is 0 and what it printed to piped, block-buffered streams still arrives, while
+    code after `run_stage` never runs."""
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from fashion.core.stage import run_stage\n"
+        "def main(out: Path = Path('o.txt')) -> None:\n"
+        "    out.write_text('done')\n"
+        "    print('x' * 5000)\n"
+        "    print('warned', file=sys.stderr)\n"
+        "run_stage(main)\n"
+        "print('after run_stage')\n"
+    )
+    proc = run([sys.executable, str(script), "--out", "written.txt"], tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout == "x" * 5000 + "\n" and "warned" in proc.stderr
+    assert (tmp_path / "written.txt").read_text() == "done"

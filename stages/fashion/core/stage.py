@@ -1,5 +1,6 @@
-"""The stage runner: input and output paths from the command line, and user errors
-(`PipelineError`) as a one-line message with exit code 1.
+"""The stage runner: input and output paths from the command line, user errors
+(`PipelineError`) as a one-line message with exit code 1, and a quick exit once a stage
+script has written its outputs.
 
 A stage's `main` takes its paths as keyword arguments with `Path` defaults, e.g.
 `def main(subset: Path = Path("data/subset"), out: Path = Path("data/labels"))`;
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,10 +37,25 @@ def path_options(main: Callable[..., None], argv: Sequence[str] | None = None) -
 
 def run_stage(main: Callable[..., None], argv: Sequence[str] | None = None) -> None:
     """Run a stage's `main` with its paths from the command line (`argv`, default sys.argv);
-    a `PipelineError` becomes a one-line message and exit code 1."""
+    a `PipelineError` becomes a one-line message and exit code 1.
+
+    Run as a script (`argv` None), a stage that returns exits at once, skipping the
+    interpreter's teardown of torch, transformers and diffusers: 1.2 to 1.6 s a stage, about
+    20 s of the demo (bench/stage_exit.py). Its outputs are complete by then: they are
+    written through `atomic_path` and closed files. Only the standard streams may hold
+    buffered output, so they are flushed first."""
     paths = path_options(main, argv)
     try:
         main(**paths)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    if argv is None:
+        quick_exit()
+
+
+def quick_exit() -> None:
+    """Exit with status 0 now: streams flushed, no interpreter teardown."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
