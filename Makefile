@@ -3,6 +3,7 @@
 # `make test-slow` runs the tests marked slow: whole-pipeline runs of minutes each;
 # `make test-full-size` the Colab-layout run with the full-size stand-ins (~25 min, ~30 GB);
 # `make test-min` runs the fast tests on the lowest supported versions (the floors);
+# `make report` builds report/page/index.html: every plot, drawn offline (vega from npm);
 # `make constraints` records the versions of the `make test` environment in constraints.txt
 # and torch's (any build: CPU or CUDA) in constraints-torch.txt; `make demo` and `make test`
 # install those versions, so a number is made with the libraries the suite passed on.
@@ -22,7 +23,7 @@ MIN_PINS := { echo '\# The floors of requirements.txt and requirements-dev.txt a
 # nvidia-* runtime libraries; nvidia-ml-py stays: dvclive's, not torch's).
 TORCH_BUILD := ^(torch|torchvision|triton|cuda-[^=]+|nvidia-[^=]+)==
 
-.PHONY: demo test test-slow test-full-size test-min check-min-pins lint constraints
+.PHONY: demo test test-slow test-full-size test-min check-min-pins lint constraints report
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt constraints-torch.txt
 	python3 -m venv $(VENV)
@@ -42,6 +43,12 @@ test-slow: $(VENV)/.installed
 
 test-full-size: $(VENV)/.installed
 	python -m pytest -q -m full_size
+
+report/node_modules/.package-lock.json: report/package.json report/package-lock.json
+	npm ci --prefix report --no-audit --no-fund
+
+report: $(VENV)/.installed report/node_modules/.package-lock.json
+	python scripts/report_page.py
 
 lint: $(VENV)/.installed
 	ruff check .

@@ -35,6 +35,19 @@ def test_status_clean_and_metrics_shown(pipeline: Path) -> None:
 
 
 def test_plots_render(pipeline: Path, tmp_path: Path) -> None:
+    """Every file the top-level plots name is one the pipeline wrote (test_report_page
+    draws made-up files at these paths in Chromium), and each chart has rows."""
+    from test_report_page import chart_files, top_level_plots
+
+    for name, definition in top_level_plots():
+        paths = [name] if definition is None else list(chart_files(name, definition))
+        for path in paths:
+            assert (pipeline / path).exists(), f"dvc.yaml plot {name}: {path} not written"
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], pipeline).stdout)["data"]
+    for name, definition in top_level_plots():
+        if definition is not None:
+            values = shown[name][0]["content"]["data"]["values"]
+            assert values, f"{name}: no rows"
     out_dir = tmp_path / "plots"
     run(["dvc", "plots", "show", "-o", str(out_dir)], pipeline)
     html = (out_dir / "index.html").read_text()
