@@ -45,9 +45,11 @@ from fashion.data.attributes import ATTRIBUTES
 from fashion.data.splits import EvaluatedSplit, matched_sample
 from fashion.data.subset import read_images
 from fashion.metrics.image import (
-    fetch_inception_weights,
+    RERUN_INCEPTION,
     fid_kid,
+    inception_mode,
     inception_score,
+    inception_weights,
     load_arrays,
     load_inception,
     nearest_pixel_distances,
@@ -154,19 +156,18 @@ def inception_metrics(
     set's logits and pool features are in the reference. Every set has the same count, so
     equal `is_splits` give equal split sizes.
     """
-    if p["skip_inception"]:
-        print("IS/FID/KID: null (evaluate.skip_inception is true: no Inception-v3 weights used)")
-        return {name: dict.fromkeys(INCEPTION_KEYS) for name in SETS}
     # the weights first: a fresh machine whose reference came from the DVC cache fetches them
     processes = processes or Processes()
     with processes.state.main_process_first():  # one download, then the others read it
-        weights = fetch_inception_weights(p["inception_weights"])
-    model = load_inception(weights, device)
+        weights = inception_weights(p, "evaluate")
+    if weights is None:
+        return {name: dict.fromkeys(INCEPTION_KEYS) for name in SETS}
     if "pool" not in reference:
         raise PipelineError(
-            f"{REFERENCE}: no Inception features (written with evaluate.skip_inception true): "
-            "re-run the reference stage"
+            f"{REFERENCE}: no Inception features (written without the weights): "
+            f"re-run the Inception stages: {RERUN_INCEPTION}"
         )
+    model = load_inception(weights, device)
     seed, batch = int(p["seed"]), int(p["batch_size"])
     features = {
         name: shared_features(images[name], model, batch, device, processes)
@@ -236,6 +237,8 @@ def main(
     matched: dict[str, Any] = {"n": n, "is_split_size": n // int(p["is_splits"])}
     for name, values in inception_metrics(p, images, real_reference, device, processes).items():
         matched[name] = values
+    # computed | skipped (skip_inception: true) | unavailable (auto, no weights here)
+    matched["inception"] = inception_mode(p, matched["real"]["inception_score"] is not None)
     seed = int(p["seed"])  # of the bootstrap intervals
     judges = Judges(
         {"finetuned_clip": load_clip(clip), "base_clip": load_base_clip(base_clip)},

@@ -35,8 +35,9 @@ from fashion.core.stage import PipelineError, run_stage
 from fashion.data.attributes import ATTRIBUTES
 from fashion.data.subset import read_images, read_segmentation, read_table, subset_path
 from fashion.metrics.image import (
-    fetch_inception_weights,
     fid_kid,
+    inception_mode,
+    inception_weights,
     load_inception,
     shared_features,
 )
@@ -106,11 +107,11 @@ def realism(
 ) -> dict[str, dict]:
     """FID and KID of each image set against the reference images (null when skipped); the
     features computed over the processes."""
-    if p["skip_inception"]:
+    with processes.state.main_process_first():  # one download, then the others read it
+        weights = inception_weights(p, "evaluate_redress")
+    if weights is None:
         return {name: {"fid": None, "kid": None, "kid_std": None} for name in images}
     device = processes.device
-    with processes.state.main_process_first():  # one download, then the others read it
-        weights = fetch_inception_weights(p["inception_weights"])
     model = load_inception(weights, device)
     batch = int(p["batch_size"])
 
@@ -162,7 +163,12 @@ def main(
     metrics: dict[str, Any] = {
         "split": str(pairs["split"].iloc[0]),
         "n_pairs": len(pairs),
-        "realism": {"n_redressed": int(scored.sum()), "n_reference": len(reference)},
+        "realism": {
+            "n_redressed": int(scored.sum()),
+            "n_reference": len(reference),
+            # computed | skipped (skip_inception: true) | unavailable (auto, no weights here)
+            "inception": inception_mode(p, any(v["fid"] is not None for v in scores.values())),
+        },
         "changes_gender": int((source_codes["gender"] != target_codes["gender"]).sum()),
         "environment": environment(device),
     }

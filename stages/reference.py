@@ -30,7 +30,7 @@ from fashion.core.stage import run_stage
 from fashion.data.splits import matched_sample
 from fashion.data.subset import read_images, sample_rows
 from fashion.metrics.image import (
-    fetch_inception_weights,
+    inception_weights,
     load_inception,
     resize_images,
     save_arrays,
@@ -61,11 +61,9 @@ def real_reference(params: dict[str, Any], subset: Path, out: Path) -> None:
         "size": np.array(size),
         "real_size": np.array(real_size),
     }
-    if evaluate["skip_inception"]:
-        print("no Inception reference (evaluate.skip_inception is true)")
-    else:
-        with processes.state.main_process_first():  # one download, then the others read it
-            weights = fetch_inception_weights(evaluate["inception_weights"])
+    with processes.state.main_process_first():  # one download, then the others read it
+        weights = inception_weights(evaluate, "reference")
+    if weights is not None:
         model = load_inception(weights, processes.device)
         images = resize_images(read_images(split.path, matched.rows), size)
         batch = int(p["batch_size"])

@@ -81,7 +81,9 @@ SMALL_PARAMS: dict[str, Any] = {
         "batch_size": 16,
     },
     "reference": {"n_eval": "all"},
-    "evaluate": {"kid_subsets": 5},
+    # hermetic: no download of the Inception weights from a test run (auto's paths are
+    # tested with the download faked: test_image_metrics)
+    "evaluate": {"kid_subsets": 5, "skip_inception": True},
 }
 
 

@@ -69,6 +69,7 @@ TINY_TRAINING = {
 TINY_SD_PARAMS = {
     "split": {"validation_images": 4},  # two products of two images
     "reference": {"n_eval": 2},
+    "evaluate": {"skip_inception": True},  # hermetic: no weights download from a test
     "base_sd": {
         "tiny": {
             "resolution": 32,

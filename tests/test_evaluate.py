@@ -174,9 +174,18 @@ def run_stage(project: Path, params: dict, check: bool = True) -> StageResult:
 
 
 def test_offline_default_records_null_inception_metrics(project: Path) -> None:
-    proc = run_stage(project, evaluate_params())
-    assert "skip_inception" in proc.stdout  # the reason is logged
+    """The default, skip_inception: auto, offline (the proxies closed): IS/FID/KID null,
+    one warning line that says where the weights go and how to re-run, and the mode."""
+    from fashion.metrics.image import RERUN_INCEPTION
+
+    absent = project / "absent-inception.pth"  # not the hub cache: the same on every machine
+    assert evaluate_params()["skip_inception"] == "auto"
+    proc = run_stage(project, evaluate_params(inception_weights=str(absent)))
+    (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert "evaluate.skip_inception is auto" in warning and str(absent) in warning
+    assert warning.endswith(RERUN_INCEPTION) and not absent.exists()
     metrics = json.loads((project / "metrics/generation.json").read_text())
+    assert metrics["matched"].pop("inception") == "unavailable"
     assert set(metrics) == {"split", "matched", "grid", "environment"}
     assert metrics["split"] == "test" and metrics["environment"]["device"] == "cpu"
     matched = metrics["matched"]
@@ -286,7 +295,12 @@ def test_inception_metrics_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
     import evaluate
 
     fetched, loaded = [], []
-    monkeypatch.setattr(evaluate, "fetch_inception_weights", lambda p: fetched.append(p) or p)
+
+    def weights(p: dict, stage: str) -> str:
+        fetched.append(p["inception_weights"])
+        return p["inception_weights"]
+
+    monkeypatch.setattr(evaluate, "inception_weights", weights)
     monkeypatch.setattr(
         evaluate,
         "load_inception",
@@ -317,7 +331,7 @@ def test_inception_metrics_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_reference_without_inception_features_is_a_clear_error(monkeypatch) -> None:
     import evaluate
 
-    monkeypatch.setattr(evaluate, "fetch_inception_weights", lambda p: p)
+    monkeypatch.setattr(evaluate, "inception_weights", lambda p, stage: "w.pth")
     monkeypatch.setattr(evaluate, "load_inception", lambda w, device: StandInInception())
     images = {name: np.zeros((2, 8, 8, 3), np.uint8) for name in ("base", "finetuned")}
     p = evaluate_params(skip_inception=False)

@@ -376,3 +376,51 @@ def test_arrays_round_trip_and_bad_files_are_clear_errors(tmp_path: Path) -> Non
     path.write_bytes(b"truncated")
     with pytest.raises(PipelineError, match="ref.npz: not a readable"):
         load_arrays(path, ("rows",), "reference")
+
+
+def offline(url: str, dst: str, hash_prefix: str | None = None, **kwargs) -> None:
+    raise URLError("[Errno -3] Temporary failure in name resolution")
+
+
+def test_skip_inception_auto_fetches_where_it_can(tmp_path: Path, monkeypatch) -> None:
+    """auto, connected (the download faked): the weights, fetched; the metrics say computed."""
+    source = tmp_path / "source.pth"
+    source.write_bytes(b"weights")
+    monkeypatch.setattr(
+        image_metrics, "download_url_to_file", Downloads(source, _sha256(source)[:8])
+    )
+    target = tmp_path / "inception.pth"
+    p = {"skip_inception": "auto", "inception_weights": str(target)}
+    assert image_metrics.inception_weights(p, "evaluate") == target and target.is_file()
+    assert image_metrics.inception_mode(p, computed=True) == "computed"
+
+
+def test_skip_inception_auto_offline_is_null_with_one_warning_line(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """auto, offline: None and one warning line naming the param, where the file goes and
+    the command that re-runs the Inception stages; false, offline: the error as before;
+    true: nothing fetched."""
+    monkeypatch.setattr(image_metrics, "download_url_to_file", offline)
+    target = tmp_path / "inception.pth"
+    p = {"skip_inception": "auto", "inception_weights": str(target)}
+    assert image_metrics.inception_weights(p, "reference") is None
+    warning = capsys.readouterr().err.strip()
+    assert warning.count("\n") == 0 and warning.startswith("warning: reference: IS/FID/KID")
+    for part in ("evaluate.skip_inception is auto", str(target), image_metrics.RERUN_INCEPTION):
+        assert part in warning
+    assert image_metrics.inception_mode(p, computed=False) == "unavailable"
+    with pytest.raises(PipelineError, match="Inception-v3 weights not found"):
+        image_metrics.inception_weights(p | {"skip_inception": False}, "reference")
+    monkeypatch.setattr(image_metrics, "download_url_to_file", None)  # never called
+    skipped = p | {"skip_inception": True}
+    assert image_metrics.inception_weights(skipped, "evaluate") is None
+    assert image_metrics.inception_mode(skipped, computed=False) == "skipped"
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_skip_inception_takes_true_false_or_auto(value: object) -> None:
+    p = {"skip_inception": value, "inception_weights": None}
+    with pytest.raises(PipelineError, match="evaluate.skip_inception must be true, false or auto"):
+        image_metrics.inception_weights(p, "evaluate")

@@ -13,6 +13,7 @@ memorisation is measured in pixels (`nearest_pixel_distances`). `save_arrays` /
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from http.client import HTTPException
@@ -29,6 +30,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from fashion.core.atomic import atomic_path
+from fashion.core.params import PARAMS_FILE
 from fashion.core.processes import Processes
 from fashion.core.stage import PipelineError
 
@@ -77,12 +79,22 @@ def default_inception_weights() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
 
 
-def _weights_not_found(path: Path, reason: str = "") -> PipelineError:
-    return PipelineError(
+class InceptionUnavailable(PipelineError):
+    """The weights are neither on disk nor downloadable here (offline, refused, cut off)."""
+
+    def __init__(self, message: str, path: Path, reason: str) -> None:
+        super().__init__(message)
+        self.path, self.reason = path, reason
+
+
+def _weights_not_found(path: Path, reason: str = "") -> InceptionUnavailable:
+    return InceptionUnavailable(
         f"{path}: Inception-v3 weights not found{reason}. Fetch them on a connected machine with\n"
         f"  {INCEPTION_FETCH_COMMAND}\n"
         "and copy the file there (or set evaluate.inception_weights to its path), "
-        "or set evaluate.skip_inception: true to record null for IS/FID/KID"
+        "or set evaluate.skip_inception: true to record null for IS/FID/KID",
+        path,
+        reason,
     )
 
 
@@ -113,6 +125,45 @@ def fetch_inception_weights(param: str | None) -> Path:
         reason = f" and the download from {URL_INCEPTION_V3} failed ({err})"
         raise _weights_not_found(path, reason) from err
     return path
+
+
+# What `evaluate.skip_inception` may be, and what the metrics record under "inception".
+SKIP_INCEPTION_VALUES = (True, False, "auto")
+RERUN_INCEPTION = "dvc repro --force --single-item reference evaluate evaluate_redress"
+
+
+def inception_weights(p: dict[str, Any], stage: str) -> Path | None:
+    """The Inception-v3 weights as `evaluate.skip_inception` (in `p`, the evaluate params)
+    asks: None for true; for false, the file, fetched when absent (else an error); for auto,
+    the same, or None with one warning line when they cannot be fetched here. The params are
+    the same either way, so DVC sees no change when the network comes back: the warning
+    gives the command that re-runs the Inception stages."""
+    mode = p["skip_inception"]
+    if mode not in SKIP_INCEPTION_VALUES or not isinstance(mode, bool | str):
+        raise PipelineError(
+            f"{PARAMS_FILE}: evaluate.skip_inception must be true, false or auto, got {mode!r}"
+        )
+    if mode is True:
+        print(f"{stage}: IS/FID/KID null (evaluate.skip_inception is true: no Inception-v3 used)")
+        return None
+    try:
+        return fetch_inception_weights(p["inception_weights"])
+    except InceptionUnavailable as err:
+        if mode is False:
+            raise
+        print(f"warning: {stage}: IS/FID/KID recorded as null: evaluate.skip_inception is auto "
+              f"and the Inception-v3 weights are not at {err.path}{err.reason}; put the file "
+              f"there (or set evaluate.inception_weights), then: {RERUN_INCEPTION}",
+              file=sys.stderr)  # fmt: skip
+        return None
+
+
+def inception_mode(p: dict[str, Any], computed: bool) -> str:
+    """What a metrics file records of its IS/FID/KID: computed, skipped (the param is true)
+    or unavailable (auto, and the weights could not be had here)."""
+    if computed:
+        return "computed"
+    return "skipped" if p["skip_inception"] is True else "unavailable"
 
 
 class InceptionFeatures(NoTrainInceptionV3):
