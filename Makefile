@@ -4,6 +4,8 @@
 # `make test-full-size` the Colab-layout run with the full-size stand-ins (~25 min, ~30 GB);
 # `make test-min` runs the fast tests on the lowest supported versions (the floors);
 # `make report` builds report/page/index.html: every plot, drawn offline (vega from npm);
+# `make check-params` checks params.yaml and each profile on it against the typed model;
+# `make params-schema` regenerates params.schema.json from that model (editors read it);
 # `make constraints` records the versions of the `make test` environment in constraints.txt
 # and torch's (any build: CPU or CUDA) in constraints-torch.txt; `make demo` and `make test`
 # install those versions, so a number is made with the libraries the suite passed on.
@@ -23,7 +25,8 @@ MIN_PINS := { echo '\# The floors of requirements.txt and requirements-dev.txt a
 # nvidia-* runtime libraries; nvidia-ml-py stays: dvclive's, not torch's).
 TORCH_BUILD := ^(torch|torchvision|triton|cuda-[^=]+|nvidia-[^=]+)==
 
-.PHONY: demo test test-slow test-full-size test-min check-min-pins lint constraints report
+.PHONY: demo test test-slow test-full-size test-min check-min-pins lint constraints report \
+	check-params params-schema
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt constraints-torch.txt
 	python3 -m venv $(VENV)
@@ -49,6 +52,12 @@ report/node_modules/.package-lock.json: report/package.json report/package-lock.
 
 report: $(VENV)/.installed report/node_modules/.package-lock.json
 	python scripts/report_page.py
+
+check-params: $(VENV)/.installed
+	cd stages && python -m fashion.core.params_model check ../params.yaml ../profiles/*.yaml
+
+params-schema: $(VENV)/.installed
+	cd stages && python -m fashion.core.params_model schema ../params.schema.json
 
 lint: $(VENV)/.installed
 	ruff check .

@@ -18,6 +18,7 @@ import yaml
 from ruamel.yaml import YAML
 
 from fashion.core.params import merged
+from fashion.core.params_model import ParamsError, check_params
 
 
 def setting(text: str) -> dict[str, Any]:
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, KeyError, argparse.ArgumentTypeError, yaml.YAMLError) as err:
             print(f"error: {item}: {err}", file=sys.stderr)
             return 1
+    try:  # the result as the stages will check it: nothing written if a value is bad
+        check_params(params, f"{args.params} with {' '.join(args.overlays)}", complete=True)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     with args.params.open("w") as f:
         rt.dump(params, f)
     print(f"updated {args.params}; see the change with `dvc params diff`")

@@ -261,7 +261,8 @@ def test_an_old_param_name_is_a_clear_error(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(project)
     with pytest.raises(
         PipelineError,
-        match="^params.yaml: finetune_clip.validation_every is now finetune_clip.eval_every$",
+        match="^params.yaml: finetune_clip.validation_every: renamed: it is now "
+        "finetune_clip.eval_every$",
     ):
         finetune_clip.main()
 
@@ -373,9 +374,11 @@ def test_bad_eval_sample_size_and_broken_subset_are_errors(trained, tmp_path, mo
     params["eval_clip"]["n"] = 0
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(project)
-    with pytest.raises(PipelineError, match="eval_clip.n: sample size 0"):
+    with pytest.raises(PipelineError, match="eval_clip.n: must be an integer ≥ 1 or 'all', got 0"):
         eval_clip.main()
     assert not (project / "metrics/clip.json").exists()
+    params["eval_clip"]["n"] = "all"  # every stage checks the whole file: put it right
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
 
     with h5py.File(project / "data/subset/train.h5", "a") as f:
         del f["caption"]

@@ -299,7 +299,8 @@ def test_missing_subset_file_and_stale_labels(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key", ["grid_size", "word_cloud_words"])
 def test_bad_size_param(tmp_path: Path, key: str) -> None:
+    """Any stage checks all of params.yaml first: labels stops on eda's bad size too."""
     project = make_project(tmp_path, {key: 0})
-    run(["python", "stages/labels.py"], project)
-    proc = run(["python", "stages/eda.py"], project, check=False)
-    assert_failed_cleanly(proc, "params.yaml", f"eda.{key}", project=project)
+    for stage in ("labels", "eda"):
+        proc = run(["python", f"stages/{stage}.py"], project, check=False)
+        assert_failed_cleanly(proc, "params.yaml", f"eda.{key}: must be ≥ 1", project=project)

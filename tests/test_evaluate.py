@@ -40,7 +40,7 @@ from fashion.metrics.image import (
     resize_images,
 )
 from subset_writer import SIZE, make_rows, write_subset
-from test_image_metrics import TINY, PixelClassifier
+from test_image_metrics import TINY, Downloads, PixelClassifier, save_random_inception, sha256_of
 from test_known_answers import reference_inception_score
 
 STAGE = ROOT / "stages" / "evaluate.py"
@@ -135,7 +135,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import eval_clip
     import reference
 
-    write_params(root, evaluate_params())
+    write_params(root, evaluate_params(skip_inception=True))  # hermetic: nothing fetched
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         reference.main()
@@ -326,6 +326,37 @@ def test_inception_metrics_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
         expected = reference_inception_score(logits, 2, int(p["seed"]))
         assert metrics[name]["inception_score"] == pytest.approx(expected[0], rel=1e-6)
         assert metrics[name]["inception_score_std"] == pytest.approx(expected[1], abs=1e-5)
+
+
+def test_the_default_computes_is_fid_kid_where_the_weights_can_be_fetched(
+    project: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """skip_inception: auto, the default, with the download faked (random Inception-v3
+    weights served in place of the release): reference and evaluate fetch them once and
+    IS/FID/KID are numbers, the metrics say computed. Never numbers from random weights in a
+    real run: here they only show the path works."""
+    import evaluate
+    import reference
+    from fashion.metrics import image as image_metrics
+
+    copy = tmp_path / "p"
+    shutil.copytree(project, copy)
+    weights = tmp_path / "fetched/inception.pth"
+    params = evaluate_params(inception_weights=str(weights))
+    assert params["skip_inception"] == "auto"
+    write_params(copy, params)
+    served = save_random_inception(tmp_path / "served.pth")
+    download = Downloads(served, sha256_of(served)[:8])
+    monkeypatch.setattr(image_metrics, "download_url_to_file", download)
+    monkeypatch.chdir(copy)
+    reference.main()
+    evaluate.main()
+    assert len(download.calls) == 1 and weights.is_file()  # fetched once, then read
+    matched = json.loads((copy / "metrics/generation.json").read_text())["matched"]
+    assert matched["inception"] == "computed"
+    for name in ("base", "finetuned", "real"):
+        assert matched[name]["inception_score"] > 0
+    assert matched["base"]["fid"] > 0 and matched["base"]["kid"] is not None
 
 
 def test_reference_without_inception_features_is_a_clear_error(monkeypatch) -> None:

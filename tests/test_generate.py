@@ -135,7 +135,7 @@ def test_matched_set_larger_than_the_split_takes_it_all(
     assert manifest[manifest.model == "base"].row.tolist() == list(range(8))
     params["reference"]["n_eval"] = 0
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(PipelineError, match=r"reference.n_eval: sample size 0"):
+    with pytest.raises(PipelineError, match=r"reference.n_eval: must be an integer ≥ 1 or 'all'"):
         generate.main()
     assert len(pd.read_csv("data/generated/manifest.csv")) == 16  # left as it was
 

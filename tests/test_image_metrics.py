@@ -303,7 +303,7 @@ class Downloads:
         torch.hub.download_url_to_file(self.source.as_uri(), dst, expected, progress=False)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -312,7 +312,7 @@ def test_absent_weights_are_downloaded_once_from_the_published_url_into_the_hub_
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     # the stand-in file has its own hash: check it with that, record the one asked for
-    download = Downloads(random_inception_weights, _sha256(random_inception_weights)[:8])
+    download = Downloads(random_inception_weights, sha256_of(random_inception_weights)[:8])
     monkeypatch.setattr(image_metrics, "download_url_to_file", download)
     cached = tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
     assert fetch_inception_weights(None) == cached
@@ -325,7 +325,7 @@ def test_absent_weights_are_downloaded_once_from_the_published_url_into_the_hub_
 def test_weights_param_is_the_download_destination(tmp_path: Path, monkeypatch) -> None:
     source = tmp_path / "source.pth"
     source.write_bytes(b"weights")
-    download = Downloads(source, _sha256(source)[:8])
+    download = Downloads(source, sha256_of(source)[:8])
     monkeypatch.setattr(image_metrics, "download_url_to_file", download)
     target = tmp_path / "models" / "inception.pth"
     assert fetch_inception_weights(str(target)) == target and target.read_bytes() == b"weights"
@@ -387,7 +387,7 @@ def test_skip_inception_auto_fetches_where_it_can(tmp_path: Path, monkeypatch) -
     source = tmp_path / "source.pth"
     source.write_bytes(b"weights")
     monkeypatch.setattr(
-        image_metrics, "download_url_to_file", Downloads(source, _sha256(source)[:8])
+        image_metrics, "download_url_to_file", Downloads(source, sha256_of(source)[:8])
     )
     target = tmp_path / "inception.pth"
     p = {"skip_inception": "auto", "inception_weights": str(target)}

@@ -55,3 +55,14 @@ def test_unknown_key_is_refused_and_file_untouched(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "unknown parameter 'finetune_sd.no_such_param'" in proc.stderr
     assert params.read_text() == original
+
+
+def test_a_bad_value_is_refused_and_file_untouched(tmp_path: Path) -> None:
+    """The result is checked against the typed model before it is written."""
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    original = params.read_text()
+    proc = use_profile(params, "generate.resolution=500")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith("generate.resolution: must be a multiple of 8, got 500")
+    assert params.read_text() == original

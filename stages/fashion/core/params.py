@@ -1,4 +1,5 @@
-"""Reading `params.yaml`: the whole file, or one section with an error that names it (a
+"""Reading `params.yaml`: the whole file, checked against its typed model
+(`fashion.core.params_model`), or one section with an error that names it (a
 training stage's with the one training seed); `merged`, the one way a profile or an
 override is laid onto params; and `capped_size`, the one rule for a sample size larger than
 what there is to sample."""
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from fashion.core.params_model import check_params
 from fashion.core.stage import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
@@ -27,6 +29,7 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
         params = yaml.safe_load(f)
     if not isinstance(params, dict):
         raise PipelineError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+    check_params(params, str(path))  # every key present: known, of its type, in range
     return params
 
 

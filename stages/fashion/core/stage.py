@@ -1,6 +1,6 @@
-"""The stage runner: input and output paths from the command line, user errors
-(`PipelineError`) as a one-line message with exit code 1, and a quick exit once a stage
-script has written its outputs.
+"""The stage runner: input and output paths from the command line, params.yaml checked
+before any work, user errors (`PipelineError`) as a one-line message with exit code 1, and a
+quick exit once a stage script has written its outputs.
 
 A stage's `main` takes its paths as keyword arguments with `Path` defaults, e.g.
 `def main(subset: Path = Path("data/subset"), out: Path = Path("data/labels"))`;
@@ -46,12 +46,22 @@ def run_stage(main: Callable[..., None], argv: Sequence[str] | None = None) -> N
     buffered output, so they are flushed first."""
     paths = path_options(main, argv)
     try:
+        check_params_file()
         main(**paths)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     if argv is None:
         quick_exit()
+
+
+def check_params_file() -> None:
+    """Check the project's params.yaml (if there is one here) against its typed model before
+    a stage reads any data: a bad or unknown key is a one-line `PipelineError`."""
+    from fashion.core.params import PARAMS_FILE, load_params  # it imports this module
+
+    if PARAMS_FILE.is_file():
+        load_params()
 
 
 def quick_exit() -> None:

@@ -35,15 +35,9 @@ from typing import Any
 import numpy as np
 
 from fashion.core.params import PARAMS_FILE, capped_size
+from fashion.core.params_model import RENAMED  # old names -> the names now
 from fashion.core.stage import PipelineError
 
-# Old names of the shared params (SD's were diffusers' script's) -> their name now.
-RENAMED = {
-    "max_steps": "steps",
-    "lr_warmup_steps": "warmup_steps",
-    "validation_every": "eval_every",
-    "checkpoints_total_limit": "keep_checkpoints",
-}
 # Params that moved out of the training stages -> where they are now.
 MOVED = {"val_size": "split.validation_images"}
 # Params that change when or how a run trains or logs, not the weights it reaches.
