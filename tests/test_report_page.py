@@ -141,20 +141,23 @@ def test_each_figure_is_declared_once() -> None:
     assert len(seen) == len(set(seen))
 
 
-def test_the_page_renders_in_chromium(project: tuple[Path, int, int], tmp_path: Path) -> None:
+def skip_without_browser() -> None:
     missing = prerequisites_missing()
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the browser test cannot run in CI: {missing}")
         pytest.skip(missing)
+
+
+def assert_page_renders(page: Path, charts: int, images: int, screenshot: Path) -> None:
+    """Open `page` in headless Chromium: `charts` charts drawn, `images` images loaded, no
+    error in the console; the whole page saved to `screenshot`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    root, charts, images = project
-    page = report_page.build_page(tmp_path / "page", root)
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={screenshot.parent / 'chromium-profile'}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
@@ -170,7 +173,7 @@ def test_the_page_renders_in_chromium(project: tuple[Path, int, int], tmp_path: 
             time.sleep(0.25)
         height = driver.execute_script("return document.body.scrollHeight")
         driver.set_window_size(1400, min(height + 100, 16_000))  # the whole page in the shot
-        driver.save_screenshot(str(tmp_path / "report.png"))
+        driver.save_screenshot(str(screenshot))
         assert driver.execute_script(rendered) == charts
         embeds = driver.execute_script("return document.querySelectorAll('.vega-embed').length")
         assert embeds == charts
@@ -182,4 +185,11 @@ def test_the_page_renders_in_chromium(project: tuple[Path, int, int], tmp_path: 
         assert not errors, errors
     finally:
         driver.quit()
-    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_the_page_renders_in_chromium(project: tuple[Path, int, int], tmp_path: Path) -> None:
+    skip_without_browser()
+    root, charts, images = project
+    page = report_page.build_page(tmp_path / "page", root)
+    assert_page_renders(page, charts, images, tmp_path / "report.png")
