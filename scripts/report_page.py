@@ -42,8 +42,11 @@ def vendor_scripts(node_modules: Path = NODE_MODULES) -> list[Path]:
 
 def build_page(out: Path, project: Path = ROOT, node_modules: Path = NODE_MODULES) -> Path:
     """Write the page for `project`'s outputs to `out` (replaced whole); returns index.html."""
-    scripts = vendor_scripts(node_modules)
     out = out.resolve()
+    if out.exists() and (not (out / "index.html").is_file() or (out / "dvc.yaml").exists()):
+        # replaced whole below: only an earlier page, never, say, the project
+        raise ReportError(f"{out}: exists and is not a report page; choose another --out")
+    scripts = vendor_scripts(node_modules)
     if out.exists():
         shutil.rmtree(out)
     proc = subprocess.run(

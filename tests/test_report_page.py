@@ -193,3 +193,15 @@ def test_the_page_renders_in_chromium(project: tuple[Path, int, int], tmp_path: 
     root, charts, images = project
     page = report_page.build_page(tmp_path / "page", root)
     assert_page_renders(page, charts, images, tmp_path / "report.png")
+
+
+def test_the_page_replaces_only_an_earlier_page(tmp_path: Path) -> None:
+    """--out names a folder the page replaces whole: an earlier page, never anything else."""
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(report_page.ReportError, match="exists and is not a report page"):
+        report_page.build_page(other, ROOT)
+    assert (other / "keep.txt").read_text() == "mine"
+    with pytest.raises(report_page.ReportError, match="is not a report page"):
+        report_page.build_page(ROOT, ROOT)  # the project itself
