@@ -340,6 +340,7 @@ class Params(Section):
     training: Training
     labels: Labels
     eda: Eda
+    reference: Reference
     accelerate: Accelerate
     base_clip: BaseClip
     finetune_clip: FinetuneClip
@@ -351,7 +352,6 @@ class Params(Section):
     finetune_inpaint: FinetuneInpaint
     redress: Redress
     generate: Generate
-    reference: Reference
     evaluate: Evaluate
 
 
