@@ -422,5 +422,5 @@ def test_skip_inception_auto_offline_is_null_with_one_warning_line(
 @pytest.mark.parametrize("value", ["yes", 1, None])
 def test_skip_inception_takes_true_false_or_auto(value: object) -> None:
     p = {"skip_inception": value, "inception_weights": None}
-    with pytest.raises(PipelineError, match="evaluate.skip_inception must be true, false or auto"):
+    with pytest.raises(PipelineError, match="evaluate.skip_inception: must be true, false or auto"):
         image_metrics.inception_weights(p, "evaluate")

@@ -375,7 +375,6 @@ class ParamsError(PipelineError):
 
     def __init__(self, where: str, key: str, problem: str) -> None:
         super().__init__(f"{where}: {key}: {problem}")
-        self.key, self.problem = key, problem
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:
@@ -389,7 +388,7 @@ def _number(value: Any) -> Any:
 
 def _unknown(section: str, key: str, model: type[BaseModel]) -> str:
     if key in RENAMED and RENAMED[key] in model.model_fields:
-        return f"renamed: it is now {section}.{RENAMED[key]}" if section else f"now {RENAMED[key]}"
+        return f"renamed: it is now {section}.{RENAMED[key]}"
     if key in MOVED and section in TRAINING_SECTIONS:
         return f"not a param of {section}: set {MOVED[key]} (it applies to every training stage)"
     close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
@@ -437,7 +436,7 @@ def _field_type(model: type[BaseModel], key: str) -> Any:
     return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
 
 
-def _check(model: type[BaseModel], values: Any, where: str, path: str, complete: Bool) -> None:
+def _check(model: type[BaseModel], values: Any, where: str, path: str, complete: bool) -> None:
     if not isinstance(values, Mapping):
         raise ParamsError(where, path or "(file)", f"must be a mapping, got {values!r}")
     for key, value in values.items():
@@ -467,7 +466,7 @@ def _adapter(model: type[BaseModel], key: str) -> TypeAdapter:
     return _ADAPTERS[model, key]
 
 
-def check_params(params: Any, where: str = "params.yaml", complete: Bool = False) -> None:
+def check_params(params: Any, where: str = "params.yaml", complete: bool = False) -> None:
     """Raise a ParamsError (one line) at the first bad key of `params`: an unknown key (with
     the closest known one, or the new name of an old one), a value of the wrong type, out of
     range or not among the choices; with `complete`, also a missing key."""

@@ -30,7 +30,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from fashion.core.atomic import atomic_path
-from fashion.core.params import PARAMS_FILE
+from fashion.core.params_model import check_params
 from fashion.core.processes import Processes
 from fashion.core.stage import PipelineError
 
@@ -127,8 +127,7 @@ def fetch_inception_weights(param: str | None) -> Path:
     return path
 
 
-# What `evaluate.skip_inception` may be, and what the metrics record under "inception".
-SKIP_INCEPTION_VALUES = (True, False, "auto")
+# What re-runs the Inception stages once the weights are there (the params did not change).
 RERUN_INCEPTION = "dvc repro --force --single-item reference evaluate evaluate_redress"
 
 
@@ -139,10 +138,7 @@ def inception_weights(p: dict[str, Any], stage: str) -> Path | None:
     the same either way, so DVC sees no change when the network comes back: the warning
     gives the command that re-runs the Inception stages."""
     mode = p["skip_inception"]
-    if mode not in SKIP_INCEPTION_VALUES or not isinstance(mode, bool | str):
-        raise PipelineError(
-            f"{PARAMS_FILE}: evaluate.skip_inception must be true, false or auto, got {mode!r}"
-        )
+    check_params({"evaluate": {"skip_inception": mode}})  # true, false or auto: the model's
     if mode is True:
         print(f"{stage}: IS/FID/KID null (evaluate.skip_inception is true: no Inception-v3 used)")
         return None
