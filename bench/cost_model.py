@@ -328,8 +328,8 @@ class RunCosts:
         self.params, self.model, self.root = params, model, root
         self.n_proc = processes(str(params["accelerate"]["launch"]))
         self.n_val = int(params["split"]["validation_images"])
-        self.n_train = count(params["prepare"]["n_train"], REAL_TRAIN)
-        self.n_test = count(params["prepare"]["n_test"], REAL_TEST)
+        self.n_train = count(params["prepare"]["n_train_images"], REAL_TRAIN)
+        self.n_test = count(params["prepare"]["n_test_images"], REAL_TEST)
         test_split = params["split"].get("evaluate", "test") == "test"
         self.evaluated = self.n_test if test_split else self.n_val
         self.fit = self.n_train - self.n_val  # what the training stages sample from
@@ -389,7 +389,7 @@ class RunCosts:
         steps, images = training_steps(spec, self.fit, self.n_proc)
         evals = steps // int(spec["eval_every"]) + 1
         checkpoint = 3 * model_bytes("clip") + CHECKPOINT_EXTRA_BYTES
-        best = spec.get("keep") == "best_val_r1"  # best/ beside the checkpoints
+        best = spec.get("saved_weights") == "best_val_r1"  # best/ beside the checkpoints
         cost = self.add(
             "finetune_clip",
             f"{images:,} images ({steps:,} steps), {evals} validations of {self.n_val:,}",
@@ -403,7 +403,7 @@ class RunCosts:
         self.checkpointed(cost, spec, steps, checkpoint)
         if best and spec.get("checkpoint_mirror"):  # at each improvement
             cost.mirror_bytes += evals * model_bytes("clip")
-        n_pairs = count(self.params["eval_clip"]["n"], self.evaluated)
+        n_pairs = count(self.params["eval_clip"]["n_images"], self.evaluated)
         self.add(
             "eval_clip",
             f"{n_pairs:,} pairs x 2 models",
@@ -418,7 +418,8 @@ class RunCosts:
         steps, images = training_steps(spec, self.fit, self.n_proc)
         res = int(spec["resolution"])
         evals = steps // int(spec["eval_every"]) + 1
-        validation = evals * len(spec["validation_prompts"]) * int(spec["validation_steps"])
+        denoising = int(spec["validation_denoising_steps"])
+        validation = evals * len(spec["validation_prompts"]) * denoising
         encoded = encodes * (self.fit if spec.get("cache_latents") else images)
         saved, checkpoint = sd_bytes(spec, in_channels)
 
@@ -459,8 +460,8 @@ class RunCosts:
 
     def reference(self) -> int:
         spec = self.params["reference"]
-        n_eval = count(spec["n_eval"], self.evaluated)
-        n_memo, side = count(spec["n_train"], self.fit), int(spec["memorisation_size"])
+        n_eval = count(spec["n_images"], self.evaluated)
+        n_memo, side = count(spec["n_train_images"], self.fit), int(spec["memorisation_size"])
         self.add(
             "reference",
             f"{n_eval:,} real images; {n_memo:,} train images at {side} px",
@@ -473,7 +474,7 @@ class RunCosts:
         """`n` images from each of two models, kept (and their finished batches, until the
         stage ends) raw at `kept_side` px; a disconnect loses one batch."""
         spec = self.params[name]
-        res, denoise = int(spec["resolution"]), int(spec["steps"])
+        res, denoise = int(spec["resolution"]), int(spec["denoising_steps"])
         guided = 1.0 if float(spec["guidance_scale"]) > 1 else 0.5  # no unconditional copy
         kept = 2 * n * (kept_side or res) ** 2 * 3
         cost = self.add(
@@ -506,7 +507,7 @@ class RunCosts:
         )
 
     def redress(self) -> None:
-        n = count(self.params["redress"]["n_pairs"], self.evaluated)
+        n = count(self.params["redress"]["n_images"], self.evaluated)
         self.sampling("redress", n, IMAGE_SIDE)  # composited back onto the 128 px photo
         # plots/redress/grid.png: grid_rows rows of input, sentence and the two models
         rows = min(n, int(self.params["redress"]["grid_rows"]))

@@ -3,7 +3,7 @@
 crops, bf16 autocast), the tiny UNet's sampling forward (a CFG batch of 128 latents) and
 its training step (batch 32, the text encoder too), all built from params.yaml's
 `base_sd.tiny` with random weights. bf16 runs the VAE and the sampling UNet with bf16
-weights, as `precision: fp16` does on a CPU with bf16 instructions, and the training steps
+weights, as `precision: auto` does on a CPU with bf16 instructions, and the training steps
 under bf16 autocast. Interleaved rounds (which goes first alternates), medians in ms,
 `speedup` = fp32 / bf16. Prints one JSON line, with whether the CPU has bf16 instructions
 (`cpu_has_bf16`).

@@ -106,7 +106,7 @@ def traced(cmd: list[str], drive: Path, logs: Path, env: dict[str, str]) -> dict
 def model_bytes(params: dict, n_train: int, n_test: int) -> dict[str, dict[str, float]]:
     """The cost model's Drive bytes per stage for `params`, 'all' meaning the demo's counts."""
     params = json.loads(json.dumps(params))
-    params["prepare"].update(n_train=n_train, n_test=n_test)
+    params["prepare"].update(n_train_images=n_train, n_test_images=n_test)
     costs = cost_model.stage_costs(params, cost_model.CostModel(), ROOT)
     return {
         stage: {"remote": c.pushed_bytes, "mirror": c.mirror_bytes, "batches": c.batches_bytes}

@@ -43,13 +43,13 @@ def main() -> None:
             with torch.no_grad():
                 pipe(
                     captions[start : start + batch], height=size, width=size,
-                    num_inference_steps=int(gen["steps"]),
+                    num_inference_steps=int(gen["denoising_steps"]),
                     guidance_scale=float(gen["guidance_scale"]),
                     generator=torch.Generator().manual_seed(start),
                 )  # fmt: skip
         rates.append(args.images / (time.perf_counter() - began))
     print(json.dumps({
-        "bench": "generate_rate", "images": args.images, "steps": int(gen["steps"]),
+        "bench": "generate_rate", "images": args.images, "steps": int(gen["denoising_steps"]),
         "resolution": size, "batch_size": batch, "threads": torch.get_num_threads(),
         "dtype": str(dtype).removeprefix("torch."),
         "images_per_s_median": round(statistics.median(rates), 2),

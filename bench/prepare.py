@@ -65,7 +65,7 @@ def main() -> None:
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
         params["demo"]["n_images"] = args.n
         params["benchmark"]["root"] = "data/demo_benchmark"
-        params["prepare"] |= {"n_train": "all", "n_test": "all"}
+        params["prepare"] |= {"n_train_images": "all", "n_test_images": "all"}
         (project / "params.yaml").write_text(yaml.safe_dump(params))
         os.environ.pop(params["benchmark"]["password_env"], None)  # the demo's password
 

@@ -30,11 +30,11 @@ from fashion.core.atomic import atomic_path
 from fashion.core.environment import environment
 from fashion.core.params import load_params, section
 from fashion.core.processes import Processes
+from fashion.core.ranks import chunked_ranks
 from fashion.core.stage import run_stage
 from fashion.data.splits import evaluated_split
 from fashion.metrics.intervals import joined, proportion, recall_intervals
 from fashion.metrics.retrieval import (
-    chunked_ranks,
     distinct_caption_ranks,
     recall_summary,
     similarity_histograms,
@@ -120,7 +120,9 @@ def main(
     params = load_params()
     p = section(params, "eval_clip")
     processes = Processes()  # each embeds its share of the batches; the main one writes
-    split = evaluated_split(params, subset).sample(p["n"], int(p["seed"]), "eval_clip.n")
+    split = evaluated_split(params, subset).sample(
+        p["n_images"], int(p["seed"]), "eval_clip.n_images"
+    )
     pairs = read_pairs(split.path, split.rows)
     new = split.new_to_training()
     counts = ", ".join(f"{int(m.sum())} {k.replace('_', ' ')}" for k, m in new.items())

@@ -107,7 +107,7 @@ def matched_split(
     if str(reference["split"]) != split.name or not np.array_equal(reference["rows"], split.rows):
         raise PipelineError(
             f"{path}: holds another sample of real images than {PARAMS_FILE} names "
-            "(split.evaluate, reference.n_eval, reference.seed): re-run it with dvc repro"
+            "(split.evaluate, reference.n_images, reference.seed): re-run it with dvc repro"
         )
     return split
 

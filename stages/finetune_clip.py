@@ -2,8 +2,8 @@
 
 The validation split (`split` params: whole product folders carved from train) gives the
 validation R@1 curve; nothing of it is trained on. `n_images` and `epochs` set the training
-images and length (`fashion.train.settings`). `keep: last` saves the final weights;
-`keep: best_val_r1` the weights of the validation evaluation with the best R@1 (kept in
+images and length (`fashion.train.settings`). `saved_weights: last` saves the final weights;
+`saved_weights: best_val_r1` the weights of the validation evaluation with the best R@1 (kept in
 `<checkpoints>/best/` whenever one beats the best so far, and mirrored with the checkpoints;
 dvclive's `val.best_step` says which). A resumed run keeps the best of the steps up to its
 checkpoint; a resume at the last step only writes the output.
@@ -41,7 +41,6 @@ from fashion.train.batches import StepBatches, StepDataset, worker_start_method
 from fashion.train.checkpoints import BestModel, Checkpoints
 from fashion.train.live import log_step, open_live
 from fashion.train.settings import (
-    check_names,
     fingerprint,
     fit_batch_size,
     schedule_steps,
@@ -61,7 +60,6 @@ def main(
 ) -> None:
     params = load_params()
     p = training_section(params, "finetune_clip")
-    check_names("finetune_clip", p)
     accum, seed, epochs = int(p["grad_accum"]), int(p["seed"]), p.get("epochs")
     train_file = subset_path(subset, "train")
     pairs = read_pairs(train_file)
@@ -75,10 +73,10 @@ def main(
 
     train, val = pairs.take(train_rows), pairs.take(val_rows)
     del pairs  # the whole split's images: 3.4 GB on the real benchmark
-    keep = p.get("keep", "last")
+    keep = p.get("saved_weights", "last")
     if keep not in KEEP or (keep == "best_val_r1" and not len(val)):
         raise PipelineError(
-            f"{PARAMS_FILE}: finetune_clip.keep must be one of {list(KEEP)}"
+            f"{PARAMS_FILE}: finetune_clip.saved_weights must be one of {list(KEEP)}"
             + ("; best_val_r1 needs a validation split (split.validation_images > 0)"
                if keep == "best_val_r1" else f", got {keep!r}")
         )  # fmt: skip

@@ -3,7 +3,7 @@
 Two sets of prompts. The prompt grid (every gender x colour x sleeve x category of
 `generate.prompts`), free-form prompts and those of `generate.prompts_file` (one a line):
 pictures and per-combination accuracy. The matched set: the caption of each image in a
-fixed-seed sample of the evaluated split (`reference.n_eval`, `reference.seed`,
+fixed-seed sample of the evaluated split (`reference.n_images`, `reference.seed`,
 `split.evaluate`), one image each, so `evaluate` compares the generated images with those
 same real images. Every image has its own seed; `generate.negative_prompt` applies to all.
 Writes data/generated/{base,finetuned}/*.png with data/generated/manifest.csv (file, model,
@@ -71,7 +71,7 @@ def generate(
                 negative_prompt=[negative] * len(batch) if negative else None,
                 height=size,
                 width=size,
-                num_inference_steps=int(params["steps"]),
+                num_inference_steps=int(params["denoising_steps"]),
                 guidance_scale=float(params["guidance_scale"]),
                 generator=generators,
             ).images

@@ -76,11 +76,11 @@ def main(out: Path = Path("data/subset")) -> None:
     split = read_split(paths.split, len(ann))
     source, target = redress_pairs(split, paths.split)
     redress_target = dict(zip(source.tolist(), target.tolist(), strict=True))
-    n_train, n_test = cfg.get("n_train", "all"), cfg.get("n_test", "all")
+    n_train, n_test = cfg.get("n_train_images", "all"), cfg.get("n_test_images", "all")
     chosen = {
-        "train": choose_rows(split.train, n_train, seed, "n_train", paths.split),
-        # a different stream per split, so n_train does not change which test rows are drawn
-        "test": choose_rows(split.test, n_test, seed + 1, "n_test", paths.split),
+        "train": choose_rows(split.train, n_train, seed, "n_train_images", paths.split),
+        # a different stream per split, so n_train_images does not change which test rows are drawn
+        "test": choose_rows(split.test, n_test, seed + 1, "n_test_images", paths.split),
     }
     label = f"{paths.zip}:{MEMBER}"
     with (

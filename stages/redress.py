@@ -1,6 +1,6 @@
 """Redress test images to the sentences of their official pairs, base and fine-tuned.
 
-For a fixed-seed sample of the benchmark's pairs (`redress.n_pairs`;
+For a fixed-seed sample of the benchmark's pairs (`redress.n_images`;
 `fashion.inpaint.redress`; on `split.evaluate: validation`, seeded pairs of validation
 images instead, for choosing defaults), each source's garment region (`redress` mask
 params; `redress.version` v2: joined with the garments of the target map the shape model
@@ -78,7 +78,7 @@ def main(
         else validation_pairs(split.rows, int(p["seed"]))
     )
     table = read_table(split.path)
-    sample = sample_pairs(*pairs, split.rows, p["n_pairs"], int(p["seed"]))
+    sample = sample_pairs(*pairs, split.rows, p["n_images"], int(p["seed"]))
     images = read_images(split.path, sample.source)
     prompts = table["caption"].iloc[sample.target].tolist()
     version = redress_version(p)

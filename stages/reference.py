@@ -1,12 +1,12 @@
 """The real images' reference of `evaluate`, computed once and cached by DVC.
 
 Runs after `prepare` and before any training. The matched set's real half: a fixed-seed
-sample of `reference.n_eval` images of the evaluated split (`split.evaluate`); `generate`
+sample of `reference.n_images` images of the evaluated split (`split.evaluate`); `generate`
 draws one image from each one's caption. Unless `evaluate.skip_inception` is set, it fetches
 torch-fidelity's Inception-v3 weights the first time (hash checked, into the torch hub cache or
 `evaluate.inception_weights`), so an offline machine fails in minutes rather than after hours
 of training, and one Inception pass gives the sample's IS logits and pool features. The
-memorisation reference: a fixed-seed sample of `reference.n_train` training images (train
+memorisation reference: a fixed-seed sample of `reference.n_train_images` training images (train
 less the evaluated split) at `reference.memorisation_size` px, a space no model was trained in.
 
 Writes `data/reference/real.npz`: `split`, `rows` (rows of the split's subset file), `size`,
@@ -53,7 +53,12 @@ def real_reference(params: dict[str, Any], subset: Path, out: Path) -> None:
     matched = split = matched_sample(params, subset)
     size, real_size = evaluation_size(params, split.path)
     train_rows = split.training_rows[
-        sample_rows(len(split.training_rows), p["n_train"], int(p["seed"]), "reference.n_train")
+        sample_rows(
+            len(split.training_rows),
+            p["n_train_images"],
+            int(p["seed"]),
+            "reference.n_train_images",
+        )
     ]
     arrays = {
         "split": np.array(split.name),

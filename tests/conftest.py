@@ -52,14 +52,14 @@ SMALL_PARAMS: dict[str, Any] = {
         "batch_size": 8,
         "checkpoint_every": 3,
         "eval_every": 3,
-        "validation_steps": 2,
+        "validation_denoising_steps": 2,
     },
     "finetune_inpaint": {
         "steps": 6,
         "batch_size": 8,
         "checkpoint_every": 3,
         "eval_every": 3,
-        "validation_steps": 2,
+        "validation_denoising_steps": 2,
     },
     "reshape": {
         "steps": 4,
@@ -69,7 +69,7 @@ SMALL_PARAMS: dict[str, Any] = {
         "eval_every": 2,
         "checkpoint_every": 2,
     },
-    "redress": {"n_pairs": 16, "steps": 3, "batch_size": 16},
+    "redress": {"n_images": 16, "denoising_steps": 3, "batch_size": 16},
     "generate": {
         "prompts": {
             "colors": ["red", "blue"],
@@ -77,10 +77,10 @@ SMALL_PARAMS: dict[str, Any] = {
             "categories": ["tee", "dress"],
             "free_form": ["a red dress"],
         },
-        "steps": 3,
+        "denoising_steps": 3,
         "batch_size": 16,
     },
-    "reference": {"n_eval": "all"},
+    "reference": {"n_images": "all"},
     # hermetic: no download of the Inception weights from a test run (auto's paths are
     # tested with the download faked: test_image_metrics)
     "evaluate": {"kid_subsets": 5, "skip_inception": True},

@@ -62,13 +62,13 @@ TINY_TRAINING = {
     "steps": 4,
     "checkpoint_every": 2,
     "eval_every": 2,
-    "validation_steps": 2,
+    "validation_denoising_steps": 2,
     "warmup_steps": 0,
 }
 # Small enough that each stage runs in seconds on 2 CPU cores.
 TINY_SD_PARAMS = {
     "split": {"validation_images": 4},  # two products of two images
-    "reference": {"n_eval": 2},
+    "reference": {"n_images": 2},
     "evaluate": {"skip_inception": True},  # hermetic: no weights download from a test
     "base_sd": {
         "tiny": {
@@ -101,10 +101,16 @@ TINY_SD_PARAMS = {
         "warmup_steps": 0,
         "grid_rows": 3,
     },
-    "redress": {"n_pairs": "all", "steps": 2, "batch_size": 8, "resolution": 32, "grid_rows": 3},
+    "redress": {
+        "n_images": "all",
+        "denoising_steps": 2,
+        "batch_size": 8,
+        "resolution": 32,
+        "grid_rows": 3,
+    },
     "generate": {
         "resolution": 32,
-        "steps": 2,
+        "denoising_steps": 2,
         "batch_size": 8,
         "grid_columns": 2,
         "prompts": {

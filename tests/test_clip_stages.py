@@ -57,7 +57,7 @@ PARAMS = {
         "num_workers": 0,
     },
     "split": {"validation_images": 16, "seed": 0, "evaluate": "test"},
-    "eval_clip": {"n": "all", "seed": 0, "batch_size": 16, "chunk": 8, "histogram_bins": 10},
+    "eval_clip": {"n_images": "all", "seed": 0, "batch_size": 16, "chunk": 8, "histogram_bins": 10},
 }  # fmt: skip
 
 
@@ -183,9 +183,10 @@ def test_more_steps_with_a_fixed_schedule_match_a_fresh_run(trained, tmp_path, c
 
 def test_keep_best_val_r1_saves_the_best_evaluation(trained, tmp_path, monkeypatch):
     """A known validation curve (0.2, 0.9, 0.5 at steps 2, 4, 6): the saved model is the
-    step-4 one, i.e. what the same 6-step schedule stopped at step 4 saves with keep: last."""
+    step-4 one, i.e. what the same 6-step schedule stopped at step 4 saves with
+    saved_weights: last."""
     best = copy_trained(trained, tmp_path / "best", "checkpoints")
-    set_params(best, keep="best_val_r1", eval_every=2, schedule_steps=6)
+    set_params(best, saved_weights="best_val_r1", eval_every=2, schedule_steps=6)
     curve = iter([0.2, 0.9, 0.5])
     monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: next(curve))
     stage(best, finetune_clip)
@@ -231,7 +232,7 @@ def test_n_images_and_epochs_give_the_step_count(trained, tmp_path, capsys):
 
 def test_keep_best_without_a_validation_split_is_an_error(trained, tmp_path, monkeypatch):
     project = copy_trained(trained, tmp_path / "p", "checkpoints")
-    set_params(project, keep="best_val_r1")
+    set_params(project, saved_weights="best_val_r1")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["split"]["validation_images"] = 0
     (project / "params.yaml").write_text(yaml.safe_dump(params))
@@ -371,13 +372,14 @@ def test_bad_eval_sample_size_and_broken_subset_are_errors(trained, tmp_path, mo
     shutil.copytree(trained, project)
     (project / "metrics/clip.json").unlink(missing_ok=True)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["eval_clip"]["n"] = 0
+    params["eval_clip"]["n_images"] = 0
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(project)
-    with pytest.raises(PipelineError, match="eval_clip.n: must be an integer ≥ 1 or 'all', got 0"):
+    message = "eval_clip.n_images: must be an integer ≥ 1 or 'all', got 0"
+    with pytest.raises(PipelineError, match=message):
         eval_clip.main()
     assert not (project / "metrics/clip.json").exists()
-    params["eval_clip"]["n"] = "all"  # every stage checks the whole file: put it right
+    params["eval_clip"]["n_images"] = "all"  # every stage checks the whole file: put it right
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
     with h5py.File(project / "data/subset/train.h5", "a") as f:
@@ -418,7 +420,7 @@ def test_a_resume_at_the_last_step_from_the_mirror_keeps_the_best(trained, tmp_p
     with the checkpoint), validating nothing again."""
     drive = tmp_path / "drive/finetune_clip"
     first = copy_trained(trained, tmp_path / "first", "checkpoints")
-    set_params(first, keep="best_val_r1", eval_every=2, checkpoint_mirror=str(drive))
+    set_params(first, saved_weights="best_val_r1", eval_every=2, checkpoint_mirror=str(drive))
     curve = iter([0.2, 0.9, 0.5])
     monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: next(curve))
     stage(first, finetune_clip)
@@ -438,7 +440,7 @@ def test_a_resume_at_the_last_step_without_best_ends_on_its_weights(
     """A last-step checkpoint without best/ beside it (a mirror written before it held one):
     the stage still ends, on the resumed weights, validated as the only candidate."""
     project = copy_trained(trained, tmp_path / "p", "checkpoints")
-    set_params(project, keep="best_val_r1", eval_every=2)
+    set_params(project, saved_weights="best_val_r1", eval_every=2)
     monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: 0.5)
     stage(project, finetune_clip)
     checkpoints = project / "checkpoints/finetune_clip"
@@ -460,7 +462,7 @@ def test_a_resumed_run_keeps_only_the_best_of_its_own_steps(trained, tmp_path, m
     fixed): the saved model is of a step this run reached, not step 6's. (The best of steps
     1-3 went with step 6's record: the resumed weights stand in for it.)"""
     project = copy_trained(trained, tmp_path / "p", "checkpoints")
-    set_params(project, keep="best_val_r1", eval_every=2, schedule_steps=6)
+    set_params(project, saved_weights="best_val_r1", eval_every=2, schedule_steps=6)
     curve = iter([0.2, 0.5, 0.9])
     monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: next(curve))
     stage(project, finetune_clip)
@@ -469,7 +471,7 @@ def test_a_resumed_run_keeps_only_the_best_of_its_own_steps(trained, tmp_path, m
     monkeypatch.setattr(finetune_clip, "caption_r1", lambda *args: 0.1)
     stopped = copy_trained(trained, tmp_path / "stopped", "checkpoints")
     set_params(stopped, steps=4, schedule_steps=6)
-    stage(stopped, finetune_clip)  # keep: last, so its model is step 4's weights
+    stage(stopped, finetune_clip)  # saved_weights: last, so its model is step 4's weights
 
     set_params(project, steps=4)
     curve = iter([0.1, 0.3])  # the resumed weights (step 3), then step 4

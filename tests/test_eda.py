@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import ROOT, run
 from fashion.data.attributes import CATEGORY, COLOR, LABEL_MAPS, SEGMENTATION
-from fashion.demo.drawing import PALETTE
+from fashion.data.palette import PALETTE
 from fashion.eda.figures import (
     caption_lengths,
     plot_bars,

@@ -86,10 +86,12 @@ def write_params(project: Path, evaluate: dict) -> None:
         "split": {"validation_images": 2, "seed": 0, "evaluate": "test"},
         "generate": {"resolution": SIZE},
         "reference": {
-            "seed": 0, "n_eval": "all", "n_train": "all", "memorisation_size": 16,
+            "seed": 0, "n_images": "all", "n_train_images": "all", "memorisation_size": 16,
             "batch_size": 8,
         },
-        "eval_clip": {"n": "all", "seed": 0, "batch_size": 8, "chunk": 8, "histogram_bins": 10},
+        "eval_clip": {
+            "n_images": "all", "seed": 0, "batch_size": 8, "chunk": 8, "histogram_bins": 10,
+        },
         "evaluate": evaluate,
     }  # fmt: skip
     (project / "params.yaml").write_text(yaml.safe_dump(params))
@@ -258,7 +260,7 @@ def test_another_sample_than_the_reference_is_a_clear_error(project: Path, tmp_p
     params = evaluate_params()
     write_params(copy, params)
     raw = yaml.safe_load((copy / "params.yaml").read_text())
-    raw["reference"]["n_eval"] = 6
+    raw["reference"]["n_images"] = 6
     (copy / "params.yaml").write_text(yaml.safe_dump(raw))
     proc = run(["python", str(STAGE)], copy, check=False, timeout=600, env=OFFLINE)
     assert proc.returncode == 1 and "real.npz: holds another sample" in proc.stderr

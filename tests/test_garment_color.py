@@ -16,7 +16,8 @@ from PIL import Image
 
 from conftest import ROOT
 from fashion.data.attributes import CATEGORY, COLOR, SLEEVE
-from fashion.demo.drawing import PALETTE, draw_garments
+from fashion.data.palette import PALETTE
+from fashion.demo.drawing import draw_garments
 from fashion.metrics.garment_color import SOLID_CODES, TORSO_BOX, garment_color
 
 PER_COLOR = 12

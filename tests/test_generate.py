@@ -94,7 +94,7 @@ def test_matched_set_is_the_reference_sample_captions(generated: Path) -> None:
     """One image per sampled test image, from its caption, with its codes and row."""
     manifest = pd.read_csv(generated / "data/generated/manifest.csv")
     matched = manifest[(manifest.source == "matched") & (manifest.model == "base")]
-    rows = sample_rows(8, 2, seed=0)  # reference.n_eval 2 of the 8 test images, seed 0
+    rows = sample_rows(8, 2, seed=0)  # reference.n_images 2 of the 8 test images, seed 0
     assert matched.row.tolist() == rows.tolist()
     table = read_table(generated / "data/subset/test.h5").iloc[rows]
     assert matched.prompt.tolist() == table.caption.tolist()
@@ -125,17 +125,17 @@ def test_matched_set_larger_than_the_split_takes_it_all(
     project = tmp_path / "p"
     shutil.copytree(generated, project)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["reference"]["n_eval"] = 9
+    params["reference"]["n_images"] = 9
     params["generate"].update(prompts={"free_form": []}, prompts_file=None)  # matched set alone
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(project)
-    with pytest.warns(UserWarning, match=r"reference.n_eval=9, but the test split holds 8"):
+    with pytest.warns(UserWarning, match=r"reference.n_images=9, but the test split holds 8"):
         generate.main()
     manifest = pd.read_csv("data/generated/manifest.csv")
     assert manifest[manifest.model == "base"].row.tolist() == list(range(8))
-    params["reference"]["n_eval"] = 0
+    params["reference"]["n_images"] = 0
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(PipelineError, match=r"reference.n_eval: must be an integer ≥ 1 or 'all'"):
+    with pytest.raises(PipelineError, match=r"reference.n_images: must be an integer ≥ 1 or 'all'"):
         generate.main()
     assert len(pd.read_csv("data/generated/manifest.csv")) == 16  # left as it was
 
@@ -169,7 +169,7 @@ def test_half_precision_weights_generate(
     assert dtypes == [torch.bfloat16, torch.bfloat16]
     manifest = pd.read_csv("data/generated/manifest.csv")
     assert len(manifest) == 14
-    assert generate.device_and_dtype("fp16")[1] == (
+    assert generate.device_and_dtype("auto")[1] == (
         torch.float16 if torch.cuda.is_available() else torch.bfloat16
     )
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)  # emulated bf16: ~15x slower

@@ -40,7 +40,7 @@ def with_value(section: str, key: str, value: Any) -> dict[str, Any]:
 # one key per stage section at least, each class of bad value: (section, key, value, problem)
 BAD = [
     ("demo", "n_images", 5, "must be ≥ 20, got 5"),
-    ("prepare", "n_train", 0, "must be an integer ≥ 1 or 'all', got 0"),
+    ("prepare", "n_train_images", 0, "must be an integer ≥ 1 or 'all', got 0"),
     ("split", "evaluate", "val", "must be one of 'test' or 'validation', got 'val'"),
     ("eda", "stop_words", ["a", True], "must be a string (item 1), got True"),
     ("base_clip", "tiny.patch_size", "eight", "must be an integer, got 'eight'"),
@@ -52,11 +52,27 @@ BAD = [
     ("reshape", "coarse_cells", "mean", "must be one of 'majority' or 'shares', got 'mean'"),
     ("finetune_inpaint", "map_dropout", -0.1, "must be ≥ 0, got -0.1"),
     ("redress", "resolution", 100, "must be a multiple of 8, got 100"),
-    ("generate", "steps", -3, "must be ≥ 1, got -3"),
-    ("reference", "n_eval", "some", "must be an integer ≥ 1 or 'all', got 'some'"),
+    ("generate", "denoising_steps", -3, "must be ≥ 1, got -3"),
+    ("reference", "n_images", "some", "must be an integer ≥ 1 or 'all', got 'some'"),
     ("evaluate", "skip_inception", "maybe", "must be true, false or auto, got 'maybe'"),
     ("generate", "guidance_scal", 9.0, "unknown key; did you mean guidance_scale?"),
     ("finetune_sd", "max_steps", 10, "renamed: it is now finetune_sd.steps"),
+    ("generate", "steps", 30, "renamed: it is now generate.denoising_steps"),
+    (
+        "finetune_inpaint",
+        "validation_steps",
+        4,
+        "renamed: it is now finetune_inpaint.validation_denoising_steps",
+    ),
+    ("redress", "n_pairs", 10, "renamed: it is now redress.n_images"),
+    ("finetune_clip", "keep", "last", "renamed: it is now finetune_clip.saved_weights"),
+    (
+        "finetune_sd",
+        "vae_precision",
+        None,
+        "must be one of 'fp32', 'bf16', 'fp16' or 'auto', got None",
+    ),
+    ("redress", "precision", "half", "must be one of 'fp32', 'bf16', 'fp16' or 'auto', got 'half'"),
     ("finetune_clip", "seed", 3, "not a param of finetune_clip: set training.seed"),
 ]
 
@@ -86,9 +102,9 @@ def test_the_shipped_params_and_every_profile_validate() -> None:
 
 def test_a_key_left_out_counts_only_in_a_complete_check() -> None:
     params = shipped()
-    del params["generate"]["steps"]
+    del params["generate"]["denoising_steps"]
     check_params(params)  # a stage's check: what is there is right
-    with pytest.raises(ParamsError, match=r"params.yaml: generate.steps: missing"):
+    with pytest.raises(ParamsError, match=r"params.yaml: generate.denoising_steps: missing"):
         check_params(params, complete=True)
 
 

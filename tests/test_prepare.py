@@ -37,7 +37,7 @@ def write_params(project: Path, benchmark: dict | None = None, **prepare: object
     params = {
         "benchmark": {"root": "bench", "password_env": ENV_VAR} | (benchmark or {}),
         "demo": {"password": PASSWORD},
-        "prepare": {"n_train": "all", "n_test": "all", "seed": 0} | prepare,
+        "prepare": {"n_train_images": "all", "n_test_images": "all", "seed": 0} | prepare,
     }
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
@@ -114,7 +114,7 @@ def test_seeded_subsets_are_deterministic_and_disjoint(project: Path) -> None:
     source = build_benchmark(project / "bench", n=40)  # 30 train, 10 test
 
     def subset(seed: int) -> tuple[list[int], list[int]]:
-        write_params(project, n_train=6, n_test=3, seed=seed)
+        write_params(project, n_train_images=6, n_test_images=3, seed=seed)
         result = run_prepare(project)
         assert result.returncode == 0, result.stderr
         return tuple(
@@ -145,7 +145,7 @@ def test_the_test_subset_holds_each_images_redress_target(project: Path) -> None
     pairs = dict(zip(index[source_rows].tolist(), index[target_rows].tolist(), strict=True))
     assert pairs == {0: 12, 4: 8, 8: 0, 12: 12}
 
-    write_params(project, n_test=2, seed=3)
+    write_params(project, n_test_images=2, seed=3)
     assert run_prepare(project).returncode == 0
     index = read_table(project / "data/subset/test.h5")["index"].to_numpy()
     source_rows, target_rows = redress_rows(project / "data/subset/test.h5")
@@ -234,10 +234,10 @@ BAD_INPUTS = {
         )
         for layout in ("ih not mean-subtracted", "ih_mean stored (H, W)", "ih in 0..255")
     },
-    "n_train larger than the split": (
-        "n_train",
+    "n_train_images larger than the split": (
+        "n_train_images",
         {},
-        "{root}/Eval/ind.mat: prepare.n_train=7 but the split has only 6 images",
+        "{root}/Eval/ind.mat: prepare.n_train_images=7 but the split has only 6 images",
     ),
 }
 
@@ -247,8 +247,8 @@ def test_bad_input_exits_1_naming_the_file_and_leaves_nothing(project: Path, cas
     breaker, options, message = BAD_INPUTS[case]
     root = project / "bench"
     build_benchmark(root, n=8, **options)  # 6 train, 2 test
-    if breaker == "n_train":
-        write_params(project, n_train=7)
+    if breaker == "n_train_images":
+        write_params(project, n_train_images=7)
     elif breaker is not None:
         breaker(root)
     result = run_prepare(project, password=options.get("password") and PASSWORD)

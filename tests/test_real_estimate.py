@@ -73,8 +73,8 @@ def test_every_shipped_profile_states_a_budget_the_cost_model_holds() -> None:
                 assert worst <= limit * 60, (name, worst)
             elif key == "ci95":
                 params = profile_params(*chain)
-                n_eval = cost_model.count(params["reference"]["n_eval"], cost_model.REAL_TEST)
-                n_pairs = cost_model.count(params["redress"]["n_pairs"], cost_model.REAL_TEST)
+                n_eval = cost_model.count(params["reference"]["n_images"], cost_model.REAL_TEST)
+                n_pairs = cost_model.count(params["redress"]["n_images"], cost_model.REAL_TEST)
                 assert cost_model.wilson_half_width(n_eval) <= limit, name
                 for attribute, share in CHANGING_SHARES.items():
                     assert cost_model.wilson_half_width(n_pairs * share) <= limit, attribute

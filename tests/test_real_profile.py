@@ -30,20 +30,20 @@ FIT_TO_TEST = [
     "finetune_clip.eval_every=2",
     "finetune_clip.checkpoint_every=2",
     "finetune_clip.num_workers=0",
-    "eval_clip.n=all",
+    "eval_clip.n_images=all",
     "finetune_sd.resolution=64",
     "finetune_sd.steps=4",
     "finetune_sd.batch_size=4",
     "finetune_sd.grad_accum=1",
     "finetune_sd.checkpoint_every=2",
     "finetune_sd.eval_every=2",
-    "finetune_sd.validation_steps=2",
+    "finetune_sd.validation_denoising_steps=2",
     "generate.resolution=64",
-    "generate.steps=2",
+    "generate.denoising_steps=2",
     "generate.prompts.colors=[red, blue]",
     "generate.prompts.sleeves=[long-sleeved]",
     "generate.prompts.categories=[tee]",
-    "reference.n_eval=8",
+    "reference.n_images=8",
     "evaluate.skip_inception=true",
     "reshape.steps=4",
     "reshape.checkpoint_every=2",
@@ -54,10 +54,10 @@ FIT_TO_TEST = [
     "finetune_inpaint.grad_accum=1",
     "finetune_inpaint.checkpoint_every=2",
     "finetune_inpaint.eval_every=2",
-    "finetune_inpaint.validation_steps=2",
+    "finetune_inpaint.validation_denoising_steps=2",
     "redress.resolution=64",
-    "redress.steps=2",
-    "redress.n_pairs=8",
+    "redress.denoising_steps=2",
+    "redress.n_images=8",
     "redress.precision=bf16",
 ]
 
@@ -111,7 +111,7 @@ def test_real_profile_runs_offline_with_stand_in_models(pipeline: Path, tmp_path
     assert clip["n"] > 0 and set(clip) >= {"base", "finetuned"}
     generation = json.loads((project / "metrics" / "generation.json").read_text())
     matched = generation["matched"]
-    assert matched["n"] == 8  # reference.n_eval: one image per sampled test image
+    assert matched["n"] == 8  # reference.n_images: one image per sampled test image
     assert matched["finetuned"]["inception_score"] is None  # skipped, never made up
     assert "pixel" not in matched["finetuned"]["attr_acc"]  # the real profile's judges: CLIPs
     assert set(matched["finetuned"]["attr_acc"]) == {"finetuned_clip", "base_clip"}

@@ -80,7 +80,7 @@ def test_pairs_come_from_one_half_and_keep_their_targets(
     pairs = dict(zip(source.tolist(), target.tolist(), strict=True))
     assert all(pairs[s] == t for s, t in zip(base.source_row, base.target_row, strict=True))
     reference = pd.read_csv("data/redressed/reference.csv")["row"].tolist()
-    assert len(base) == 8  # n_pairs all: every pair of the 8 test images
+    assert len(base) == 8  # n_images all: every pair of the 8 test images
     scored = base.source_row[base.realism]
     assert not set(reference) & set(scored)  # realism never meets its own source
     assert len(reference) == len(scored) == 4
@@ -190,7 +190,7 @@ def test_sample_pairs_and_the_outside_difference() -> None:
     again = sample_pairs(source, target, np.arange(10), 3, seed=0)
     assert len(again.source) == 3 and np.all(np.diff(again.source) > 0)
     np.testing.assert_array_equal(again.reference, sample.reference)  # halves: seed only
-    with pytest.warns(UserWarning, match="redress.n_pairs=12, but the evaluated split holds 10"):
+    with pytest.warns(UserWarning, match="redress.n_images=12, but the evaluated split holds 10"):
         sample_pairs(source, target, np.arange(10), 12, seed=0)
     a = np.zeros((1, 4, 4, 3), np.uint8)
     b = a.copy()

@@ -45,7 +45,8 @@ def write_params(root, resolution: int = 48, split: str = "test", **evaluate) ->
         "split": {"validation_images": 3, "seed": 0, "evaluate": split},
         "generate": {"resolution": resolution},
         "reference": {
-            "seed": 0, "n_eval": 6, "n_train": "all", "memorisation_size": 16, "batch_size": 4,
+            "seed": 0, "n_images": 6, "n_train_images": "all", "memorisation_size": 16,
+            "batch_size": 4,
         },
         "evaluate": {"skip_inception": True, "inception_weights": None} | evaluate,
     }  # fmt: skip
@@ -94,7 +95,7 @@ def test_validation_split_reference(project, monkeypatch) -> None:
     names = read_table(project / "data/subset/train.h5")["name"].tolist()
     val = validation_rows(names, 3, seed=0)
     assert str(ref["split"]) == "validation"
-    assert set(ref["rows"]) == set(val)  # n_eval 6 >= the validation split: all of it
+    assert set(ref["rows"]) == set(val)  # n_images 6 >= the validation split: all of it
     rest = np.setdiff1d(np.arange(N_TRAIN), val)
     train = resize_images(read_images(project / "data/subset/train.h5", rest), 16)
     np.testing.assert_array_equal(ref["train_pixels"], train)
@@ -116,9 +117,10 @@ def test_inception_reference_is_one_pass_over_the_resized_real_sample(project, m
 def test_too_large_a_sample_names_the_param(project, monkeypatch) -> None:
     write_params(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["reference"]["n_train"] = N_TRAIN + 1
+    params["reference"]["n_train_images"] = N_TRAIN + 1
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(PipelineError, match=r"params.yaml: reference.n_train: sample size 21"):
+    message = r"params.yaml: reference.n_train_images: sample size 21"
+    with pytest.raises(PipelineError, match=message):
         run_in(project, monkeypatch)
 
 

@@ -4,12 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fashion.metrics.retrieval import (
-    chunked_ranks,
-    first_hit_ranks,
-    recall_summary,
-    similarity_histograms,
-)
+from fashion.core.ranks import chunked_ranks, first_hit_ranks
+from fashion.metrics.retrieval import recall_summary, similarity_histograms
 
 
 def ranks(sim, query_keys, gallery_keys):

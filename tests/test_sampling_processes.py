@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests/sampling_processes_worker.py"
 # several batches per model and per image set, the last one short
 PARAMS = {"generate": {"batch_size": 2}, "redress": {"batch_size": 3},
-          "reference": {"n_eval": 4, "batch_size": 3}, "eval_clip": {"batch_size": 3},
+          "reference": {"n_images": 4, "batch_size": 3}, "eval_clip": {"batch_size": 3},
           "evaluate": {"batch_size": 2, "skip_inception": False, "is_splits": 2,
                        "kid_subsets": 3}}  # fmt: skip
 STAGES = ("reference", "eval_clip", "generate", "redress", "evaluate", "evaluate_redress")

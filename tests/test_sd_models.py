@@ -165,21 +165,31 @@ def test_bad_vae_pretraining_param_is_a_clear_error(
     assert not Path("models/base_sd").exists()
 
 
-def test_half_precision_is_bf16_only_on_a_cpu_that_computes_it(
+def test_one_precision_vocabulary_with_one_cpu_fallback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """On a GPU a precision is what it says; on the CPU fp16 and bf16 are bf16 where the CPU
-    has bf16 instructions and fp32 where bf16 would be emulated (~15x slower)."""
+    """A precision is the dtype it names on a GPU; auto is the training's mixed-precision
+    dtype where there is one, else fp16 there. On the CPU half precision runs only where the
+    CPU computes it (bf16 with its instructions; fp16 never), else fp32; auto is bf16 there
+    without mixed precision."""
     from fashion.sd import precision
 
-    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+    bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
+    for native in (True, False):
         monkeypatch.setattr(precision, "cpu_has_bf16", lambda native=native: native)
-        for name in ("fp16", "bf16"):
-            assert precision.compute_dtype(name, "cpu", "p") == expected
-        assert precision.compute_dtype("fp32", "cpu", "p") == torch.float32
-        assert precision.compute_dtype("fp16", "cuda", "p") == torch.float16
-        assert precision.compute_dtype("bf16", "cuda:1", "p") == torch.bfloat16
-    with pytest.raises(PipelineError, match=r"^params.yaml: redress.precision must be one of"):
+        on_cpu = bf16 if native else fp32
+        expected_cpu = {"fp32": fp32, "bf16": on_cpu, "fp16": fp32, "auto": on_cpu}
+        for name, dtype in expected_cpu.items():
+            assert precision.compute_dtype(name, "cpu", "p") == dtype, (native, name)
+            mixed = fp16 if name == "auto" else dtype  # accelerate's dtype, as the training's
+            assert precision.compute_dtype(name, "cpu", "p", mixed=fp16) == mixed
+        expected_gpu = {"fp32": fp32, "bf16": bf16, "fp16": fp16, "auto": fp16}
+        for name, dtype in expected_gpu.items():
+            assert precision.compute_dtype(name, "cuda:1", "p") == dtype
+        assert precision.compute_dtype("auto", "cuda", "p", mixed=bf16) == bf16
+        assert precision.compute_dtype("auto", "cuda", "p", mixed=fp32) == fp16
+        assert precision.compute_dtype("fp32", "cuda", "p", mixed=bf16) == fp32
+    with pytest.raises(PipelineError, match=r"^params.yaml: redress.precision: must be one of"):
         precision.compute_dtype("fp8", "cpu", "redress.precision")
 
 

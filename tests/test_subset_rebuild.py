@@ -22,7 +22,7 @@ def test_prepare_rebuilds_the_subset_byte_for_byte(tmp_path: Path) -> None:
     params = {
         "benchmark": {"root": "bench", "password_env": "TEST_UNSET_PASSWORD"},
         "demo": {"password": PASSWORD},
-        "prepare": {"n_train": "all", "n_test": "all", "seed": 0},
+        "prepare": {"n_train_images": "all", "n_test_images": "all", "seed": 0},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     build_benchmark(tmp_path / "bench", n=13)

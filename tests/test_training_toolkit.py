@@ -18,7 +18,6 @@ from fashion.train.batches import StepBatches, StepDataset, worker_start_method
 from fashion.train.checkpoints import FINGERPRINT_FILE, Checkpoints
 from fashion.train.optimizer import adamw
 from fashion.train.settings import (
-    check_names,
     fingerprint,
     fit_batch_size,
     schedule_steps,
@@ -95,10 +94,7 @@ def test_n_images_and_epochs_set_the_length() -> None:
         assert fit_batch_size("x", 16, 20, 2, 1) == 10
 
 
-def test_old_names_and_the_schedule_length() -> None:
-    with pytest.raises(PipelineError, match=r"^params.yaml: x.max_steps is now x.steps$"):
-        check_names("x", {"max_steps": 5})
-    check_names("x", {"steps": 5})
+def test_the_schedule_length() -> None:
     assert schedule_steps("x", 5, None) == 5 and schedule_steps("x", 5, 8) == 8
     with pytest.raises(PipelineError, match="x.schedule_steps"):
         schedule_steps("x", 5, 4)

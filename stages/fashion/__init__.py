@@ -1,9 +1,9 @@
 """Shared code of the Fashion Synthesis pipeline; its sub-packages follow the pipeline.
 
 - `core`: params, the stage runner and its error type, all-or-nothing outputs, where a
-  model came from (`provenance`), figures of image rows (`grids`)
+  model came from (`provenance`), figures of image rows (`grids`), retrieval ranks (`ranks`)
 - `data`: the released benchmark (readers, decryption), the prepared subset files, the
-  attribute maps, caption sentences and the labels table
+  attribute maps and the colours' palette, caption sentences and the labels table
 - `demo`: the drawn demo benchmark (drawing, codes and captions with the real statistics,
   writers of the release format)
 - `eda`: EDA tables and figures

@@ -21,7 +21,7 @@ from transformers import CLIPModel, CLIPProcessor, get_cosine_schedule_with_warm
 
 from fashion.clip.data import Pairs
 from fashion.clip.models import embed_images, embed_texts
-from fashion.metrics.retrieval import chunked_ranks
+from fashion.core.ranks import chunked_ranks
 from fashion.train.optimizer import adamw
 
 LOGIT_SCALE_MAX = math.log(100.0)

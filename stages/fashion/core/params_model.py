@@ -1,6 +1,6 @@
 """params.yaml as a typed interface: one pydantic model per section, with the types,
 ranges and choices of every key, so a bad value stops a stage before it reads any data, in
-one line that names the key (`params.yaml: generate.steps: must be ≥ 1, got -3`), and a
+one line that names the key (`params.yaml: generate.denoising_steps: must be ≥ 1, got -3`), and a
 misspelt key names the closest known one.
 
 Stages validate what `load_params` reads (`check_params`): every key present is checked and
@@ -60,7 +60,10 @@ Count = Annotated[
     _one_message("must be an integer ≥ 1 or 'all'"),
 ]
 OptionalPosInt = Annotated[Union[PosInt, None], _one_message("must be an integer ≥ 1 or null")]  # noqa: UP007
-Precision = Literal["fp16", "bf16", "fp32"]
+# fp32 | bf16 | fp16 | auto, one meaning on every device (fashion.sd.precision); the
+# training stages' autocast takes bf16 | fp32 (fp16 would need a gradient scaler)
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+AutocastPrecision = Literal["bf16", "fp32"]
 Scheduler = Literal["pndm", "ddim", "dpm", "euler"]
 
 
@@ -87,8 +90,8 @@ class Demo(Section):
 
 
 class Prepare(Section):
-    n_train: Count
-    n_test: Count
+    n_train_images: Count
+    n_test_images: Count
     seed: Seed
 
 
@@ -169,11 +172,11 @@ class FinetuneClip(TrainingRun):
     lock_text: Annotated[Bool | NonNegInt, _one_message("must be true, false or a count ≥ 0")]
     log_every: PosInt
     num_workers: NonNegInt
-    keep: Literal["last", "best_val_r1"]
+    saved_weights: Literal["last", "best_val_r1"]
 
 
 class EvalClip(Section):
-    n: Count
+    n_images: Count
     seed: Seed
     batch_size: PosInt
     chunk: PosInt
@@ -204,7 +207,7 @@ class VaePretraining(Section):
     kl_weight: NonNegFloat
     chroma_weight: NonNegFloat
     color_balance: Probability
-    precision: Literal["bf16", "fp32"]
+    precision: AutocastPrecision
 
 
 class BaseSD(Section):
@@ -235,8 +238,8 @@ class FinetuneSD(TrainingRun):
     ema_decay: Probability
     gradient_checkpointing: Bool
     cache_latents: Bool
-    vae_precision: Literal["auto", "fp16", "bf16", "fp32"] | None
-    validation_steps: PosInt  # denoising steps of the validation images
+    vae_precision: Precision
+    validation_denoising_steps: PosInt  # of the validation images
     validation_prompts: list[str]
 
 
@@ -249,7 +252,7 @@ class Reshape(TrainingRun):
     text_dim: PosInt
     min_word_count: PosInt
     loss_size: PosInt
-    precision: Literal["bf16", "fp32"]
+    precision: AutocastPrecision
     lr: PosFloat
     weight_decay: NonNegFloat
     random_flip: Bool
@@ -272,10 +275,10 @@ class Redress(Section):
     version: Literal["v1", "v2"]
     mask_classes: list[str]
     mask_dilation: NonNegInt
-    n_pairs: Count
+    n_images: Count
     seed: Seed
     scheduler: Scheduler
-    steps: PosInt  # denoising steps
+    denoising_steps: PosInt
     guidance_scale: NonNegFloat
     resolution: Resolution
     precision: Precision
@@ -298,7 +301,7 @@ class Generate(Section):
     prompts_file: str | None
     negative_prompt: str
     scheduler: Scheduler
-    steps: PosInt  # denoising steps
+    denoising_steps: PosInt
     guidance_scale: NonNegFloat
     resolution: Resolution
     precision: Precision
@@ -311,8 +314,8 @@ class Generate(Section):
 
 class Reference(Section):
     seed: Seed
-    n_eval: Count
-    n_train: Count
+    n_images: Count
+    n_train_images: Count
     memorisation_size: PosInt
     batch_size: PosInt
 
@@ -359,6 +362,15 @@ TRAINING_SECTIONS = ("finetune_clip", "finetune_sd", "reshape", "finetune_inpain
 # Old names -> the names now: the training sections' (SD's were diffusers' script's), and
 # params that moved out of them.
 RENAMED = {
+    # 2026-12-07: one name per concept (denoising vs training steps; n_* counts images)
+    "steps": "denoising_steps",
+    "validation_steps": "validation_denoising_steps",
+    "n": "n_images",
+    "n_eval": "n_images",
+    "n_pairs": "n_images",
+    "n_train": "n_train_images",
+    "n_test": "n_test_images",
+    "keep": "saved_weights",
     "max_steps": "steps",
     "lr_warmup_steps": "warmup_steps",
     "validation_every": "eval_every",

@@ -144,8 +144,10 @@ def evaluated_split(params: dict[str, Any], subset: str | Path) -> EvaluatedSpli
 
 
 def matched_sample(params: dict[str, Any], subset: str | Path) -> EvaluatedSplit:
-    """The matched set's real images: a fixed-seed sample of `reference.n_eval` images of the
+    """The matched set's real images: a fixed-seed sample of `reference.n_images` images of the
     evaluated split (`reference.seed`). `generate` draws one image from each one's caption;
     `reference` and `evaluate` compare with them."""
     p = section(params, "reference")
-    return evaluated_split(params, subset).sample(p["n_eval"], int(p["seed"]), "reference.n_eval")
+    return evaluated_split(params, subset).sample(
+        p["n_images"], int(p["seed"]), "reference.n_images"
+    )

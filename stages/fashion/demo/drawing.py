@@ -7,8 +7,8 @@
   - category: a silhouette family per garment (flared knee-length dress, boxy tee,
     tank with straps, open front with lapels, hood, fur-rimmed hood, wide poncho,
     trouser legs of a jumpsuit, shorts of a romper, ...);
-  - colour: the garment's fill from `PALETTE`; multicolor is a pattern of three
-    colours (stripes or checks);
+  - colour: the garment's fill from `PALETTE` (`fashion.data.palette`); multicolor is a
+    pattern of three colours (stripes or checks);
   - sleeve: long sleeves cover the arms, short ones the upper arms, sleeveless
     garments leave the arms bare;
 with seeded jitter of position, scale, shade, skin, hair and background.
@@ -20,31 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from fashion.data.attributes import CATEGORY, COLOR, SLEEVE
+from fashion.data.palette import PALETTE
 
 SIZE = 128
 
 # Segmentation classes of the benchmark's `b_`.
 BACKGROUND, HAIR, FACE, UPPER, LOWER, LEGS, ARMS = range(7)
 
-# RGB in [0, 1] of every colour name (code 17, multicolor, is drawn as a pattern).
-PALETTE: dict[str, tuple[float, float, float]] = {
-    "red": (0.80, 0.08, 0.10),
-    "blue": (0.12, 0.25, 0.78),
-    "white": (0.98, 0.98, 0.97),
-    "pink": (0.97, 0.58, 0.74),
-    "orange": (0.96, 0.50, 0.08),
-    "black": (0.07, 0.07, 0.08),
-    "brown": (0.45, 0.26, 0.11),
-    "green": (0.12, 0.58, 0.22),
-    "purple": (0.50, 0.18, 0.62),
-    "yellow": (0.97, 0.86, 0.10),
-    "khaki": (0.72, 0.65, 0.42),
-    "gray": (0.50, 0.50, 0.52),
-    "beige": (0.91, 0.84, 0.70),
-    "blonde": (0.95, 0.86, 0.52),
-    "silver": (0.76, 0.79, 0.86),
-    "olive": (0.40, 0.44, 0.12),
-}
 # Colours a multicolor pattern is made of.
 PATTERN_COLORS = ("red", "blue", "white", "yellow", "green", "pink", "orange", "purple")
 

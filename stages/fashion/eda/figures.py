@@ -24,7 +24,7 @@ from wordcloud import WordCloud  # noqa: E402
 
 from fashion.data.attributes import SEGMENTATION, SEGMENTATION_COLORS  # noqa: E402
 from fashion.data.captions import caption_tokens  # noqa: E402
-from fashion.demo.drawing import PALETTE  # noqa: E402
+from fashion.data.palette import PALETTE  # noqa: E402
 
 _SEGMENTATION_CHUNK = 1024  # images per read: 16 MB of 128x128 uint8 masks
 # A colour bar without a palette colour (multicolor) is drawn as stripes of these.

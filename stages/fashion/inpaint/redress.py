@@ -13,7 +13,7 @@ validation split with seeded pairs, for choosing defaults) is cut in two halves 
 shuffle. Realism compares the redressed
 images whose source lies in one half with the real images of the other, so no redressed
 image is compared with its own source; the pairs themselves are drawn from the whole split
-(`redress.n_pairs`, or all 8,979 test pairs on the real benchmark).
+(`redress.n_images`, or all 8,979 test pairs on the real benchmark).
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def sample_pairs(
     if not len(source):
         raise PipelineError(f"{PARAMS_FILE}: redress: no pair has both images in the split")
     holder = f"the evaluated split holds {len(source)} pairs"
-    n_pairs = capped_size(n_pairs, len(source), "redress.n_pairs", holder)
-    chosen = sample_rows(len(source), n_pairs, seed, "redress.n_pairs")
+    n_pairs = capped_size(n_pairs, len(source), "redress.n_images", holder)
+    chosen = sample_rows(len(source), n_pairs, seed, "redress.n_images")
     order = np.random.default_rng([seed, 0]).permutation(np.asarray(split_rows))
     half = (len(order) + 1) // 2
     return RedressSample(
@@ -145,7 +145,7 @@ def redrawn(
         **pipeline_inputs(images, masks),
         height=size,
         width=size,
-        num_inference_steps=int(params["steps"]),
+        num_inference_steps=int(params["denoising_steps"]),
         guidance_scale=float(params["guidance_scale"]),
         generator=[torch.Generator().manual_seed(s) for s in seeds],
         output_type="np",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fashion.data.attributes import COLOR
-from fashion.demo.drawing import PALETTE
+from fashion.data.palette import PALETTE
 
 # (top, bottom, left, right) as fractions of the image side
 TORSO_BOX = (52 / 128, 66 / 128, 58 / 128, 70 / 128)

@@ -1,10 +1,8 @@
 """Retrieval metrics as plain functions on similarity matrices.
 
-A query's rank is the 1-based position of its first relevant item when the gallery is
-sorted by decreasing similarity, ties broken by a stable sort on gallery index (the
-lower index comes first). An item is relevant when its key equals the query's key:
-caption ids for caption-level retrieval (identical sentences count as hits), pair
-indices for index-exact retrieval.
+A query's rank (the 1-based position of its first relevant item, ties broken by gallery
+index; relevant: the same key as the query) is computed in `fashion.core.ranks`, below both
+`clip` (its validation R@1) and this module, which builds the metrics on it.
 """
 
 from __future__ import annotations
@@ -14,41 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-
-def first_hit_ranks(
-    sim: torch.Tensor, query_keys: torch.Tensor, gallery_keys: torch.Tensor
-) -> torch.Tensor:
-    """1-based rank of the first relevant gallery item for each query row of `sim` (q, g).
-
-    Every query must have at least one relevant item.
-    """
-    relevant = query_keys[:, None] == gallery_keys[None, :]
-    if not bool(relevant.any(dim=1).all()):
-        raise ValueError("a query has no relevant gallery item")
-    best = sim.masked_fill(~relevant, float("-inf")).max(dim=1, keepdim=True).values
-    tied = sim == best
-    # among the relevant items at the best score, the lowest index comes first
-    first = (relevant & tied).int().argmax(dim=1, keepdim=True)
-    before = torch.arange(sim.shape[1], device=sim.device)[None, :] < first
-    return (sim > best).sum(dim=1) + (tied & before).sum(dim=1) + 1
-
-
-def chunked_ranks(
-    queries: torch.Tensor,
-    gallery: torch.Tensor,
-    query_keys: torch.Tensor,
-    gallery_keys: torch.Tensor,
-    chunk: int = 1024,
-) -> torch.Tensor:
-    """`first_hit_ranks` of `queries @ gallery.T`, computed `chunk` query rows at a time."""
-    return torch.cat(
-        [
-            first_hit_ranks(
-                queries[i : i + chunk] @ gallery.T, query_keys[i : i + chunk], gallery_keys
-            )
-            for i in range(0, len(queries), chunk)
-        ]
-    )
+from fashion.core.ranks import chunked_ranks
 
 
 def recall_summary(ranks: torch.Tensor | np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict:

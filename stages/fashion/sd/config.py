@@ -10,7 +10,7 @@ from typing import Any
 from fashion.core.params import PARAMS_FILE
 from fashion.core.stage import PipelineError
 from fashion.sd.precision import PRECISIONS
-from fashion.train.settings import check_names, schedule_steps
+from fashion.train.settings import schedule_steps
 
 # full: every UNet (and text encoder) weight; lora: LoRA adapters on attention; lora_conv_in:
 # those and the UNet's input convolution (an inpainting UNet widened to condition channels)
@@ -53,13 +53,13 @@ class TrainConfig:
     ema_decay: float = 0.999
     gradient_checkpointing: bool = False
     cache_latents: bool = True
-    vae_precision: str | None = None  # the frozen VAE's dtype; None: the mixed-precision one
+    vae_precision: str = "auto"  # the frozen VAE's dtype (fashion.sd.precision)
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     checkpoint_mirror: str | None = None  # a folder that survives the machine (Colab: Drive)
     eval_every: int = 100  # validation images
     validation_prompts: list[str] = field(default_factory=list)
-    validation_steps: int = 20
+    validation_denoising_steps: int = 20
     seed: int = 0
     stage: str = "finetune_sd"  # the params section, named in errors (not a param)
 
@@ -70,7 +70,6 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], stage: str = "finetune_sd") -> TrainConfig:
-        check_names(stage, params)
         names = {f.name for f in dataclasses.fields(cls)} - {"stage"}
         unknown = sorted(set(params) - names)
         if unknown:
@@ -79,9 +78,9 @@ class TrainConfig:
         problems = []
         if cfg.mode not in MODES:
             problems.append(f"mode must be full, lora or lora_conv_in, got {cfg.mode!r}")
-        if cfg.vae_precision not in (None, "auto", *PRECISIONS):
+        if cfg.vae_precision not in ("auto", *PRECISIONS):
             problems.append(
-                f"vae_precision must be auto, null or one of {list(PRECISIONS)}, "
+                f"vae_precision must be auto or one of {list(PRECISIONS)}, "
                 f"got {cfg.vae_precision!r}"
             )
         if cfg.prediction_type not in (None, "epsilon", "v_prediction"):

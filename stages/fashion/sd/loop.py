@@ -23,7 +23,7 @@ from fashion.train.live import log_step, open_live
 
 def validation_images(tuner: FineTuner, **call: Any) -> np.ndarray:
     """Float (b, H, W, 3) images in [0, 1] of the tuner's current weights: its inference
-    pipeline called with `call` and `validation_steps` steps, seeded by `seed`."""
+    pipeline called with `call` and `validation_denoising_steps` steps, seeded by `seed`."""
     cfg = tuner.cfg
     pipe = tuner.inference_pipeline(use_ema=False)
     pipe.set_progress_bar_config(disable=True)
@@ -42,7 +42,7 @@ def validation_images(tuner: FineTuner, **call: Any) -> np.ndarray:
     with torch.no_grad(), autocast, torch.random.fork_rng(devices):
         images = pipe(
             **call,
-            num_inference_steps=cfg.validation_steps,
+            num_inference_steps=cfg.validation_denoising_steps,
             generator=generator,
             output_type="np",
         ).images

@@ -1,10 +1,13 @@
-"""Half precision where it is fast: on a GPU as asked, on the CPU only where the CPU computes
-bf16 itself.
+"""One precision vocabulary for every `*precision` param: fp32 | bf16 | fp16 | auto.
 
-A CPU with AVX512-BF16 or AMX runs the tiny VAE's convolutions 2-3x faster in bf16 than in
-fp32 (encode, decode and its training step) and the UNet's sampling 1.3x faster. Without
-those instructions PyTorch emulates bf16 at about 15x the fp32 time, and CPU fp16 kernels
-are slow or missing: there half precision runs as fp32 (bench/cpu_bf16.py measures both).
+A value means the same dtype on every device, with one CPU fallback:
+- fp32, bf16, fp16: that dtype on a GPU.
+- auto: the training's mixed-precision dtype where a stage trains under one (the frozen VAE
+  of the SD fine-tuners, as diffusers' recipe), else fp16 on a GPU and bf16 on a CPU.
+- On a CPU, half precision runs only where the CPU computes it: bf16 with AVX512-BF16 or
+  AMX, which run the tiny VAE's convolutions 2-3x and the UNet's sampling 1.3x faster than
+  fp32. Without them PyTorch emulates bf16 at about 15x the fp32 time, and CPU fp16
+  kernels are slow or missing, so there bf16, fp16 and auto run as fp32 (bench/cpu_bf16.py).
 The UNet's and CLIP's training steps gain nothing from bf16 on the CPU; they stay fp32.
 """
 
@@ -32,15 +35,22 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def compute_dtype(precision: str, device: torch.device | str, param: str) -> torch.dtype:
-    """The dtype a `precision` param (fp16 | bf16 | fp32) means on `device`: as named on a
-    GPU; on the CPU, fp16 and bf16 both mean bf16 where the CPU has it (`cpu_has_bf16`),
-    else fp32. `param` names the param in the error for an unknown value."""
-    if not isinstance(precision, str) or precision not in PRECISIONS:
+def compute_dtype(
+    precision: str, device: torch.device | str, param: str, mixed: torch.dtype | None = None
+) -> torch.dtype:
+    """The dtype a `precision` param means on `device` (the module's docstring). `mixed`: the
+    mixed-precision dtype the stage trains under, if any (what auto means then).
+    `param` names the param in the error for an unknown value."""
+    if precision != "auto" and precision not in PRECISIONS:
         raise PipelineError(
-            f"{PARAMS_FILE}: {param} must be one of {list(PRECISIONS)}, got {precision!r}"
+            f"{PARAMS_FILE}: {param}: must be one of {[*PRECISIONS, 'auto']}, got {precision!r}"
         )
+    on_cpu = torch.device(device).type == "cpu"
+    if precision == "auto":
+        if mixed is not None and mixed != torch.float32:
+            return mixed  # what accelerate already runs the training in
+        precision = "bf16" if on_cpu else "fp16"
     dtype = PRECISIONS[precision]
-    if torch.device(device).type != "cpu" or dtype == torch.float32:
+    if not on_cpu or dtype == torch.float32:
         return dtype
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return torch.bfloat16 if dtype == torch.bfloat16 and cpu_has_bf16() else torch.float32

@@ -81,7 +81,7 @@ def build_prompts(spec: dict[str, Any]) -> list[Prompt]:
     if "n_test_captions" in spec:
         raise PipelineError(
             f"{PARAMS_FILE}: generate.prompts.n_test_captions is gone: every evaluated image's "
-            "caption is generated (the matched set, reference.n_eval)"
+            "caption is generated (the matched set, reference.n_images)"
         )
     return prompts + [Prompt(str(t), "free_form") for t in spec.get("free_form", []) or []]
 

@@ -39,7 +39,7 @@ from fashion.train.settings import fingerprint, fit_batch_size, training_steps
 # Bumped when what a checkpoint holds changes (3: `fashion.train.checkpoints` folders).
 CHECKPOINT_FORMAT = 3
 # Params that steer validation only (and the section name): not in a checkpoint's fingerprint.
-VALIDATION_ONLY = ("validation_prompts", "validation_steps", "stage")
+VALIDATION_ONLY = ("validation_prompts", "validation_denoising_steps", "stage")
 # The modes that train LoRA adapters (and save them, not the whole pipeline).
 LORA_MODES = ("lora", "lora_conv_in")
 
@@ -205,17 +205,10 @@ class FineTuner:
             )
 
     def _vae_dtype(self, weight_dtype: torch.dtype) -> torch.dtype:
-        """The frozen VAE's dtype (`vae_precision`): null: the mixed-precision one; auto: that,
-        or without mixed precision bf16 on a CPU that computes it; else as the name says."""
+        """The frozen VAE's dtype (`vae_precision`, `fashion.sd.precision`): auto is the
+        mixed-precision dtype, as diffusers' recipe, without one bf16 on a CPU that has it."""
         cfg, device = self.cfg, self.accelerator.device
-        param = f"{cfg.stage}.vae_precision"
-        if cfg.vae_precision is None:
-            return weight_dtype
-        if cfg.vae_precision == "auto":
-            if weight_dtype != torch.float32 or device.type != "cpu":
-                return weight_dtype
-            return compute_dtype("bf16", device, param)
-        return compute_dtype(cfg.vae_precision, device, param)
+        return compute_dtype(cfg.vae_precision, device, f"{cfg.stage}.vae_precision", weight_dtype)
 
     def _cast_frozen(self, name: str, dtype: torch.dtype) -> None:
         """Move the frozen pipeline component `name` to the device in `dtype`, keeping a
@@ -363,11 +356,8 @@ class FineTuner:
     # --- checkpoints ------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed (`fashion.train.settings`)."""
-        settings = dataclasses.asdict(self.cfg)
-        if settings["vae_precision"] is None:  # as before the param existed: those resume
-            del settings["vae_precision"]
         return fingerprint(
-            settings,
+            dataclasses.asdict(self.cfg),
             self.cfg.schedule,
             self.source,
             self.world,

@@ -35,11 +35,8 @@ from typing import Any
 import numpy as np
 
 from fashion.core.params import PARAMS_FILE, capped_size
-from fashion.core.params_model import RENAMED  # old names -> the names now
 from fashion.core.stage import PipelineError
 
-# Params that moved out of the training stages -> where they are now.
-MOVED = {"val_size": "split.validation_images"}
 # Params that change when or how a run trains or logs, not the weights it reaches.
 NOT_IN_FINGERPRINT = frozenset(
     {
@@ -52,16 +49,6 @@ NOT_IN_FINGERPRINT = frozenset(
         "checkpoint_mirror",
     }
 )
-
-
-def check_names(stage: str, params: dict[str, Any]) -> None:
-    """A one-line error for a param under its old name."""
-    for old, new in RENAMED.items():
-        if old in params:
-            raise PipelineError(f"{PARAMS_FILE}: {stage}.{old} is now {stage}.{new}")
-    for old, new in MOVED.items():
-        if old in params:
-            raise PipelineError(f"{PARAMS_FILE}: {stage}.{old} is now {new}")
 
 
 def training_rows(
