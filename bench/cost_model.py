@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fashion.core.params import with_shared
 from fashion.sd.prompts import build_prompts, file_prompts
 
 GPUS = ("T4", "L4", "A10G", "A100-40GB", "H100")
@@ -414,7 +415,7 @@ class RunCosts:
         """An SD fine-tune of a UNet reading `in_channels`; the frozen VAE encodes `encodes`
         images per training image (inpainting: the image and its masked copy), or each one
         once with cached latents."""
-        spec, model = self.params[stage], self.model
+        spec, model = with_shared(self.params, stage), self.model
         steps, images = training_steps(spec, self.fit, self.n_proc)
         res = int(spec["resolution"])
         evals = steps // int(spec["eval_every"]) + 1

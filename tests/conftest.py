@@ -47,20 +47,9 @@ SMALL_PARAMS: dict[str, Any] = {
         "checkpoint_every": 6,
     },
     "base_sd": {"vae_pretraining": {"steps": 6, "batch_size": 8}},
-    "finetune_sd": {
-        "steps": 6,
-        "batch_size": 8,
-        "checkpoint_every": 3,
-        "eval_every": 3,
-        "validation_denoising_steps": 2,
-    },
-    "finetune_inpaint": {
-        "steps": 6,
-        "batch_size": 8,
-        "checkpoint_every": 3,
-        "eval_every": 3,
-        "validation_denoising_steps": 2,
-    },
+    "sd_training": {"validation_denoising_steps": 2},
+    "finetune_sd": {"steps": 6, "batch_size": 8, "checkpoint_every": 3, "eval_every": 3},
+    "finetune_inpaint": {"steps": 6, "batch_size": 8, "checkpoint_every": 3, "eval_every": 3},
     "reshape": {
         "steps": 4,
         "batch_size": 16,

@@ -57,12 +57,10 @@ def write_subset(
 
 # The SD training stages' tiny run: 4 steps, checkpoints and validation images every 2.
 TINY_TRAINING = {
-    "resolution": 32,
     "batch_size": 8,
     "steps": 4,
     "checkpoint_every": 2,
     "eval_every": 2,
-    "validation_denoising_steps": 2,
     "warmup_steps": 0,
 }
 # Small enough that each stage runs in seconds on 2 CPU cores.
@@ -85,11 +83,13 @@ TINY_SD_PARAMS = {
         },
         "vae_pretraining": {"steps": 2, "batch_size": 8},
     },
-    "finetune_sd": {**TINY_TRAINING, "validation_prompts": ["the lady is wearing a red dress."]},
-    "finetune_inpaint": {
-        **TINY_TRAINING,
+    "sd_training": {
+        "resolution": 32,
+        "validation_denoising_steps": 2,
         "validation_prompts": ["the lady is wearing a red dress.", "a man in a blue coat"],
     },
+    "finetune_sd": TINY_TRAINING,
+    "finetune_inpaint": TINY_TRAINING,
     "reshape": {
         "steps": 4,
         "batch_size": 8,
@@ -124,6 +124,13 @@ TINY_SD_PARAMS = {
         "prompts_file": None,  # tests of prompt files write their own
     },
 }
+
+
+def update_sd_stage(params: dict, stage: str, changed: dict) -> None:
+    """Set `changed` keys of an SD fine-tuning stage where they live: in `sd_training` (the
+    recipe both stages share) when that holds them, else in the stage's own section."""
+    for key, value in changed.items():
+        params["sd_training" if key in params["sd_training"] else stage][key] = value
 
 
 def make_sd_project(

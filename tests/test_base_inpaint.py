@@ -29,6 +29,7 @@ from fashion.inpaint import models
 from fashion.inpaint.models import as_inpainting, base_pipeline, training_start
 from fashion.inpaint.unet import inpainting_unet
 from fashion.sd.models import load_finetuned_sd
+from sd_testdata import update_sd_stage
 
 HUB_ID = "someone/sd-inpainting"
 COMMITS = ("a" * 40, "b" * 40)
@@ -36,7 +37,10 @@ COMMITS = ("a" * 40, "b" * 40)
 
 def set_params(project: Path, section: str, **changed: object) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params[section].update(changed)
+    if section in ("finetune_sd", "finetune_inpaint"):
+        update_sd_stage(params, section, changed)
+    else:
+        params[section].update(changed)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -39,7 +39,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp_path_factory.mktemp("gen") / "p",
         ROOT,
         overrides={
-            "finetune_sd": {"steps": 3, "lr": 1e-2, "validation_prompts": []},
+            "sd_training": {"validation_prompts": []},
+            "finetune_sd": {"steps": 3, "lr": 1e-2},
             "generate": {"prompts_file": "prompts/tiny.txt", "negative_prompt": "blurry"},
         },
     )

@@ -26,13 +26,14 @@ from fashion.data.subset import read_images, read_segmentation, read_table
 from fashion.inpaint.models import load_finetuned_inpainting, training_start
 from fashion.inpaint.training import InpaintData, InpaintFineTuner
 from fashion.sd.config import TrainConfig
+from sd_testdata import update_sd_stage
 
 LIVE = Path("dvclive/finetune_inpaint")
 
 
 def set_params(project: Path, **changed: object) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["finetune_inpaint"].update(changed)
+    update_sd_stage(params, "finetune_inpaint", changed)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -5,6 +5,7 @@ outputs untouched; every shipped profile validates; the schema file is the model
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,15 @@ BAD = [
     ("eval_clip", "batch_size", -1, "must be ≥ 1, got -1"),
     ("base_sd", "tiny.resolution", 60, "must be a multiple of 8, got 60"),
     ("finetune_sd", "caption_dropout", 1.5, "must be ≤ 1, got 1.5"),
-    ("finetune_sd", "ema", "yes", "must be true or false, got 'yes'"),
+    ("sd_training", "ema", "yes", "must be true or false, got 'yes'"),
+    ("sd_training", "resolution", 60, "must be a multiple of 8, got 60"),
+    (
+        "finetune_sd",
+        "ema",
+        True,
+        "also in sd_training, which finetune_sd reads: set it in one place",
+    ),
+    ("sd_training", "map_dropout", 0.1, "unknown key"),
     ("reshape", "coarse_cells", "mean", "must be one of 'majority' or 'shares', got 'mean'"),
     ("finetune_inpaint", "map_dropout", -0.1, "must be ≥ 0, got -0.1"),
     ("redress", "resolution", 100, "must be a multiple of 8, got 100"),
@@ -67,7 +76,7 @@ BAD = [
     ("redress", "n_pairs", 10, "renamed: it is now redress.n_images"),
     ("finetune_clip", "keep", "last", "renamed: it is now finetune_clip.saved_weights"),
     (
-        "finetune_sd",
+        "sd_training",
         "vae_precision",
         None,
         "must be one of 'fp32', 'bf16', 'fp16' or 'auto', got None",
@@ -85,6 +94,56 @@ def test_a_bad_value_is_one_line_naming_the_key(section, key, value, problem) ->
         check_params(with_value(section, key, value))
     assert str(err.value).startswith(f"params.yaml: {section}.{key}: {problem}")
     assert "\n" not in str(err.value)
+
+
+# rules between keys: (changes, the one line after "params.yaml: ")
+CROSS = [
+    (
+        {"finetune_sd.steps": None, "finetune_sd.epochs": None},
+        "finetune_sd.steps: set steps, epochs or both (both are null)",
+    ),
+    (
+        {"reshape.schedule_steps": 10},
+        "reshape.schedule_steps: must be ≥ reshape.steps (800), got 10",
+    ),
+    (
+        {"finetune_clip.saved_weights": "best_val_r1", "split.validation_images": 0},
+        "finetune_clip.saved_weights: best_val_r1 needs a validation split",
+    ),
+    (
+        {"prepare.n_train_images": 100, "split.validation_images": 200},
+        "split.validation_images: must be smaller than prepare.n_train_images (100)",
+    ),
+    (
+        {"base_sd.tiny.vae_channels": [8, 8, 8, 8, 8], "base_sd.tiny.resolution": 72},
+        "base_sd.tiny.resolution: must be a multiple of the VAE's factor 16",
+    ),
+    (
+        {"base_sd.tiny.unet_head_dim": 48},
+        "base_sd.tiny.unet_head_dim: must divide the attention level's 128 channels",
+    ),
+    (
+        {"base_clip.tiny.vision_heads": 3},
+        "base_clip.tiny.vision_heads: must divide base_clip.tiny.vision_width",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), CROSS, ids=[m.split(":")[0] for _, m in CROSS])
+def test_a_broken_rule_between_keys_is_one_line_naming_a_key(changes, message) -> None:
+    params = shipped()
+    for dotted, value in changes.items():
+        section, *path = dotted.split(".")
+        params = merged(params, {section: _nested(path, value)})
+    with pytest.raises(ParamsError) as err:
+        check_params(params)
+    assert str(err.value).startswith(f"params.yaml: {message}")
+    assert "\n" not in str(err.value)
+    check_params(shipped())  # the shipped values keep every rule
+
+
+def _nested(path: list[str], value: Any) -> Any:
+    return value if not path else {path[0]: _nested(path[1:], value)}
 
 
 def test_the_shipped_params_and_every_profile_validate() -> None:
@@ -150,3 +209,64 @@ def test_the_check_command(tmp_path: Path) -> None:
                           cwd=ROOT / "stages")  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: {bad}: generate.guidance_scale: must be ≥ 0, got -1"
+
+
+def stale_stages(project: Path, section: str, key: str, value: Any) -> set[str]:
+    """The stages `dvc status` finds changed once `section.key` is `value` (then put back)."""
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params[section][key] = value
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        return set(json.loads(run(["dvc", "status", "--json"], project).stdout))
+    finally:
+        params_file.write_text(original)
+
+
+def test_the_shared_sd_recipe_re_runs_both_sd_stages_and_a_stage_s_own_key_only_it(
+    pipeline: Path, tmp_path: Path
+) -> None:
+    """sd_training is written once and DVC tracks it for both SD fine-tuners; a key one
+    stage reads alone (in its own section) never makes the other stale."""
+    project = tmp_path / "project"
+    shutil.copytree(pipeline, project, symlinks=True)
+    assert stale_stages(project, "sd_training", "ema_decay", 0.5) == {
+        "finetune_sd", "finetune_inpaint",
+    }  # fmt: skip
+    assert stale_stages(project, "finetune_sd", "eval_every", 7) == {"finetune_sd"}
+    assert stale_stages(project, "finetune_inpaint", "map_dropout", 0.3) == {"finetune_inpaint"}
+    assert stale_stages(project, "generate", "guidance_scale", 5.0) == {"generate"}
+
+
+def test_bad_values_through_dvc_exp_run_are_one_line_and_touch_nothing(
+    pipeline: Path, tmp_path: Path
+) -> None:
+    """Through `dvc exp run -S`: DVC itself refuses a key params.yaml lacks (unless `+key`
+    appends it); an appended misspelt key or a bad value reaches the stage, which stops
+    before reading anything with its one line. DVC clears a stage's outputs before running
+    it: nothing half-written is left, and `dvc checkout` brings the last ones back."""
+    project = tmp_path / "project"
+    shutil.copytree(pipeline, project, symlinks=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(["git", "add", "-A"], project)
+    run([*git, "commit", "-qm", "finished run"], project)  # exp run starts from a commit
+    manifest = project / "data/generated/manifest.csv"
+    before = manifest.read_bytes()
+    cases = {
+        "generate.guidance_scal=9.0": "Could not override 'generate.guidance_scal'",
+        "+generate.guidance_scal=9.0": (
+            "params.yaml: generate.guidance_scal: unknown key; did you mean guidance_scale?"
+        ),
+        "generate.denoising_steps=-3": "params.yaml: generate.denoising_steps: must be ≥ 1, got -3",
+    }
+    for setting, message in cases.items():
+        proc = run(["dvc", "exp", "run", "-S", setting], project, check=False)
+        printed = proc.stdout + proc.stderr
+        assert proc.returncode != 0, setting
+        assert message in printed, printed
+        assert "Traceback" not in printed
+        assert not (project / "data/generated.partial").exists()  # no batch was sampled
+        run(["git", "checkout", "--", "params.yaml"], project)
+        run(["dvc", "checkout", "generate"], project)
+        assert manifest.read_bytes() == before

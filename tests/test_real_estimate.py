@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from diffusers import UNet2DConditionModel
 
 from conftest import ROOT
-from fashion.core.params import merged
+from fashion.core.params import merged, with_shared
 from fashion.inpaint.unet import INPAINT_CHANNELS
 from fashion.sd.architecture import sd15_unet_config
 from fashion.sd.lora import UNET_LORA_TARGETS, lora_config
@@ -85,7 +85,7 @@ def test_every_shipped_profile_states_a_budget_the_cost_model_holds() -> None:
 def test_the_colab_profile_fits_a_free_t4_and_samples_at_the_bases_size() -> None:
     assert budget("colab") == {"T4": 12, "drive_gb": 12, "lost_min": 15}
     params = profile_params("real", "colab")
-    for stage in ("generate", "redress", "finetune_sd", "finetune_inpaint"):
+    for stage in ("generate", "redress", "sd_training"):  # sd_training: both SD fine-tuners
         assert params[stage]["resolution"] == 512, stage  # SD v1.5's native size
     found = costs("real", "colab")
     # what survives a disconnect is on Drive: the long training stages mirror, sampling keeps
@@ -119,7 +119,7 @@ def test_processes_share_the_gpu_stages_not_the_cpu_ones() -> None:
 
 def test_each_rate_names_its_source_and_scaled_ones_say_so() -> None:
     model = cost_model.CostModel()
-    spec = profile_params("real")["finetune_sd"]
+    spec = with_shared(profile_params("real"), "finetune_sd")
     assert model.training("finetune_sd", "H100", spec).kind == "measured"
     assert model.training("finetune_sd", "T4", spec).kind == "scaled"
     assert model.training("finetune_sd", "H100", {**spec, "resolution": 256}).kind == "scaled"
@@ -173,7 +173,7 @@ def test_parameter_counts_are_the_architectures() -> None:
 
 def test_lora_conv_in_is_timed_as_lora_and_saves_conv_in_beside_the_adapters() -> None:
     model = cost_model.CostModel()
-    spec = profile_params("real")["finetune_inpaint"]
+    spec = with_shared(profile_params("real"), "finetune_inpaint")
     assert spec["mode"] == "lora_conv_in"
     for gpu in cost_model.GPUS:
         rate = model.training("finetune_inpaint", gpu, spec)

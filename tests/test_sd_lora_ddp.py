@@ -35,9 +35,8 @@ def test_lora_saves_adapters_that_change_the_unet(
     monkeypatch.chdir(project)
     params = yaml.safe_load(Path("params.yaml").read_text())
     # text-encoder LoRA goes through transformers, which needs peft >= 0.22
-    params["finetune_sd"].update(
-        mode="lora", steps=2, lr=1e-2, validation_prompts=[], train_text_encoder=False
-    )
+    params["finetune_sd"].update(mode="lora", steps=2, lr=1e-2, train_text_encoder=False)
+    params["sd_training"]["validation_prompts"] = []
     Path("params.yaml").write_text(yaml.safe_dump(params))
     AcceleratorState._reset_state(True)
     finetune_sd.main()
@@ -56,7 +55,8 @@ def test_lora_saves_adapters_that_change_the_unet(
 
 def test_two_cpu_processes(project: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["finetune_sd"].update(mode="full", steps=2, batch_size=4, validation_prompts=[])
+    params["finetune_sd"].update(mode="full", steps=2, batch_size=4)
+    params["sd_training"]["validation_prompts"] = []
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     launcher = Path(sys.executable).parent / "accelerate"
     env = dict(

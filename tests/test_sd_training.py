@@ -24,6 +24,7 @@ from fashion.data.subset import read_images, read_table
 from fashion.sd.config import TrainConfig
 from fashion.sd.models import load_base_sd, load_finetuned_sd, noise_scheduler
 from fashion.sd.training import FineTuner, TrainData
+from sd_testdata import update_sd_stage
 
 METRICS = Path("dvclive/finetune_sd/plots/metrics/train")
 CHECKPOINTS = Path("checkpoints/finetune_sd")
@@ -38,7 +39,7 @@ def set_params(**finetune: object) -> None:
     import yaml
 
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["finetune_sd"].update(finetune)
+    update_sd_stage(params, "finetune_sd", finetune)
     Path("params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -59,7 +60,7 @@ def project_with_base(base: Path, dest: Path, **finetune: object) -> Path:
 
     shutil.copytree(base, dest, ignore=shutil.ignore_patterns("checkpoints", "dvclive", "sd"))
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["finetune_sd"].update(finetune)
+    update_sd_stage(params, "finetune_sd", finetune)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from fashion.core.params_model import check_params
+from fashion.core.params_model import SHARED_SECTIONS, check_params
 from fashion.core.stage import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
@@ -40,11 +40,21 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
     return params[name]
 
 
+def with_shared(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """Section `name` with the keys of the shared section it reads, if any (`sd_training` for
+    the SD fine-tuners): all its stage reads."""
+    own = section(params, name)
+    shared = params.get(SHARED_SECTIONS.get(name, ""))  # checked by the params model
+    return {**shared, **own} if isinstance(shared, dict) else own
+
+
 def training_section(params: dict[str, Any], name: str) -> dict[str, Any]:
     """A training stage's section with `seed` set from `training.seed`: one param seeds every
     training stage (initialisation, batch order, noise), so `dvc exp run -S training.seed=N`
-    gives another training run while the split, sampling and evaluation seeds stay fixed."""
-    params_of_stage = section(params, name)
+    gives another training run while the split, sampling and evaluation seeds stay fixed.
+    The SD fine-tuners' sections also get the recipe they share, `sd_training` (its keys are
+    in one place only: the params model refuses a key set in both)."""
+    params_of_stage = with_shared(params, name)
     if "seed" in params_of_stage:
         raise PipelineError(
             f"{PARAMS_FILE}: {name}.seed is not a param: set training.seed (it seeds every "

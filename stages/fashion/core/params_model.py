@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -27,6 +27,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     WrapValidator,
+    create_model,
 )
 
 from fashion.core.stage import PipelineError
@@ -243,6 +244,24 @@ class FinetuneSD(TrainingRun):
     validation_prompts: list[str]
 
 
+# The keys of the SD fine-tuners' recipe that sd_training holds for both (a key lives in one
+# place: there, or in each stage's section).
+SD_SHARED = (
+    "resolution", "random_flip", "prediction_type", "snr_gamma", "noise_offset", "lora_rank",
+    "text_encoder_lr", "max_grad_norm", "ema", "ema_decay", "vae_precision",
+    "validation_denoising_steps", "validation_prompts",
+)  # fmt: skip
+# Sections whose stages also read a shared section's keys, as their own.
+SHARED_SECTIONS = {"finetune_sd": "sd_training", "finetune_inpaint": "sd_training"}
+
+SdTraining = create_model(
+    "SdTraining",
+    __base__=Section,
+    __doc__="What both SD fine-tuners read: any of FinetuneSD's keys (SD_SHARED by default).",
+    **{k: (v.annotation, v) for k, v in FinetuneSD.model_fields.items() if k != "seed"},
+)
+
+
 class Reshape(TrainingRun):
     coarse_size: PosInt
     coarse_cells: Literal["majority", "shares"]
@@ -349,6 +368,7 @@ class Params(Section):
     finetune_clip: FinetuneClip
     eval_clip: EvalClip
     base_sd: BaseSD
+    sd_training: SdTraining
     finetune_sd: FinetuneSD
     reshape: Reshape
     base_inpaint: BaseInpaint
@@ -358,7 +378,7 @@ class Params(Section):
     evaluate: Evaluate
 
 
-TRAINING_SECTIONS = ("finetune_clip", "finetune_sd", "reshape", "finetune_inpaint")
+TRAINING_SECTIONS = ("finetune_clip", "sd_training", "finetune_sd", "reshape", "finetune_inpaint")
 # Old names -> the names now: the training sections' (SD's were diffusers' script's), and
 # params that moved out of them.
 RENAMED = {
@@ -448,25 +468,40 @@ def _field_type(model: type[BaseModel], key: str) -> Any:
     return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
 
 
-def _check(model: type[BaseModel], values: Any, where: str, path: str, complete: bool) -> None:
+def _check(
+    model: type[BaseModel],
+    values: Any,
+    where: str,
+    path: str,
+    complete: bool,
+    shared: Mapping[str, Any] | None = None,
+) -> None:
+    """`shared`: the keys a shared section gives this one (they count as present here)."""
     if not isinstance(values, Mapping):
         raise ParamsError(where, path or "(file)", f"must be a mapping, got {values!r}")
     for key, value in values.items():
         dotted = f"{path}.{key}" if path else str(key)
         if key not in model.model_fields:
             raise ParamsError(where, dotted, _unknown(path, str(key), model))
+        if shared and key in shared:
+            problem = f"also in {SHARED_SECTIONS[path]}, which {path} reads: set it in one place"
+            raise ParamsError(where, dotted, problem)
         sub = _submodel(model.model_fields[key].annotation)
         if sub is not None:
-            _check(sub, value, where, dotted, complete)
+            from_shared = values.get(SHARED_SECTIONS[key]) if key in SHARED_SECTIONS else None
+            from_shared = from_shared if isinstance(from_shared, Mapping) else None
+            _check(sub, value, where, dotted, complete and sub is not SdTraining, from_shared)
             continue
         try:
             _adapter(model, key).validate_python(value)
         except ValidationError as err:
             raise ParamsError(where, dotted, _problem(err.errors()[0], value)) from None
     if complete:
-        missing = [k for k in model.model_fields if k not in values]
+        missing = [k for k in model.model_fields if k not in values and k not in (shared or {})]
         if missing:
-            raise ParamsError(where, f"{path}.{missing[0]}" if path else missing[0], "missing")
+            dotted = f"{path}.{missing[0]}" if path else missing[0]
+            also = f" (here or in {SHARED_SECTIONS[path]})" if path in SHARED_SECTIONS else ""
+            raise ParamsError(where, dotted, f"missing{also}")
 
 
 _ADAPTERS: dict[tuple[type[BaseModel], str], TypeAdapter] = {}
@@ -478,11 +513,90 @@ def _adapter(model: type[BaseModel], key: str) -> TypeAdapter:
     return _ADAPTERS[model, key]
 
 
+# --- rules across keys ------------------------------------------------------------------
+
+
+def _get(params: Mapping[str, Any], dotted: str) -> Any:
+    """The value at `dotted`, or None where the params leave it out (a partial check)."""
+    value: Any = params
+    for name in dotted.split("."):
+        if not isinstance(value, Mapping) or name not in value:
+            return None
+        value = value[name]
+    return value
+
+
+def _divides(params: Mapping[str, Any], size: str, part: str) -> str | None:
+    a, b = _get(params, size), _get(params, part)
+    if isinstance(a, int) and isinstance(b, int) and a % b:
+        return f"must divide {size} ({a}), got {b}"
+    return None
+
+
+def _cross_field_problems(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(dotted key, problem) for each rule between keys that `params` breaks; a rule whose
+    keys are not all present is not checked (a partial check of a test's params)."""
+    for stage in ("finetune_clip", "finetune_sd", "finetune_inpaint", "reshape"):
+        own = _get(params, stage)
+        if not isinstance(own, Mapping):
+            continue
+        view = {**(_get(params, SHARED_SECTIONS.get(stage, "")) or {}), **own}
+        if "steps" in view and "epochs" in view and view["steps"] is view["epochs"] is None:
+            yield f"{stage}.steps", "set steps, epochs or both (both are null)"
+        steps, schedule = view.get("steps"), view.get("schedule_steps")
+        fixed = view.get("epochs") is None and isinstance(steps, int)
+        if fixed and isinstance(schedule, int) and schedule < steps:
+            yield f"{stage}.schedule_steps", f"must be ≥ {stage}.steps ({steps}), got {schedule}"
+    validation = _get(params, "split.validation_images")
+    if _get(params, "finetune_clip.saved_weights") == "best_val_r1" and validation == 0:
+        yield (
+            "finetune_clip.saved_weights",
+            ("best_val_r1 needs a validation split (split.validation_images ≥ 1)"),
+        )
+    train = _get(params, "prepare.n_train_images")
+    if isinstance(validation, int) and isinstance(train, int) and validation >= train:
+        yield (
+            "split.validation_images",
+            (
+                f"must be smaller than prepare.n_train_images ({train}): the rest of train is "
+                f"what the training stages fit, got {validation}"
+            ),
+        )
+    tiny = "base_sd.tiny"
+    levels, resolution = _get(params, f"{tiny}.vae_channels"), _get(params, f"{tiny}.resolution")
+    if isinstance(levels, list) and levels and isinstance(resolution, int):
+        factor = 2 ** (len(levels) - 1)
+        if resolution % factor:
+            yield (
+                f"{tiny}.resolution",
+                (
+                    f"must be a multiple of the VAE's factor {factor} (vae_channels has "
+                    f"{len(levels)} levels), got {resolution}"
+                ),
+            )
+    for width, heads in (
+        (f"{tiny}.text_width", f"{tiny}.text_heads"),
+        ("base_clip.tiny.vision_width", "base_clip.tiny.vision_heads"),
+        ("base_clip.tiny.text_width", "base_clip.tiny.text_heads"),
+    ):
+        problem = _divides(params, width, heads)
+        if problem:
+            yield heads, problem
+    head, unet = _get(params, f"{tiny}.unet_head_dim"), _get(params, f"{tiny}.unet_channels")
+    last = unet[-1] if isinstance(unet, list) and unet else None
+    if isinstance(head, int) and isinstance(last, int) and last % head:
+        problem = f"must divide the attention level's {last} channels (unet_channels' last)"
+        yield f"{tiny}.unet_head_dim", f"{problem}, got {head}"
+
+
 def check_params(params: Any, where: str = "params.yaml", complete: bool = False) -> None:
     """Raise a ParamsError (one line) at the first bad key of `params`: an unknown key (with
     the closest known one, or the new name of an old one), a value of the wrong type, out of
-    range or not among the choices; with `complete`, also a missing key."""
+    range or not among the choices, a rule between keys broken; with `complete`, also a
+    missing key."""
     _check(Params, params, where, "", complete)
+    for key, problem in _cross_field_problems(params):
+        raise ParamsError(where, key, problem)
 
 
 def json_schema() -> dict[str, Any]:
