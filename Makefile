@@ -1,4 +1,5 @@
 # `make demo` sets up a virtual environment and runs the pipeline on the demo default;
+# `make app` serves a page to try the trained models (generate, search, redress; Gradio);
 # `make test` sets up the same environment and runs the test suite (under 10 minutes on 2 cores);
 # `make test-slow` runs the tests marked slow: whole-pipeline runs of minutes each;
 # `make test-full-size` the Colab-layout run with the full-size stand-ins (~25 min, ~30 GB);
@@ -25,18 +26,33 @@ MIN_PINS := { echo '\# The floors of requirements.txt and requirements-dev.txt a
 # nvidia-* runtime libraries; nvidia-ml-py stays: dvclive's, not torch's).
 TORCH_BUILD := ^(torch|torchvision|triton|cuda-[^=]+|nvidia-[^=]+)==
 
-.PHONY: demo test test-slow test-full-size test-min check-min-pins lint constraints report \
+.PHONY: demo app test test-slow test-full-size test-min check-min-pins lint constraints report \
 	check-params params-schema
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt constraints-torch.txt
+# Three layers of one environment, each at the versions of constraints*.txt: the pipeline's
+# (make demo), the app's on top (make app: Gradio), the tests' on top of both (make test).
+$(VENV)/.installed-run: requirements.txt constraints.txt constraints-torch.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -r requirements.txt -c constraints.txt \
+		-c constraints-torch.txt
+	touch $@
+
+$(VENV)/.installed-app: $(VENV)/.installed-run requirements-app.txt
+	$(VENV)/bin/python -m pip install -r requirements-app.txt -c constraints.txt \
+		-c constraints-torch.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-app requirements-dev.txt
 	$(VENV)/bin/python -m pip install -r requirements-dev.txt -c constraints.txt \
 		-c constraints-torch.txt
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-run
 	dvc repro
+
+app: $(VENV)/.installed-app
+	python -m fashion.app
 
 test: $(VENV)/.installed
 	python -m pytest -q
@@ -50,13 +66,13 @@ test-full-size: $(VENV)/.installed
 report/node_modules/.package-lock.json: report/package.json report/package-lock.json
 	npm ci --prefix report --no-audit --no-fund
 
-report: $(VENV)/.installed report/node_modules/.package-lock.json
+report: $(VENV)/.installed-run report/node_modules/.package-lock.json
 	python scripts/report_page.py
 
-check-params: $(VENV)/.installed
+check-params: $(VENV)/.installed-run
 	cd stages && python -m fashion.core.params_model check ../params.yaml ../profiles/*.yaml
 
-params-schema: $(VENV)/.installed
+params-schema: $(VENV)/.installed-run
 	cd stages && python -m fashion.core.params_model schema ../params.schema.json
 
 lint: $(VENV)/.installed

@@ -13,7 +13,6 @@ can reach at best).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,14 @@ import torch
 from diffusers import AutoencoderKL
 
 from fashion.core.atomic import atomic_path
-from fashion.core.params import PARAMS_FILE, load_params, section, training_section
+from fashion.core.params import load_params, section, training_section
 from fashion.core.provenance import resolve_revision, write_source
-from fashion.core.stage import PipelineError, run_stage
+from fashion.core.stage import run_stage
 from fashion.data.splits import train_validation_rows
 from fashion.data.subset import read_images, read_table, subset_path
 from fashion.metrics.garment_color import color_accuracy
 from fashion.sd.models import (
     TINY,
-    VAE_LOSSES,
     balanced_weights,
     build_tiny_sd,
     pretrain_vae,
@@ -79,24 +77,7 @@ def main(
         tiny, seed = params["tiny"], int(params["seed"])
         train_file = subset_path(subset, "train")
         vae = params["vae_pretraining"]
-        if vae.get("loss", "mse") not in VAE_LOSSES:
-            raise PipelineError(
-                f"{PARAMS_FILE}: base_sd.vae_pretraining.loss must be one of {VAE_LOSSES}"
-            )
-        for name in ("chroma_weight", "color_balance"):
-            value = vae.get(name, 0.0)
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not number or not math.isfinite(value) or value < 0:
-                raise PipelineError(
-                    f"{PARAMS_FILE}: base_sd.vae_pretraining.{name} must be a finite number >= 0, "
-                    f"got {value!r}"
-                )
-        precision = vae.get("precision", "fp32")
-        if precision not in ("bf16", "fp32"):
-            raise PipelineError(
-                f"{PARAMS_FILE}: base_sd.vae_pretraining.precision must be bf16 or fp32, "
-                f"got {precision!r}"
-            )
+        precision = vae["precision"]  # the params model checked every value
         table = read_table(train_file)
         rows, val_rows = train_validation_rows(table, section(all_params, "split"))
         pipe = build_tiny_sd(table["caption"].iloc[rows], tiny, seed)

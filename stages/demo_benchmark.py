@@ -21,13 +21,12 @@ import numpy as np
 from tqdm import tqdm
 
 from fashion.core.atomic import atomic_path
-from fashion.core.params import PARAMS_FILE, load_params, section
-from fashion.core.stage import PipelineError, run_stage
+from fashion.core.params import load_params, section
+from fashion.core.stage import run_stage
 from fashion.data.attributes import ATTRIBUTES
-from fashion.data.release import ANNOTATIONS_REL, ENCRYPTIONS, MEMBER, SPLIT_REL, ZIP_REL
-from fashion.demo.captions import PHRASINGS, caption_model
+from fashion.data.release import ANNOTATIONS_REL, MEMBER, SPLIT_REL, ZIP_REL
+from fashion.demo.captions import caption_model
 from fashion.demo.codes import (
-    CODE_DISTRIBUTIONS,
     folder_order,
     interleaved_split,
     pair_test_images,
@@ -44,27 +43,6 @@ from fashion.demo.release_writer import (
 BATCH = 128
 MEAN_SAMPLE = 256  # images drawn to estimate ih_mean
 MIN_IMAGES = 20
-
-
-def check_params(demo: dict) -> tuple[int, int, str, str, str, str]:
-    n, seed = demo.get("n_images"), demo.get("seed", 0)
-    if not isinstance(n, int) or isinstance(n, bool) or n < MIN_IMAGES:
-        raise PipelineError(f"{PARAMS_FILE}: demo.n_images must be an integer >= {MIN_IMAGES}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise PipelineError(f"{PARAMS_FILE}: demo.seed must be a non-negative integer")
-    password = demo.get("password")
-    if not isinstance(password, str) or not password:
-        raise PipelineError(f"{PARAMS_FILE}: demo.password must be a non-empty string")
-    encryption = demo.get("encryption", "zipcrypto")
-    if encryption not in ENCRYPTIONS:
-        raise PipelineError(f"{PARAMS_FILE}: demo.encryption must be one of {ENCRYPTIONS}")
-    attributes = demo.get("attributes", "real")
-    if attributes not in CODE_DISTRIBUTIONS:
-        raise PipelineError(f"{PARAMS_FILE}: demo.attributes must be one of {CODE_DISTRIBUTIONS}")
-    phrasing = demo.get("phrasing", "outfit")
-    if phrasing not in PHRASINGS:
-        raise PipelineError(f"{PARAMS_FILE}: demo.phrasing must be one of {PHRASINGS}")
-    return n, seed, password, encryption, attributes, phrasing
 
 
 def draw_batch(
@@ -104,9 +82,9 @@ def image_batches(
 
 
 def main(out: Path = Path("data/demo_benchmark")) -> None:
-    n, seed, password, encryption, attributes, phrasing = check_params(
-        section(load_params(), "demo")
-    )
+    demo = section(load_params(), "demo")  # its values checked by the params model
+    n, seed, password = int(demo["n_images"]), int(demo["seed"]), demo["password"]
+    encryption, attributes, phrasing = demo["encryption"], demo["attributes"], demo["phrasing"]
     seeds = np.random.SeedSequence(seed).spawn(6)
     draw_seed = seeds.pop(4)  # the drawings' (one child a batch); the others keep their slots
     codes_rng, names_rng, split_rng, caption_rng, mean_rng = map(np.random.default_rng, seeds)

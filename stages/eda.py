@@ -197,20 +197,13 @@ def write_index(readings: dict[str, str], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def positive_int(params: dict, key: str) -> int:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PipelineError(f"params.yaml: eda.{key} must be a positive integer, got {value!r}")
-    return value
-
-
 def main(
     subset: Path = Path("data/subset"),
     labels_csv: Path = Path("data/labels/labels.csv"),
     out: Path = Path("plots/eda"),
 ) -> None:
     params = section(load_params(), "eda")
-    sizes = {key: positive_int(params, key) for key in SIZES}
+    sizes = {key: int(params[key]) for key in SIZES}
     labels = read_labels(labels_csv)
     check_matches_subset(labels, labels_csv, subset)
     if not (labels["split"] == FIGURE_SPLIT).any():

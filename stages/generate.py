@@ -29,8 +29,8 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from fashion.core.atomic import atomic_path
-from fashion.core.params import PARAMS_FILE, load_params, section
-from fashion.core.stage import PipelineError, run_stage
+from fashion.core.params import load_params, section
+from fashion.core.stage import run_stage
 from fashion.data.attributes import ATTRIBUTES
 from fashion.data.splits import matched_sample
 from fashion.sd.models import load_base_sd, load_finetuned_sd
@@ -59,7 +59,7 @@ def generate(
     from its own seed, and each has the negative prompt (`generate.negative_prompt`, ""
     for none)."""
     size, bs = int(params["resolution"]), int(params["batch_size"])
-    negative = negative_prompt(params)
+    negative = params["negative_prompt"]
     for start in tqdm(finished.todo(model, len(texts), bs), desc="generate", mininterval=5):
         batch = texts[start : start + bs]
 
@@ -78,14 +78,6 @@ def generate(
             return np.stack([np.asarray(image) for image in drawn])
 
         finished.batch(model, start, sample)
-
-
-def negative_prompt(params: dict) -> str:
-    """`generate.negative_prompt`: "" (or null) for none."""
-    negative = params.get("negative_prompt") or ""
-    if not isinstance(negative, str):
-        raise PipelineError(f"{PARAMS_FILE}: generate.negative_prompt must be a string")
-    return negative
 
 
 def warn_truncated(tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], path: str) -> None:
@@ -129,7 +121,7 @@ def main(
     params = section(all_params, "generate")
     scheduler = check_scheduler(params.get("scheduler"), "generate.scheduler")
     device, dtype = device_and_dtype(params["precision"])
-    negative = negative_prompt(params)
+    negative = params["negative_prompt"]
     jobs = generation_jobs(all_params, subset)
     texts, seeds = [p.text for p, _ in jobs], [s for _, s in jobs]
     in_file = list(dict.fromkeys(p for p, _ in jobs if p.source == "prompt_file"))

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fashion.core.atomic import atomic_path
-from fashion.core.params import PARAMS_FILE, load_params, section
+from fashion.core.params import load_params, section
 from fashion.core.stage import PipelineError, run_stage
 from fashion.data.decrypt import extracted_member
 from fashion.data.pairs import REDRESS_TARGET, redress_pairs
@@ -53,8 +53,6 @@ def choose_rows(
     """A seeded sample of `n` rows ("all": every row) of one split, in ascending order."""
     if n == "all":
         return np.sort(split_rows)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise PipelineError(f"{PARAMS_FILE}: prepare.{what} must be an integer >= 0 or 'all'")
     if n > len(split_rows):
         raise PipelineError(
             f"{split_file}: prepare.{what}={n} but the split has only {len(split_rows)} images"
@@ -65,9 +63,7 @@ def choose_rows(
 def main(out: Path = Path("data/subset")) -> None:
     params = load_params()
     cfg, root = section(params, "prepare"), section(params, "benchmark").get("root")
-    seed = cfg.get("seed", 0)
-    if root is None or not isinstance(seed, int):
-        raise PipelineError(f"{PARAMS_FILE}: needs benchmark.root and an integer prepare.seed")
+    seed = int(cfg["seed"])
     paths = benchmark_paths(root)
     password = zip_password(params)
     if expected_sha256 := section(params, "benchmark").get("zip_sha256"):

@@ -19,6 +19,8 @@ MAY_IMPORT = {
     "shape": {"core", "data", "train"},
     "inpaint": {"core", "data", "train", "sd", "shape"},
     "metrics": {"core", "data", "train", "clip", "shape"},
+    # the app serves the trained models: it may read every stage's code
+    "app": {"core", "data", "train", "clip", "sd", "shape", "inpaint", "metrics"},
 }
 
 

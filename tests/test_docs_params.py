@@ -17,13 +17,21 @@ from conftest import ROOT
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Old names the docs mention on purpose; the code refuses each with a pointer to its new name.
 FORMER = {
-    # sd.md's history: "`finetune_sd.max_steps` (now `steps`)"; fashion.train.settings.RENAMED
+    # sd.md's history: "`finetune_sd.max_steps` (now `steps`)"; fashion.core.params_model.RENAMED
     "finetune_sd.max_steps": "steps",
-    # evaluation.md: the random hold-out the validation split replaced; settings.MOVED
+    # evaluation.md: the random hold-out the validation split replaced; params_model.MOVED
     "finetune_clip.val_size": "split.validation_images",
     # redress.md: the inpainting seed before one param seeded every training stage;
     # fashion.core.params.training_section
     "finetune_inpaint.seed": "training.seed",
+    # training.md: the names the 2026-12-07 renames replaced (params_model.RENAMED)
+    "generate.steps": "generate.denoising_steps",
+    "redress.steps": "redress.denoising_steps",
+    "prepare.n_train": "prepare.n_train_images",
+    "reference.n_eval": "reference.n_images",
+    "eval_clip.n": "eval_clip.n_images",
+    "redress.n_pairs": "redress.n_images",
+    "finetune_clip.keep": "finetune_clip.saved_weights",
 }
 # Module names whose first part happens to be a section's name.
 NOT_PARAMS = {

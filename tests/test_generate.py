@@ -244,8 +244,6 @@ def test_bad_prompt_file_stops_generate_before_any_output(
     with pytest.raises(PipelineError, match=r"prompts/gone\.txt: prompt file not found"):
         generate.main()
     assert (project / "data/generated/manifest.csv").read_text() == before
-    with pytest.raises(PipelineError, match="generate.negative_prompt must be a string"):
-        generate.negative_prompt({"negative_prompt": ["blurry"]})
 
 
 def test_negative_prompt_reaches_every_batch_and_long_prompts_warn(

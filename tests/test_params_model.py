@@ -48,7 +48,7 @@ BAD = [
     ("finetune_clip", "lr", "fast", "must be a number, got 'fast'"),
     ("eval_clip", "batch_size", -1, "must be ≥ 1, got -1"),
     ("base_sd", "tiny.resolution", 60, "must be a multiple of 8, got 60"),
-    ("finetune_sd", "caption_dropout", 1.5, "must be ≤ 1, got 1.5"),
+    ("finetune_sd", "caption_dropout", 1.0, "must be < 1, got 1.0"),
     ("sd_training", "ema", "yes", "must be true or false, got 'yes'"),
     ("sd_training", "resolution", 60, "must be a multiple of 8, got 60"),
     (

@@ -12,7 +12,6 @@ fails.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -25,22 +24,16 @@ import pytest
 import yaml
 from PIL import Image
 
+from browser import browser_missing, chromium, console_errors, skip_or_fail
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import report_page  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-# Chromium's own calls home fail on a closed network and log errors: leave them out
-CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking", "--disable-sync",
-                  "--disable-component-update", "--window-size=1400,1000")  # fmt: skip
-
 
 def prerequisites_missing() -> str | None:
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not path.is_file():
-            return f"{path} missing (apt-get install chromium chromium-driver)"
+    if missing := browser_missing():
+        return missing
     try:
         report_page.vendor_scripts()
     except report_page.ReportError as err:
@@ -142,26 +135,13 @@ def test_each_figure_is_declared_once() -> None:
 
 
 def skip_without_browser() -> None:
-    missing = prerequisites_missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the browser test cannot run in CI: {missing}")
-        pytest.skip(missing)
+    skip_or_fail(prerequisites_missing())
 
 
 def assert_page_renders(page: Path, charts: int, images: int, screenshot: Path) -> None:
     """Open `page` in headless Chromium: `charts` charts drawn, `images` images loaded, no
     error in the console; the whole page saved to `screenshot`."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={screenshot.parent / 'chromium-profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
+    with chromium(screenshot.parent / "chromium-profile") as driver:
         driver.get(page.as_uri())
         # vega-embed draws each chart on a canvas inside the chart's div
         rendered = (
@@ -181,10 +161,8 @@ def assert_page_renders(page: Path, charts: int, images: int, screenshot: Path) 
             "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)"
         )
         assert len(loaded) == images and all(loaded)
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        errors = console_errors(driver)
         assert not errors, errors
-    finally:
-        driver.quit()
     assert screenshot.stat().st_size > 10_000
 
 

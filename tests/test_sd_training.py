@@ -261,8 +261,6 @@ def test_keep_checkpoints_zero_trains_and_saves_without_a_checkpoint(
     run_finetune(project, monkeypatch)
     assert (Path("models/sd") / "model_index.json").is_file()
     assert checkpoint_names() == []
-    with pytest.raises(PipelineError, match="keep_checkpoints must be 0 or more, got -1"):
-        TrainConfig.from_params({"steps": 3, "keep_checkpoints": -1})
 
 
 def test_a_schedule_shorter_than_the_run_is_a_clear_error() -> None:
@@ -389,8 +387,6 @@ def test_half_precision_vae_on_a_bf16_cpu_trains_validates_and_saves(
         assert all(p.dtype == torch.float32 for p in model.parameters())
     base_vae = load_base_sd("models/base_sd").vae.state_dict()
     assert max_abs_diff(saved.vae.state_dict(), base_vae) == 0
-    with pytest.raises(PipelineError, match="vae_precision must be auto or one of"):
-        TrainConfig.from_params({"steps": 3, "vae_precision": "fp8"})
 
 
 def test_a_fresh_machine_resumes_from_the_checkpoint_mirror(

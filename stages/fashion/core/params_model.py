@@ -224,7 +224,7 @@ class FinetuneSD(TrainingRun):
     mode: Literal["full", "lora", "lora_conv_in"]
     resolution: Resolution
     random_flip: Bool
-    caption_dropout: Probability
+    caption_dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]  # 1: no captions
     prediction_type: Literal["epsilon", "v_prediction"] | None
     snr_gamma: PosFloat | None
     noise_offset: NonNegFloat
@@ -434,6 +434,8 @@ def _problem(error: dict[str, Any], value: Any) -> str:
         text = f"must be ≥ {_number(ctx['ge'])}"
     elif kind == "greater_than":
         text = f"must be > {_number(ctx['gt'])}"
+    elif kind == "less_than":
+        text = f"must be < {_number(ctx['lt'])}"
     elif kind == "less_than_equal":
         text = f"must be ≤ {_number(ctx['le'])}"
     elif kind == "multiple_of":

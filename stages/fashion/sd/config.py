@@ -1,5 +1,5 @@
-"""The `finetune_sd` params as a typed, checked config (see params.yaml for each one); the
-inpainting fine-tune (`finetune_inpaint`) shares them."""
+"""The `finetune_sd` params as a typed config (see params.yaml for each one; the params model
+checks their values before a stage starts); the inpainting fine-tune shares them."""
 
 from __future__ import annotations
 
@@ -9,27 +9,14 @@ from typing import Any
 
 from fashion.core.params import PARAMS_FILE
 from fashion.core.stage import PipelineError
-from fashion.sd.precision import PRECISIONS
 from fashion.train.settings import schedule_steps
-
-# full: every UNet (and text encoder) weight; lora: LoRA adapters on attention; lora_conv_in:
-# those and the UNet's input convolution (an inpainting UNet widened to condition channels)
-MODES = ("full", "lora", "lora_conv_in")
-POSITIVE = (
-    "resolution",
-    "batch_size",
-    "grad_accum",
-    "checkpoint_every",
-    "eval_every",
-    "lora_rank",
-)
 
 
 @dataclass
 class TrainConfig:
     """The `finetune_sd` params; the shared names as in `fashion.train.settings`."""
 
-    mode: str = "full"  # full | lora | lora_conv_in (MODES)
+    mode: str = "full"  # full | lora | lora_conv_in (LoRA and the UNet's input convolution)
     resolution: int = 64
     random_flip: bool = True
     caption_dropout: float = 0.1
@@ -70,34 +57,13 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], stage: str = "finetune_sd") -> TrainConfig:
+        """The config of a stage's params (`with_shared`), whose values the params model has
+        checked; a key the config lacks is an error here."""
         names = {f.name for f in dataclasses.fields(cls)} - {"stage"}
         unknown = sorted(set(params) - names)
         if unknown:
             raise PipelineError(f"{PARAMS_FILE}: unknown {stage} params {unknown}")
         cfg = cls(**params, stage=stage)
-        problems = []
-        if cfg.mode not in MODES:
-            problems.append(f"mode must be full, lora or lora_conv_in, got {cfg.mode!r}")
-        if cfg.vae_precision not in ("auto", *PRECISIONS):
-            problems.append(
-                f"vae_precision must be auto or one of {list(PRECISIONS)}, "
-                f"got {cfg.vae_precision!r}"
-            )
-        if cfg.prediction_type not in (None, "epsilon", "v_prediction"):
-            problems.append(
-                f"prediction_type must be epsilon, v_prediction or null: {cfg.prediction_type!r}"
-            )
-        if not 0.0 <= cfg.caption_dropout < 1.0:
-            problems.append(f"caption_dropout must be in [0, 1), got {cfg.caption_dropout}")
-        if cfg.steps is None and cfg.epochs is None:
-            problems.append("set steps, epochs or both")
-        if cfg.keep_checkpoints < 0:
-            problems.append(f"keep_checkpoints must be 0 or more, got {cfg.keep_checkpoints}")
-        for key in POSITIVE:
-            if int(getattr(cfg, key)) < 1:
-                problems.append(f"{key} must be a positive integer, got {getattr(cfg, key)}")
-        if problems:
-            raise PipelineError(f"{PARAMS_FILE}: {stage}: " + "; ".join(problems))
         if cfg.steps is not None:
             cfg.schedule  # noqa: B018 (raises when schedule_steps < steps)
         return cfg
