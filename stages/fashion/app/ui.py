@@ -25,6 +25,11 @@ def shown(results: Callable[[], tuple[Any, ...]], empty: tuple[Any, ...]) -> tup
         return (*empty, f"**Cannot do that:** {err}")
 
 
+def gallery(label: str, elem_id: str) -> gr.Gallery:
+    """A row of result images (8 a row), as tall as they need."""
+    return gr.Gallery(label=label, columns=8, height="auto", elem_id=elem_id)
+
+
 def whole(value: float | None, name: str) -> int:
     """A number field's value as an int, or an `AppError` for an empty or fractional one."""
     if value is None or int(value) != value:
@@ -58,12 +63,8 @@ def build(outputs: Outputs) -> gr.Blocks:
             negative = gr.Textbox(defaults.negative_prompt, label="Negative prompt")
             run_generate = gr.Button("Generate", variant="primary", elem_id="generate")
             generate_status = gr.Markdown(elem_id="generate-status")
-            base_images = gr.Gallery(
-                label="Base SD", columns=8, height="auto", elem_id="generate-base"
-            )
-            tuned_images = gr.Gallery(
-                label="Fine-tuned SD", columns=8, height="auto", elem_id="generate-tuned"
-            )
+            base_images = gallery("Base SD", "generate-base")
+            tuned_images = gallery("Fine-tuned SD", "generate-tuned")
 
         def on_write(*picked: str) -> tuple[str, str]:
             return shown(lambda: (generate.sentence(*picked),), ("",))
@@ -94,12 +95,8 @@ def build(outputs: Outputs) -> gr.Blocks:
             k = gr.Slider(1, 32, value=8, step=1, label="Results")
             run_search = gr.Button("Search", variant="primary", elem_id="search")
             search_status = gr.Markdown(elem_id="search-status")
-            tuned_hits = gr.Gallery(
-                label="Fine-tuned CLIP", columns=8, height="auto", elem_id="search-tuned"
-            )
-            base_hits = gr.Gallery(
-                label="Base CLIP", columns=8, height="auto", elem_id="search-base"
-            )
+            tuned_hits = gallery("Fine-tuned CLIP", "search-tuned")
+            base_hits = gallery("Base CLIP", "search-base")
             gr.Markdown("An image gives its nearest test captions and its zero-shot attributes.")
             with gr.Row():
                 upload = gr.File(label="Upload an image", type="filepath")
@@ -152,12 +149,8 @@ def build(outputs: Outputs) -> gr.Blocks:
                 shown_input = gr.Image(label="Input", elem_id="redress-input")
                 shown_mask = gr.Image(label="Region redrawn", elem_id="redress-mask")
                 shown_map = gr.Image(label="Target map (v2)", elem_id="redress-map")
-            base_rows = gr.Gallery(
-                label="Base (zero-shot)", columns=8, height="auto", elem_id="redress-base"
-            )
-            tuned_rows = gr.Gallery(
-                label="Fine-tuned", columns=8, height="auto", elem_id="redress-tuned"
-            )
+            base_rows = gallery("Base (zero-shot)", "redress-base")
+            tuned_rows = gallery("Fine-tuned", "redress-tuned")
 
         def on_redress(index_: float | None, text: str, rows_: float) -> tuple[Any, ...]:
             def result() -> tuple[Any, ...]:
