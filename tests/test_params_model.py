@@ -244,8 +244,9 @@ def test_bad_values_through_dvc_exp_run_are_one_line_and_touch_nothing(
 ) -> None:
     """Through `dvc exp run -S`: DVC itself refuses a key params.yaml lacks (unless `+key`
     appends it); an appended misspelt key reaches the stage, which stops before reading
-    anything with its one line (a bad value takes the same path: test_a_stage_stops_...). DVC clears a stage's outputs before running
-    it: nothing half-written is left, and `dvc checkout` brings the last ones back."""
+    anything with its one line (a bad value takes the same path). DVC clears a stage's
+    outputs before running it: nothing half-written is left, and `dvc checkout` brings the
+    last ones back."""
     project = tmp_path / "project"
     shutil.copytree(pipeline, project, symlinks=True)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
