@@ -42,16 +42,21 @@ def create_subset(
     """Write the table fields of a new subset file; return the (empty) images and segmentation.
 
     `table` holds every `TABLE_FIELDS` entry (N values each) and `word_ids` (N int arrays).
-    Pixels are chunked per image and lzf-compressed, so rows can be streamed in and read back
-    one by one (`maxshape` only lets a chunked dataset have n=0 rows).
+    Pixels are chunked per image and deflated (level 1), so rows can be streamed in and read
+    back one by one (`maxshape` only lets a chunked dataset have n=0 rows). Not lzf: its
+    output varies from run to run (its hash table starts uninitialised), so the same subset
+    got another hash and DVC re-ran every later stage on a machine that rebuilt it; deflate
+    is as fast here and smaller (3,000 demo images: write 0.41 vs 0.40 s, read 0.73 vs 0.74 s,
+    6.9 vs 11.4 MB).
     """
+    compressed = {"compression": "gzip", "compression_opts": 1}
     images = f.create_dataset(
         "images", (n, *size, 3), np.uint8, chunks=(1, *size, 3), maxshape=(None, *size, 3),
-        compression="lzf",
+        **compressed,
     )  # fmt: skip
     segmentation = f.create_dataset(
         "segmentation", (n, *size), np.uint8, chunks=(1, *size), maxshape=(None, *size),
-        compression="lzf",
+        **compressed,
     )  # fmt: skip
     f.create_dataset("index", data=np.asarray(table["index"], dtype=np.int64))
     for key in ("name", "caption"):
