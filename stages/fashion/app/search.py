@@ -7,7 +7,6 @@ a re-trained model or a new subset gets new embeddings and a restart reads them 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from fashion.clip.models import embed_images, embed_texts, load_base_clip, load_
 from fashion.data.attributes import ATTRIBUTES, LABEL_MAPS
 from fashion.data.subset import read_images, read_table, subset_path
 from fashion.metrics.zero_shot import ZeroShotClassifier
+from fashion.sd.sampling import files_fingerprint
 
 MODELS = ("finetuned", "base")
 CACHE = Path(".cache/app")  # under the project's root
@@ -32,19 +32,6 @@ class Hit:
     row: int  # of the test subset
     caption: str
     score: float  # cosine similarity
-
-
-def files_hash(*paths: Path) -> str:
-    """A short content hash of the files under `paths` (names and bytes)."""
-    digest = hashlib.sha256()
-    for root in paths:
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for path in files:
-            digest.update(str(path.relative_to(root.parent)).encode())
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 class TestSet:
@@ -78,7 +65,11 @@ class TestSet:
 
         def load() -> tuple[torch.Tensor, torch.Tensor]:
             folder = self.outputs.path("clip" if model == "finetuned" else "base_clip")
-            cache = self.outputs.root / CACHE / f"{model}-{files_hash(folder, self.path)}.pt"
+            cache = (
+                self.outputs.root
+                / CACHE
+                / f"{model}-{files_fingerprint(folder, self.path)[:16]}.pt"
+            )
             if cache.is_file():
                 saved = torch.load(cache)
                 return saved["images"], saved["captions"]
