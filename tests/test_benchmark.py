@@ -180,14 +180,19 @@ def test_benchmark_paths_name_what_is_missing(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the zip
 
 
+@pytest.mark.parametrize("deflate", [True, False], ids=["deflated", "stored"])
 @pytest.mark.parametrize("encryption", ["zipcrypto", "aes"])
 @pytest.mark.parametrize("arcname", ["G2.h5", "Fashion Synthesis/G2.h5"])
-def test_extracts_the_member_byte_for_byte(tmp_path: Path, encryption: str, arcname: str) -> None:
+def test_extracts_the_member_byte_for_byte(
+    tmp_path: Path, encryption: str, arcname: str, deflate: bool
+) -> None:
     member = tmp_path / "member.bin"
     payload = np.random.default_rng(1).integers(0, 50, 3_000_000, dtype=np.uint8).tobytes()
     member.write_bytes(payload)
     zip_path = tmp_path / "G2.zip"
-    write_encrypted_zip(zip_path, member, arcname, PASSWORD, encryption)
+    write_encrypted_zip(zip_path, member, arcname, PASSWORD, encryption, deflate=deflate)
+    stored = zip_path.stat().st_size > len(payload)  # bytes below 50 deflate to ~3/4
+    assert stored == (not deflate)
     out = tmp_path / "out"
     with extracted_member(zip_path, PASSWORD, out) as extracted:
         assert extracted.parent == out
@@ -261,18 +266,26 @@ def test_restore_images_adds_the_mean_and_fixes_the_axis_order() -> None:
         (np.float32, np.float64),  # MATLAB writes doubles by default
     ],
 )
-def test_g2_round_trip_is_exact(tmp_path: Path, ih_dtype: type, seg_dtype: type) -> None:
+@pytest.mark.parametrize("deflate_chunks", [False, True], ids=["plain", "deflated"])
+def test_g2_round_trip_is_exact(
+    tmp_path: Path, ih_dtype: type, seg_dtype: type, deflate_chunks: bool
+) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (7, 128, 128, 3), dtype=np.uint8)
     masks = rng.integers(0, 7, (7, 128, 128), dtype=np.uint8)
     mean = rng.random((128, 128, 3)).astype(np.float32)
     path = tmp_path / "G2.h5"
     batches = [(images[:3] / 255, masks[:3]), (images[3:] / 255, masks[3:])]
-    write_g2_h5(path, 7, batches, mean, ih_dtype=ih_dtype, seg_dtype=seg_dtype)
+    write_g2_h5(
+        path, 7, batches, mean, ih_dtype=ih_dtype, seg_dtype=seg_dtype,
+        deflate_chunks=deflate_chunks,
+    )  # fmt: skip
     with h5py.File(path) as f:
         assert f["ih"].dtype == ih_dtype and f["b_"].dtype == seg_dtype
         assert f["ih"].shape == (7, 3, 128, 128) and f["b_"].shape == (7, 1, 128, 128)
         assert f["ih"].chunks == (1, 3, 128, 128)
+        assert f["ih"].compression == ("gzip" if deflate_chunks else None)
+        assert f["b_"].compression == f["ih"].compression
         # the released order: ih[i] is the (3, W, H) transpose of the mean-subtracted image
         np.testing.assert_allclose(
             f["ih"][2], (images[2] / 255 - mean).transpose(2, 1, 0), atol=1e-6

@@ -28,18 +28,24 @@ def write_g2_h5(
     *,
     ih_dtype: np.dtype | type = np.float32,
     seg_dtype: np.dtype | type = np.uint8,
+    deflate_chunks: bool = False,
 ) -> None:
     """Stream `n` images into a G2.h5 in the released layout (one HDF5 chunk per image).
 
     `batches` yields (images float in [0, 1], (b, H, W, 3) HWC RGB; segmentation (b, H, W)).
     `ih_mean_hwc` is the (H, W, 3) mean image subtracted from every image, as in `ih_mean.mat`.
+    `deflate_chunks`: each chunk deflated (level 1, the floats' bytes shuffled first), which
+    h5py reads transparently; the released file's chunks are not.
     """
     mean = np.asarray(ih_mean_hwc, dtype=np.float32).transpose(2, 1, 0)  # (3, W, H)
     size = mean.shape[1:]
     with h5py.File(path, "w") as f:
         f.create_dataset("ih_mean", data=mean)
-        ih = f.create_dataset("ih", (n, 3, *size), dtype=ih_dtype, chunks=(1, 3, *size))
-        seg = f.create_dataset("b_", (n, 1, *size), dtype=seg_dtype, chunks=(1, 1, *size))
+        deflate = {"compression": "gzip", "compression_opts": 1} if deflate_chunks else {}
+        ih = f.create_dataset(
+            "ih", (n, 3, *size), ih_dtype, chunks=(1, 3, *size), shuffle=deflate_chunks, **deflate
+        )
+        seg = f.create_dataset("b_", (n, 1, *size), seg_dtype, chunks=(1, 1, *size), **deflate)
         done = 0
         for images, masks in batches:
             b = len(images)
@@ -113,9 +119,16 @@ def write_split(
 
 
 def write_encrypted_zip(
-    zip_path: Path, member: Path, arcname: str, password: str, encryption: str
+    zip_path: Path,
+    member: Path,
+    arcname: str,
+    password: str,
+    encryption: str,
+    *,
+    deflate: bool = True,
 ) -> None:
-    """Write a zip holding `member` as `arcname`, deflated and encrypted with `password`.
+    """Write a zip holding `member` as `arcname`, deflated (or stored, `deflate=False`) and
+    encrypted with `password`.
 
     `encryption` is "zipcrypto" (the Info-ZIP `zip` tool; the stdlib cannot encrypt) or "aes"
     (pyzipper, WinZip-AES 256, compress_type 99). Both stream the member: big files are fine.
@@ -123,8 +136,9 @@ def write_encrypted_zip(
     zip_path, member = Path(zip_path).absolute(), Path(member).absolute()
     zip_path.unlink(missing_ok=True)
     if encryption == "aes":
+        compression = pyzipper.ZIP_DEFLATED if deflate else pyzipper.ZIP_STORED
         with pyzipper.AESZipFile(
-            zip_path, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES
+            zip_path, "w", compression=compression, encryption=pyzipper.WZ_AES
         ) as zf:
             zf.setpassword(password.encode())
             zf.write(member, arcname)
@@ -133,13 +147,13 @@ def write_encrypted_zip(
             raise PipelineError("ZipCrypto needs the `zip` tool (apt install zip), or use 'aes'")
         # `zip` names members by their path: link the member under `arcname` in a scratch dir.
         # Deflate level 1: 1.18x faster than the default 6 on demo drawings, 2% larger
-        # (bench/demo_zip.py).
+        # (bench/demo_zip.py); level 0 stores.
         with tempfile.TemporaryDirectory(dir=zip_path.parent) as scratch:
             link = Path(scratch) / arcname
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(member)
-            subprocess.run(
-                ["zip", "-q", "-1", "-P", password, str(zip_path), arcname], cwd=scratch, check=True
-            )
+            level = "-1" if deflate else "-0"
+            command = ["zip", "-q", level, "-P", password, str(zip_path), arcname]
+            subprocess.run(command, cwd=scratch, check=True)
     else:
         raise PipelineError(f"unknown encryption '{encryption}' (expected one of {ENCRYPTIONS})")
