@@ -41,6 +41,7 @@ from fashion.sd.sampling import (
     device_and_dtype,
     finished_batches,
     grid,
+    ready_to_sample,
 )
 
 MODELS = ("base", "finetuned")
@@ -134,13 +135,12 @@ def main(
     )
     processes = finished.processes
     for model in MODELS:
-        pipe = (
+        pipe = ready_to_sample(
             load_base_sd(base_sd, torch_dtype=dtype)
             if model == "base"
-            else load_finetuned_sd(sd, base_sd, torch_dtype=dtype)
+            else load_finetuned_sd(sd, base_sd, torch_dtype=dtype),
+            scheduler,
         )
-        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
         if model == "base" and in_file and processes.is_main:  # the base's tokenizer is kept
             warn_truncated(pipe.tokenizer, in_file, params["prompts_file"])
         pipe.to(device)

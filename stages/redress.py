@@ -40,7 +40,12 @@ from fashion.inpaint.redress import (
     sample_pairs,
 )
 from fashion.inpaint.unet import MapConditionedUNet, with_map_channels
-from fashion.sd.sampling import check_scheduler, device_and_dtype, finished_batches
+from fashion.sd.sampling import (
+    check_scheduler,
+    device_and_dtype,
+    finished_batches,
+    ready_to_sample,
+)
 from fashion.shape.maps import colored_maps
 from fashion.shape.model import load_shape_model
 
@@ -99,12 +104,9 @@ def main(
         else:
             pipe = with_map_channels(load_finetuned_inpainting(inpaint, torch_dtype=dtype))
             check_maps(pipe, version, inpaint)
-        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
+        pipe = ready_to_sample(pipe, scheduler).to(device)
         maps = inputs.maps if model == "finetuned" else None
-        redress_images(
-            pipe.to(device), images, inputs.masks, prompts, seeds, p, finished, model, maps
-        )
+        redress_images(pipe, images, inputs.masks, prompts, seeds, p, finished, model, maps)
     finished.wait()  # every process's batches are in
     print(finished.processes.summary("redress"))
     if not finished.processes.is_main:

@@ -15,7 +15,7 @@ from fashion.data.captions import compose_caption
 from fashion.inpaint.redress import to_uint8
 from fashion.sd.models import load_base_sd, load_finetuned_sd
 from fashion.sd.precision import compute_dtype
-from fashion.sd.sampling import check_scheduler
+from fashion.sd.sampling import check_scheduler, ready_to_sample
 
 MODELS = ("base", "finetuned")
 MAX_IMAGES = 16  # a page's worth; the form offers 1 to this many
@@ -73,9 +73,7 @@ def pipelines(outputs: Outputs) -> dict[str, StableDiffusionPipeline]:
             else load_finetuned_sd(outputs.path("sd"), base, torch_dtype=dtype)
         )
         scheduler = check_scheduler(p["scheduler"], "generate.scheduler")
-        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device())
+        return ready_to_sample(pipe, scheduler).to(device())
 
     return {model: outputs.load(f"sd/{model}", lambda m=model: load(m)) for model in MODELS}
 

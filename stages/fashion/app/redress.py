@@ -17,7 +17,7 @@ from fashion.inpaint.models import base_pipeline, load_finetuned_inpainting
 from fashion.inpaint.redress import redrawn, redress_inputs, redress_version
 from fashion.inpaint.unet import with_map_channels
 from fashion.sd.precision import compute_dtype
-from fashion.sd.sampling import check_scheduler
+from fashion.sd.sampling import check_scheduler, ready_to_sample
 from fashion.shape.maps import colored_maps
 from fashion.shape.model import ShapeNet, load_shape_model
 
@@ -62,9 +62,7 @@ def pipelines(outputs: Outputs) -> dict[str, StableDiffusionInpaintPipeline]:
             )
         )
         scheduler = check_scheduler(p["scheduler"], "redress.scheduler")
-        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device())
+        return ready_to_sample(pipe, scheduler).to(device())
 
     return {model: outputs.load(f"inpaint/{model}", lambda m=model: load(m)) for model in MODELS}
 

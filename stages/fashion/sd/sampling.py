@@ -10,12 +10,13 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from diffusers import (
     DDIMScheduler,
+    DiffusionPipeline,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
     PNDMScheduler,
@@ -27,6 +28,8 @@ from fashion.core.processes import Processes
 from fashion.core.provenance import hash_files
 from fashion.core.stage import PipelineError
 from fashion.sd.precision import compute_dtype
+
+PipelineT = TypeVar("PipelineT", bound=DiffusionPipeline)
 
 SCHEDULERS = {
     "pndm": PNDMScheduler,
@@ -41,6 +44,15 @@ def check_scheduler(name: object, param: str) -> type:
     if name not in SCHEDULERS:
         raise PipelineError(f"{PARAMS_FILE}: {param} must be one of {sorted(SCHEDULERS)}")
     return SCHEDULERS[name]
+
+
+def ready_to_sample(pipe: PipelineT, scheduler: type) -> PipelineT:
+    """`pipe` as every sampler here runs it (the sampling stages and the app): `scheduler`
+    (`check_scheduler`'s class) built from the pipeline's own scheduler config, no progress
+    bar."""
+    pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def device_and_dtype(
