@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
@@ -37,8 +38,6 @@ WAYS = {"released": False, "demo": True}  # way -> chunks deflated (and the zip 
 
 def one_way(tmp: Path, images: int, deflated_chunks: bool) -> tuple[dict[str, float], int, str]:
     """Seconds of draw+write, zip and read-back; the zip's bytes; a digest of the pixels."""
-    import h5py
-
     rng = np.random.default_rng(0)
     codes = sample_codes(images, rng)
     sample = sample_codes(256, rng)
